@@ -52,6 +52,22 @@ def test_streamed_equals_resident(checkpoint_dirs, loaded_models, tmp_path, chec
         assert max(abs(a - b) for a, b in zip(values, got[index])) <= TOL
 
 
+@pytest.mark.parametrize("checkpoint", ["opt-plain", "llama-gqa2"])
+def test_streamed_bfloat16_equals_resident_bfloat16(checkpoint_dirs, checkpoint):
+    """In 16-bit the streamed model holds what a resident load holds (bf16 weights, fp32 rotary
+    frequencies), so it gives the same scores, not merely close ones."""
+    resident = load_model(checkpoint_dirs[checkpoint], dtype="bfloat16", device="cpu")
+    streamed = StreamedModel(checkpoint_dirs[checkpoint], torch.bfloat16, torch.device("cpu"))
+    assert ({n: b.dtype for n, b in streamed.model.named_buffers()}
+            == {n: b.dtype for n, b in resident.model.named_buffers()})
+    dataset = as_dataset(random_classification(35, n_rows=10))
+    expected = scores(ScoringJob(resident.model, resident.tokenizer, dataset, max_tokens_per_pack=150, backend="sdpa"))
+    got = scores(ScoringJob(None, resident.tokenizer, dataset, max_tokens_per_pack=150, backend="sdpa",
+                            streamed=streamed))
+    for index, values in expected.items():
+        assert max(abs(a - b) for a, b in zip(values, got[index])) <= 1e-6
+
+
 def test_budget_splits_groups_and_is_honoured(checkpoint_dirs, loaded_models):
     loaded = loaded_models["opt-350m-shape"]
     dataset = as_dataset(random_classification(32, n_rows=30))

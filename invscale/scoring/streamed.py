@@ -104,13 +104,25 @@ class StreamedModel:
         raise ValueError("no decoder layer stack found in this model")
 
     def _set(self, name: str, value: torch.Tensor | None) -> None:
-        from accelerate.utils import set_module_tensor_to_device
-
+        """Install ``value`` as parameter or buffer ``name`` on the run's device, or free it back to
+        the meta device when ``value`` is None. Floating-point parameters take the run's dtype;
+        buffers keep the skeleton's (as a resident load leaves them, e.g. fp32 rotary frequencies).
+        Assigned directly: a generic setter that empties the device's allocator cache per tensor
+        would make every layer's weights a fresh device allocation."""
+        owner_name, _, attr = name.rpartition(".")
+        owner = self.model.get_submodule(owner_name)
+        current = getattr(owner, attr)
         if value is None:
-            set_module_tensor_to_device(self.model, name, "meta")
+            value = torch.empty_like(current, device="meta")
+        elif value.shape != current.shape:
+            raise ValueError(f"{self.checkpoint.directory}: tensor {name} has shape {tuple(value.shape)}, "
+                             f"the config gives {tuple(current.shape)}")
         else:
-            dtype = self.dtype if value.is_floating_point() else None
-            set_module_tensor_to_device(self.model, name, self.device, value=value, dtype=dtype)
+            value = value.to(self.device, current.dtype if value.is_floating_point() else value.dtype)
+        if attr in owner._buffers:
+            owner._buffers[attr] = value
+        else:
+            owner._parameters[attr] = nn.Parameter(value, requires_grad=False)
 
     def _read(self, name: str) -> torch.Tensor:
         """Tensor ``name`` from the checkpoint, in the run's dtype if it is floating point."""
@@ -282,8 +294,9 @@ class StreamedRunner:
         return weights + cache + sum(h.nbytes for h in hidden)
 
     def _synchronize(self) -> None:
+        """Wait for the compute stream only (the next layer's copy on the side stream runs on)."""
         if self.streamed.device.type == "cuda":
-            torch.cuda.synchronize(self.streamed.device)
+            torch.cuda.current_stream(self.streamed.device).synchronize()
 
 
 class StreamBudgetError(ValueError):
