@@ -10,7 +10,8 @@ from typer.testing import CliRunner
 from invscale.cli import app
 from invscale.models import load_model
 from invscale.scoring.scorer import ScoringJob
-from invscale.scoring.streamed import StreamBudgetError, StreamedModel, StreamedRunner
+from invscale.scoring import attention
+from invscale.scoring.streamed import StreamBudgetError, StreamedModel, StreamedRunner, plan_groups
 from invscale.scoring.trie import build_pack
 from random_data import as_dataset, random_classification
 
@@ -88,6 +89,23 @@ def test_budget_splits_groups_and_is_honoured(checkpoint_dirs, loaded_models):
     assert 0 < runner.peak_bytes <= budget
     with pytest.raises(StreamBudgetError, match="too small"):
         ScoringJob(None, loaded.tokenizer, dataset, max_tokens_per_pack=100, streamed=streamed, memory_budget=300_000)
+
+
+def test_groups_follow_the_attention_backend(checkpoint_dirs):
+    """Dense masks and fp32 scores are budgeted where the backend may make them (sdpa; flex off
+    CUDA runs eagerly); the block-sparse kernels need neither, so one budget holds more packs."""
+    streamed = StreamedModel(checkpoint_dirs["opt-plain"], torch.float32, torch.device("cpu"))
+    sizes, preface = [300] * 12, 20
+    groups = {backend: len(plan_groups(streamed, preface, sizes, 3_000_000, backend))
+              for backend in ("sdpa", "flex", "triton")}
+    assert groups["sdpa"] == groups["flex"] > groups["triton"] == 1
+    with pytest.raises(StreamBudgetError):
+        plan_groups(streamed, preface, sizes, 2_000_000, "sdpa")
+    assert len(plan_groups(streamed, preface, sizes, 2_000_000, "triton")) == 1
+    heads = streamed.model.config.num_attention_heads
+    assert attention.attention_memory("sdpa", torch.device("cuda"), 300, 320, heads) == (300 * 320, 300 * 320 * heads * 4)
+    assert attention.attention_memory("flex", torch.device("cuda"), 300, 320, heads) == (0, 0)
+    assert attention.attention_memory("flex", torch.device("cpu"), 300, 320, heads) == (300 * 320, 300 * 320 * heads * 4)
 
 
 def test_score_command_streams_on_request(checkpoint_dirs, tmp_path):

@@ -127,6 +127,27 @@ def resolve_backend(name: str, device: torch.device, kernels: str = "torch") -> 
     return name
 
 
+def attention_memory(backend: str, device: torch.device, n_queries: int, n_keys: int, heads: int) -> tuple[int, int]:
+    """Upper bounds, in bytes, on what one pack's attention with ``backend`` takes beyond its
+    inputs: (the mask the pack's context keeps for every layer, the scores one call may
+    materialise). The dense boolean mask of ``sdpa`` is kept; fp32 scores are assumed wherever
+    the kernel is not block-sparse (sdpa may fall back to its math path, eager flex_attention off
+    CUDA computes them all; unknown backends are assumed to do both)."""
+    sparse = backend == "triton" or (backend == "flex" and device.type == "cuda")
+    kept_mask = 0 if sparse else n_queries * n_keys
+    scores = 0 if sparse else n_queries * n_keys * heads * 4
+    return kept_mask, scores
+
+
+def held_mask_bytes(context: TreeContext) -> int:
+    """Bytes of the tensors a pack's context keeps for its masks."""
+    total = 0
+    for mask in context._masks.values():  # a tensor, or an object holding tensors (BlockMask, BlockLists)
+        parts = (mask,) if isinstance(mask, torch.Tensor) else vars(mask).values()
+        total += sum(part.nbytes for part in parts if isinstance(part, torch.Tensor))
+    return total
+
+
 def tree_attention_forward(module, query, key, value, attention_mask=None, scaling=None, dropout=0.0,
                            invscale_tree: TreeContext | None = None, **kwargs):
     """Attention function with transformers' interface: returns ([B, L, heads, dim], None)."""

@@ -78,7 +78,8 @@ class ScoringJob:
             seq_id += len(row_seqs)
         self.packs = plan_packs(items, max_tokens_per_pack or default_max_tokens_per_pack(model))
         if streamed is not None:
-            self.groups = plan_groups(streamed, n_preface, [pack_tokens(p) for p in self.packs], memory_budget)
+            self.groups = plan_groups(streamed, n_preface, [pack_tokens(p) for p in self.packs], memory_budget,
+                                      self.backend)
         pending = [seq for row_seqs in self._sequences for seq in row_seqs]
         self.stats = ScoreStats(
             items=len(self.rows),

@@ -285,13 +285,15 @@ class StreamedRunner:
             hidden[k] = out[0] if isinstance(out, tuple) else out
         self._synchronize()
         in_flight = self.streamed.layer_bytes() if prefetching else 0
-        self.peak_bytes = max(self.peak_bytes, self._held_bytes(hidden) + in_flight)
+        contexts = [kwargs["invscale_tree"] for _, kwargs in states]
+        self.peak_bytes = max(self.peak_bytes, self._held_bytes(hidden, contexts) + in_flight)
         self.streamed.drop_layer(index)
 
-    def _held_bytes(self, hidden: list[torch.Tensor]) -> int:
+    def _held_bytes(self, hidden: list[torch.Tensor], contexts: list[attention.TreeContext]) -> int:
         weights = sum(p.numel() * p.element_size() for p in self.streamed.model.parameters() if not p.is_meta)
         cache = sum(t.nbytes for pair in self.captured.values() for t in pair)
-        return weights + cache + sum(h.nbytes for h in hidden)
+        masks = sum(attention.held_mask_bytes(context) for context in contexts)
+        return weights + cache + masks + sum(h.nbytes for h in hidden)
 
     def _synchronize(self) -> None:
         """Wait for the compute stream only (the next layer's copy on the side stream runs on)."""
@@ -303,11 +305,13 @@ class StreamBudgetError(ValueError):
     """The memory budget cannot hold two layers, the preface's KV and one pack."""
 
 
-def plan_groups(streamed: StreamedModel, preface_tokens: int, pack_sizes: list[int], budget: int | None) -> list[list[int]]:
-    """Pack indexes grouped so that each group's hidden states fit ``budget`` bytes beside the
-    resident weights, two layers (one computing, one read ahead), the preface's keys and values
-    and one pack's working memory (all packs in one group when there is no budget). Raises
-    :class:`StreamBudgetError`."""
+def plan_groups(streamed: StreamedModel, preface_tokens: int, pack_sizes: list[int], budget: int | None,
+                backend: str = "sdpa") -> list[list[int]]:
+    """Pack indexes grouped so that each group's hidden states and attention masks fit ``budget``
+    bytes beside the resident weights, two layers (one computing, one read ahead), the preface's
+    keys and values and one pack's working memory (all packs in one group when there is no
+    budget). Attention memory follows ``backend`` (see :func:`attention.attention_memory`).
+    Raises :class:`StreamBudgetError`."""
     if budget is None or not pack_sizes:
         return [list(range(len(pack_sizes)))]
     config = streamed.model.config
@@ -317,25 +321,31 @@ def plan_groups(streamed: StreamedModel, preface_tokens: int, pack_sizes: list[i
     kv_dim = getattr(config, "num_key_value_heads", heads) * (getattr(config, "head_dim", None) or hidden // heads)
     ffn = getattr(config, "ffn_dim", None) or getattr(config, "intermediate_size", 4 * hidden)
     cache = len(streamed.layers) * 2 * preface_tokens * kv_dim * size
+
+    def attention_bytes(n: int) -> tuple[int, int]:
+        return attention.attention_memory(backend, streamed.device, n, preface_tokens + n, heads)
+
+    def held(n: int) -> int:  # kept for the whole group: hidden states and the pack's mask
+        return n * hidden * size + attention_bytes(n)[0]
+
     largest = max(pack_sizes)
-    working = largest * (4 * hidden + 2 * ffn) * size + largest * (preface_tokens + largest) * heads * 4
+    working = largest * (4 * hidden + 2 * ffn) * size + attention_bytes(largest)[1]
     fixed = streamed.resident_bytes() + 2 * streamed.layer_bytes() + cache + working  # one computing, one read ahead
-    per_token = hidden * size
     room = budget - fixed
-    if room < largest * per_token:
+    if room < held(largest):
         raise StreamBudgetError(
             f"--gpu-memory {_size(budget)} is too small: the resident weights take "
             f"{_size(streamed.resident_bytes())}, two layers (one read ahead) {_size(2 * streamed.layer_bytes())}, "
             f"the preface's keys "
-            f"and values {_size(cache)} and one pack of {largest} tokens needs {_size(working + largest * per_token)}; "
+            f"and values {_size(cache)} and one pack of {largest} tokens needs {_size(working + held(largest))}; "
             f"raise it or lower --max-tokens-per-pack")
-    groups, current, tokens = [], [], 0
+    groups, current, used = [], [], 0
     for index, n in enumerate(pack_sizes):
-        if current and (tokens + n) * per_token > room:
+        if current and used + held(n) > room:
             groups.append(current)
-            current, tokens = [], 0
+            current, used = [], 0
         current.append(index)
-        tokens += n
+        used += held(n)
     return groups + [current]
 
 
