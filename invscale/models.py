@@ -187,10 +187,10 @@ def _checkpoint_directory(name: str) -> Path:
 
 
 def _weight_bytes(directory: Path, dtype: torch.dtype) -> int:
-    """Parameters of the checkpoint's architecture (built on the meta device) times the dtype's size."""
-    from accelerate import init_empty_weights
+    """Parameters of the checkpoint's architecture (built on the meta device, tied weights counted
+    once) times the dtype's size."""
     from transformers import AutoConfig, AutoModelForCausalLM
 
-    with init_empty_weights():
+    with torch.device("meta"):
         skeleton = AutoModelForCausalLM.from_config(AutoConfig.from_pretrained(directory))
     return sum(p.numel() for p in skeleton.parameters()) * torch.finfo(dtype).bits // 8

@@ -154,3 +154,24 @@ def test_cpu_offload_reads_the_checkpoint_once(checkpoint_dirs, loaded_models, m
     assert len(reads) == layer_tensors * (1 if keep_in_host else len(job.groups))
     for index, values in expected.items():
         assert max(abs(a - b) for a, b in zip(values, got[index])) <= TOL
+
+
+def test_a_checkpoint_with_its_own_head_streams_as_it_loads(checkpoint_dirs, tmp_path):
+    """A tied config whose checkpoint still holds a distinct lm_head: the resident load keeps that
+    head, so streaming must too (not tie it to the embeddings)."""
+    from safetensors.torch import load_file, save_file
+
+    directory = tmp_path / "own-head"
+    shutil.copytree(checkpoint_dirs["opt-plain"], directory)
+    tensors = load_file(directory / "model.safetensors")
+    embeddings = tensors["model.decoder.embed_tokens.weight"]
+    tensors["lm_head.weight"] = torch.randn(embeddings.shape, generator=torch.Generator().manual_seed(5)) * 0.1
+    save_file(tensors, directory / "model.safetensors", metadata={"format": "pt"})
+    resident = load_model(str(directory))
+    assert not torch.equal(resident.model.lm_head.weight, resident.model.get_input_embeddings().weight)
+    dataset = as_dataset(random_classification(36, n_rows=8))
+    expected = scores(ScoringJob(resident.model, resident.tokenizer, dataset, max_tokens_per_pack=120))
+    streamed = StreamedModel(directory, torch.float32, torch.device("cpu"))
+    got = scores(ScoringJob(None, resident.tokenizer, dataset, max_tokens_per_pack=120, streamed=streamed))
+    for index, values in expected.items():
+        assert max(abs(a - b) for a, b in zip(values, got[index])) <= TOL

@@ -81,9 +81,11 @@ class StreamedModel:
         self._stack_owner, self._stack_attr, self.layers = self._find_layer_stack()
         prefix = self._stack_prefix
         head = self.model.get_output_embeddings()
-        tied = getattr(config, "tie_word_embeddings", False)
+        head_name = next(name for name, parameter in self.model.named_parameters() if parameter is head.weight)
+        # tied as a resident load ties it: to the input embeddings unless the checkpoint holds a head
+        tied = getattr(config, "tie_word_embeddings", False) and head_name not in self.checkpoint
         for name, parameter in self.model.named_parameters():
-            if name.startswith(prefix) or (tied and parameter is head.weight and name not in self.checkpoint):
+            if name.startswith(prefix) or (tied and name == head_name):
                 continue
             self._load(name)
         for name, buffer in self.model.named_buffers():
