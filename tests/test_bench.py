@@ -74,3 +74,35 @@ def test_synthetic_workload_has_the_token_counts_asked_for():
     assert len(prefaces) == 1 and len({r.prompt for r in dataset.rows}) == 4
     model = build_opt("tiny", torch.float32, "cpu")
     assert model.get_output_embeddings().weight.shape[0] == 50272
+
+
+def test_random_checkpoint_loads_completely_and_initialises_like_opt(tmp_path):
+    from transformers import OPTForCausalLM
+
+    from invscale.benchmark.streaming import write_random_checkpoint
+
+    directory = write_random_checkpoint("tiny", tmp_path / "ckpt", torch.float32, seed=3)
+    index = json.loads((directory / "model.safetensors.index.json").read_text())
+    assert sorted(set(index["weight_map"].values())) == ["layer-000.safetensors", "layer-001.safetensors",
+                                                         "rest.safetensors"]
+    model, info = OPTForCausalLM.from_pretrained(directory, output_loading_info=True)
+    assert not any(info[key] for key in ("missing_keys", "unexpected_keys", "mismatched_keys"))
+    assert model.lm_head.weight is model.model.decoder.embed_tokens.weight  # tied, as OPT is
+    layer = model.model.decoder.layers[1]
+    assert torch.equal(layer.final_layer_norm.weight, torch.ones_like(layer.final_layer_norm.weight))
+    assert not layer.fc1.bias.any() and abs(float(layer.fc1.weight.detach().std()) - 0.02) < 0.002
+    again = write_random_checkpoint("tiny", tmp_path / "again", torch.float32, seed=3)
+    assert (again / "layer-001.safetensors").read_bytes() == (directory / "layer-001.safetensors").read_bytes()
+
+
+def test_streaming_benchmark_agrees_with_resident_and_reports_floors(tmp_path):
+    from invscale.benchmark.streaming import run_streaming_benchmark, write_random_checkpoint
+
+    directory = write_random_checkpoint("tiny", tmp_path / "ckpt", torch.float32)
+    dataset = synthetic_dataset(items=20, prompt_len=30, options=3, option_len=3, preface_len=10)
+    figures = run_streaming_benchmark(directory, WordIdTokenizer(), dataset, torch.float32, torch.device("cpu"),
+                                      budget=14_500_000, max_tokens_per_pack=150)
+    assert figures["agrees"] and figures["max_abs_diff_vs_resident"] <= 1e-5
+    assert figures["streamed"]["groups"] > 1 and figures["budget_gib"] * 2**30 == 14_500_000
+    assert figures["flop_floor_seconds"] > 0 and figures["pcie_floor_seconds"] is None  # no host link on CPU
+    assert figures["streamed"]["seconds"] > 0 and figures["resident"]["seconds"] > 0

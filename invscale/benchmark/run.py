@@ -84,6 +84,14 @@ def matmul_peak_flops(dtype: torch.dtype, device: torch.device) -> float:
     return 2 * n ** 3 / seconds
 
 
+def flop_floor(model, plan: ScoringJob, peak_flops: float) -> tuple[float, int]:
+    """(seconds, unique tokens) of ``plan``'s work at ``peak_flops``: 2 × body params per unique
+    token plus the LM head on answer tokens."""
+    unique_tokens = plan.stats.preface_tokens + sum(pack_tokens(pack) for pack in plan.packs)
+    head = model.get_output_embeddings().weight
+    return (2 * body_params(model) * unique_tokens + 2 * head.numel() * plan.stats.answer_tokens) / peak_flops, unique_tokens
+
+
 def method_runner(method: str, model, tokenizer, dataset: Dataset, max_tokens_per_pack: int | None = None,
                   token_budget: int = 8192) -> Callable[[], list[list[float]]]:
     """A call that scores ``dataset`` from its rows by ``method``: per-option log-probs per row."""
@@ -117,11 +125,8 @@ def run_benchmark(model, tokenizer, dataset: Dataset, methods: list[str], repeat
                                     f"(tolerance {tolerance:g} in {str(dtype).removeprefix('torch.')})")
 
     plan = ScoringJob(model, tokenizer, dataset, max_tokens_per_pack=max_tokens_per_pack)
-    unique_tokens = plan.stats.preface_tokens + sum(pack_tokens(pack) for pack in plan.packs)
     peak = matmul_peak_flops(dtype, device)
-    params = body_params(model)
-    head = model.get_output_embeddings().weight
-    floor = (2 * params * unique_tokens + 2 * head.numel() * plan.stats.answer_tokens) / peak
+    floor, unique_tokens = flop_floor(model, plan, peak)
     timings = {}  # method: (median seconds, peak GiB or None)
     for method in chosen:
         if device.type == "cuda":
@@ -134,6 +139,6 @@ def run_benchmark(model, tokenizer, dataset: Dataset, methods: list[str], repeat
                for method, (seconds, memory) in timings.items()]
     return {"device": torch.cuda.get_device_name(device) if device.type == "cuda" else "cpu",
             "dtype": str(dtype).removeprefix("torch."), "items": len(dataset.rows),
-            "naive_tokens": plan.stats.naive_tokens, "unique_tokens": unique_tokens, "body_params": params,
+            "naive_tokens": plan.stats.naive_tokens, "unique_tokens": unique_tokens, "body_params": body_params(model),
             "peak_tflops": peak / 1e12, "floor_seconds": floor, "tolerance": tolerance, "agreement_checked": True,
             "methods": [asdict(f) for f in figures]}

@@ -54,18 +54,25 @@ def synthetic_dataset(items: int, prompt_len: int, options: int, option_len: int
     return validate_records("synthetic", records, ["prompt", "classes", "answer_index"])
 
 
-def build_opt(shape: str, dtype: torch.dtype, device: str | torch.device, seed: int = 0):
-    """A random-init OPT causal LM of ``shape`` (no download) in eval mode."""
-    from transformers import OPTConfig, OPTForCausalLM
+def opt_config(shape: str):
+    """The OPTConfig of ``shape`` (a key of :data:`OPT_SHAPES`)."""
+    from transformers import OPTConfig
 
     settings = dict(vocab_size=OPT_VOCAB, max_position_embeddings=2048,
                     word_embed_proj_dim=OPT_SHAPES[shape]["hidden_size"], **OPT_SHAPES[shape])
+    return OPTConfig(**settings)
+
+
+def build_opt(shape: str, dtype: torch.dtype, device: str | torch.device, seed: int = 0):
+    """A random-init OPT causal LM of ``shape`` (no download) in eval mode."""
+    from transformers import OPTForCausalLM
+
     torch.manual_seed(seed)
     previous = torch.get_default_dtype()
     torch.set_default_dtype(dtype)
     try:
         with torch.device(device):
-            return OPTForCausalLM(OPTConfig(**settings)).eval()
+            return OPTForCausalLM(opt_config(shape)).eval()
     finally:
         torch.set_default_dtype(previous)
 
