@@ -108,6 +108,20 @@ def method_runner(method: str, model, tokenizer, dataset: Dataset, max_tokens_pe
     return run
 
 
+def agreement(outputs: dict[str, list[float]], dtype: torch.dtype) -> dict[str, float]:
+    """Each method's largest |Δ| from ``outputs["hf-per-option"]`` (flat per-option log-probs).
+
+    Raises :class:`BenchmarkMismatch` for the first beyond the dtype's tolerance."""
+    baseline = outputs["hf-per-option"]
+    differences = {m: max(abs(a - b) for a, b in zip(values, baseline)) for m, values in outputs.items()}
+    tolerance = TOLERANCE[dtype]
+    for method, difference in differences.items():
+        if not difference <= tolerance:
+            raise BenchmarkMismatch(f"{method} differs from hf-per-option by {difference:.3g} nats "
+                                    f"(tolerance {tolerance:g} in {str(dtype).removeprefix('torch.')})")
+    return differences
+
+
 def run_benchmark(model, tokenizer, dataset: Dataset, methods: list[str], repeats: int = 1,
                   max_tokens_per_pack: int | None = None, token_budget: int = 8192) -> dict:
     """Figures for every method in ``methods`` (names from :data:`METHODS`), baseline A first.
@@ -117,12 +131,7 @@ def run_benchmark(model, tokenizer, dataset: Dataset, methods: list[str], repeat
     chosen = ["hf-per-option"] + [m for m in methods if m != "hf-per-option"]
     runners = {m: method_runner(m, model, tokenizer, dataset, max_tokens_per_pack, token_budget) for m in chosen}
     outputs = {m: [lp for row in runners[m]() for lp in row] for m in chosen}  # warm-up and agreement check
-    differences = {m: max(abs(a - b) for a, b in zip(outputs[m], outputs["hf-per-option"])) for m in chosen}
-    tolerance = TOLERANCE[dtype]
-    for method, difference in differences.items():
-        if not difference <= tolerance:
-            raise BenchmarkMismatch(f"{method} differs from hf-per-option by {difference:.3g} nats "
-                                    f"(tolerance {tolerance:g} in {str(dtype).removeprefix('torch.')})")
+    differences = agreement(outputs, dtype)
 
     plan = ScoringJob(model, tokenizer, dataset, max_tokens_per_pack=max_tokens_per_pack)
     peak = matmul_peak_flops(dtype, device)
@@ -140,5 +149,5 @@ def run_benchmark(model, tokenizer, dataset: Dataset, methods: list[str], repeat
     return {"device": torch.cuda.get_device_name(device) if device.type == "cuda" else "cpu",
             "dtype": str(dtype).removeprefix("torch."), "items": len(dataset.rows),
             "naive_tokens": plan.stats.naive_tokens, "unique_tokens": unique_tokens, "body_params": body_params(model),
-            "peak_tflops": peak / 1e12, "floor_seconds": floor, "tolerance": tolerance, "agreement_checked": True,
+            "peak_tflops": peak / 1e12, "floor_seconds": floor, "tolerance": TOLERANCE[dtype], "agreement_checked": True,
             "methods": [asdict(f) for f in figures]}
