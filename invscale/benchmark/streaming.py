@@ -16,12 +16,11 @@ from __future__ import annotations
 
 import dataclasses
 import json
-import time
 from pathlib import Path
 
 import torch
 
-from invscale.benchmark.run import TOLERANCE, flop_floor, matmul_peak_flops
+from invscale.benchmark.run import TOLERANCE, flop_floor, matmul_peak_flops, timed
 from invscale.benchmark.workload import opt_config
 from invscale.data import Dataset
 from invscale.scoring.checkpoint import INDEX
@@ -92,15 +91,10 @@ def _scores(job: ScoringJob) -> dict[int, list[float]]:
 
 
 def _timed_scores(job: ScoringJob, device: torch.device) -> tuple[dict[int, list[float]], float, float | None]:
-    """(scores, wall seconds, peak GiB allocated on CUDA or None) of one whole run."""
+    """(scores, seconds, peak GiB allocated on CUDA or None) of one whole run."""
     if device.type == "cuda":
-        torch.cuda.synchronize(device)
         torch.cuda.reset_peak_memory_stats(device)
-    began = time.perf_counter()
-    scores = _scores(job)
-    if device.type == "cuda":
-        torch.cuda.synchronize(device)
-    seconds = time.perf_counter() - began
+    scores, seconds = timed(lambda: _scores(job), device)
     return scores, seconds, torch.cuda.max_memory_allocated(device) / 2**30 if device.type == "cuda" else None
 
 

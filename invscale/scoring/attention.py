@@ -53,6 +53,14 @@ class TreeContext:
             self._masks[kind, n_prefix] = build(self.subtree_end, n_prefix)
         return self._masks[kind, n_prefix]
 
+    def mask_bytes(self) -> int:
+        """Bytes of the tensors kept for this pack's masks."""
+        total = 0
+        for mask in self._masks.values():  # a tensor, or an object holding tensors (BlockMask, BlockLists)
+            parts = (mask,) if isinstance(mask, torch.Tensor) else vars(mask).values()
+            total += sum(part.nbytes for part in parts if isinstance(part, torch.Tensor))
+        return total
+
 
 def sdpa_tree_attention(query, key, value, context: TreeContext, scaling: float | None) -> torch.Tensor:
     """Reference backend: torch SDPA with the dense ancestor mask. Shapes [1, heads, len, dim]."""
@@ -137,15 +145,6 @@ def attention_memory(backend: str, device: torch.device, n_queries: int, n_keys:
     kept_mask = 0 if sparse else n_queries * n_keys
     scores = 0 if sparse else n_queries * n_keys * heads * 4
     return kept_mask, scores
-
-
-def held_mask_bytes(context: TreeContext) -> int:
-    """Bytes of the tensors a pack's context keeps for its masks."""
-    total = 0
-    for mask in context._masks.values():  # a tensor, or an object holding tensors (BlockMask, BlockLists)
-        parts = (mask,) if isinstance(mask, torch.Tensor) else vars(mask).values()
-        total += sum(part.nbytes for part in parts if isinstance(part, torch.Tensor))
-    return total
 
 
 def tree_attention_forward(module, query, key, value, attention_mask=None, scaling=None, dropout=0.0,

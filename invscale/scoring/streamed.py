@@ -294,7 +294,7 @@ class StreamedRunner:
     def _held_bytes(self, hidden: list[torch.Tensor], contexts: list[attention.TreeContext]) -> int:
         weights = sum(p.numel() * p.element_size() for p in self.streamed.model.parameters() if not p.is_meta)
         cache = sum(t.nbytes for pair in self.captured.values() for t in pair)
-        masks = sum(attention.held_mask_bytes(context) for context in contexts)
+        masks = sum(context.mask_bytes() for context in contexts)
         return weights + cache + masks + sum(h.nbytes for h in hidden)
 
     def _synchronize(self) -> None:
