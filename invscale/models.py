@@ -90,7 +90,7 @@ def load_model(name: str, dtype: str = "float32", device: str = "auto") -> Loade
 
     Raises :class:`ModelLoadError` with one line saying where it looked when nothing loads.
     """
-    from transformers import AutoModelForCausalLM, AutoTokenizer
+    from transformers import AutoConfig, AutoModelForCausalLM, AutoTokenizer
     from transformers.utils import logging as hf_logging
 
     torch_dtype, torch_device = resolve_dtype(dtype), resolve_device(device)
@@ -107,8 +107,11 @@ def load_model(name: str, dtype: str = "float32", device: str = "auto") -> Loade
     hf_logging.disable_progress_bar()
     try:
         where = str(local) if looks_local else source
+        _check_supported(name, AutoConfig.from_pretrained(where, gguf_file=gguf_file))
         tokenizer = AutoTokenizer.from_pretrained(where, gguf_file=gguf_file)
         model = AutoModelForCausalLM.from_pretrained(where, gguf_file=gguf_file, dtype=torch_dtype)
+    except ModelLoadError:
+        raise
     except (OSError, ValueError) as exc:
         reason = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
         cache = os.environ.get("HF_HUB_CACHE") or os.environ.get("HF_HOME") or "~/.cache/huggingface"
@@ -118,6 +121,16 @@ def load_model(name: str, dtype: str = "float32", device: str = "auto") -> Loade
         ) from None
     model.to(torch_device).eval()
     return LoadedModel(name, model, tokenizer, torch_device, torch_dtype)
+
+
+def _check_supported(name: str, config) -> None:
+    """Refuse, from the config alone, an architecture the trie scorer cannot score exactly."""
+    from invscale.scoring.architectures import UnsupportedModel, check_model_type
+
+    try:
+        check_model_type(config)
+    except UnsupportedModel as exc:
+        raise ModelLoadError(f"model '{name}': {exc}") from None
 
 
 def _require_gguf_support(name: str) -> None:
@@ -153,7 +166,7 @@ def load_for_scoring(name: str, dtype: str = "float32", device: str = "auto", of
         raise ModelLoadError(f"--offload {offload}: choose one of {', '.join(OFFLOAD_CHOICES)}")
     if offload == "none" or (offload == "auto" and memory_budget is None):
         return load_model(name, dtype, device)
-    from transformers import AutoTokenizer
+    from transformers import AutoConfig, AutoTokenizer
 
     from invscale.scoring.streamed import StreamedModel
 
@@ -162,6 +175,7 @@ def load_for_scoring(name: str, dtype: str = "float32", device: str = "auto", of
     if offload == "auto" and _weight_bytes(directory, torch_dtype) * 1.2 <= memory_budget:
         return load_model(name, dtype, device)
     try:
+        _check_supported(name, AutoConfig.from_pretrained(str(directory)))
         streamed = StreamedModel(directory, torch_dtype, torch_device, keep_in_host=offload == "cpu")
         tokenizer = AutoTokenizer.from_pretrained(str(directory))
     except (OSError, ValueError) as exc:

@@ -46,26 +46,37 @@ def main():
 
 def compile_all(capability):
     head_ints = {n: "i32" for n in ("T", "V", "D", "T_BUCKET", "stride_ht", "stride_hd", "stride_wv", "stride_wd")}
-    attention_ints = {n: "i32" for n in ("N", "P", "N_BUCKET", "heads_per_kv", "blocks_width", "sq_h", "sq_n", "sq_d",
-                                          "sk_h", "sk_n", "sk_d", "sv_h", "sv_n", "sv_d", "so_h", "so_n", "so_d")}
+    head_scalars = {**head_ints, "target_ptr": "*i64", "max_ptr": "*fp32", "sum_ptr": "*fp32", "picked_ptr": "*fp32",
+                    "scale": "fp32", "softcap": "fp32"}
+    attention_ints = {n: "i32" for n in ("N", "P", "N_BUCKET", "heads_per_kv", "blocks_width", "window", "sq_h",
+                                          "sq_n", "sq_d", "sk_h", "sk_n", "sk_d", "sv_h", "sv_n", "sv_d", "so_h",
+                                          "so_n", "so_d")}
+    attention_scalars = {**attention_ints, "end_ptr": "*i64", "pos_ptr": "*i64", "blocks_ptr": "*i32",
+                         "counts_ptr": "*i32", "scale": "fp32", "softcap": "fp32"}
+    # (dtype, head_dim, sliding window and soft cap): Gemma2's shape takes both at head_dim 256
+    attention_variants = [(dtype, head_dim, False) for dtype in ("bfloat16", "float16", "float32")
+                          for head_dim in (64, 128)] + [("bfloat16", 256, True)]
     for dtype in ("bfloat16", "float16", "float32"):
         configs = fused_head._CONFIGS if dtype == "bfloat16" else fused_head._CONFIGS[:1]
         for config in configs:
-            scalars = {**head_ints, "target_ptr": "*i64", "max_ptr": "*fp32", "sum_ptr": "*fp32", "picked_ptr": "*fp32"}
-            flags = {"HAS_BIAS": dtype == "float16", "UPCAST": False, "IEEE": dtype == "float32"}
-            report = compile_variant(fused_head._partials_kernel, TYPES[dtype], scalars, flags, config, capability)
+            flags = {"HAS_BIAS": dtype == "float16", "HAS_SCALE": False, "HAS_SOFTCAP": False, "UPCAST": False,
+                     "IEEE": dtype == "float32"}
+            report = compile_variant(fused_head._partials_kernel, TYPES[dtype], head_scalars, flags, config, capability)
             print(json.dumps({"kernel": "fused_head", "capability": capability, "dtype": dtype, **config.kwargs, **report}),
                   flush=True)
-        for head_dim in (64, 128):
-            scalars = {**attention_ints, "end_ptr": "*i64", "blocks_ptr": "*i32", "counts_ptr": "*i32",
-                       "scale_log2": "fp32"}
-            flags = {"HEAD_DIM": head_dim, "BLOCK_D": head_dim, "BLOCK_M": tree_attention.BLOCK_M,
-                     "BLOCK_N": tree_attention.BLOCK_N, "UPCAST": False, "IEEE": dtype == "float32"}
-            config = triton.Config({}, num_warps=4, num_stages=2)  # the leanest autotune config must fit
-            report = compile_variant(tree_attention._tree_attention_kernel, TYPES[dtype], scalars, flags, config,
-                                     capability)
-            print(json.dumps({"kernel": "tree_attention", "capability": capability, "dtype": dtype, "head_dim": head_dim,
-                              **report}), flush=True)
+    flags = {"HAS_BIAS": False, "HAS_SCALE": True, "HAS_SOFTCAP": True, "UPCAST": False, "IEEE": False}
+    report = compile_variant(fused_head._partials_kernel, "bf16", head_scalars, flags, fused_head._CONFIGS[0], capability)
+    print(json.dumps({"kernel": "fused_head", "capability": capability, "dtype": "bfloat16", "softcap": True,
+                      **fused_head._CONFIGS[0].kwargs, **report}), flush=True)
+    for dtype, head_dim, gemma2 in attention_variants:
+        flags = {"HEAD_DIM": head_dim, "BLOCK_D": head_dim, "BLOCK_M": tree_attention.BLOCK_M,
+                 "BLOCK_N": tree_attention.BLOCK_N, "HAS_WINDOW": gemma2, "HAS_SOFTCAP": gemma2, "UPCAST": False,
+                 "IEEE": dtype == "float32"}
+        config = triton.Config({}, num_warps=4, num_stages=2)  # the leanest autotune config must fit
+        report = compile_variant(tree_attention._tree_attention_kernel, TYPES[dtype], attention_scalars, flags, config,
+                                 capability)
+        print(json.dumps({"kernel": "tree_attention", "capability": capability, "dtype": dtype, "head_dim": head_dim,
+                          "window_softcap": gemma2, **report}), flush=True)
 
 
 if __name__ == "__main__":

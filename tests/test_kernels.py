@@ -13,7 +13,7 @@ import pytest
 import torch
 
 from invscale.kernels import fused_head
-from invscale.kernels.fused_head import answer_logprobs_torch, answer_logprobs_triton
+from invscale.kernels.fused_head import LogitTransform, answer_logprobs_torch, answer_logprobs_triton
 from invscale.kernels.launch import KernelUnavailable, resolve_kernels
 from invscale.kernels.tree_attention import tree_attention_torch, tree_attention_triton, tree_mask, visible_blocks
 from invscale.scoring.trie import build_pack
@@ -28,8 +28,10 @@ def relative_error(got, expected):
     return float((got - expected).norm() / expected.norm())
 
 
-def fp64_answer_logprobs(hidden, weight, targets, bias):
-    logits = hidden.double() @ weight.double().T + (0 if bias is None else bias.double())
+def fp64_answer_logprobs(hidden, weight, targets, bias, scale=1.0, softcap=None):
+    logits = (hidden.double() @ weight.double().T + (0 if bias is None else bias.double())) * scale
+    if softcap is not None:
+        logits = torch.tanh(logits / softcap) * softcap
     lse = torch.logsumexp(logits, dim=1)
     return logits.gather(1, targets[:, None]).squeeze(1) - lse, lse
 
@@ -56,6 +58,24 @@ def test_fused_head_matches_references(rows, dim, vocab, dtype, bias):
     if dtype == torch.float32:  # the torch reference rounds logits to the model dtype; in fp32 they agree
         reference = answer_logprobs_torch(hidden, weight, targets, bias_vec, rows_per_chunk=16)
         assert float((got - reference).abs().max()) <= 1e-4
+
+
+@pytest.mark.parametrize("scale,softcap,dtype", [(0.0625, None, torch.float32), (1.0, 3.0, torch.float32),
+                                                 (2.5, 30.0, torch.bfloat16)])
+def test_fused_head_applies_the_logit_transform(scale, softcap, dtype):
+    """Cohere-style scale and Gemma2-style final soft cap, applied before the logsumexp."""
+    g = torch.Generator().manual_seed(int(scale * 100))
+    hidden = (torch.randn(23, 40, generator=g) * 3).to(dtype).to(DEVICE)
+    weight = torch.randn(301, 40, generator=g).to(dtype).to(DEVICE)
+    targets = torch.randint(0, 301, (23,), generator=g).to(DEVICE)
+    transform = LogitTransform(scale, softcap)
+    got = answer_logprobs_triton(hidden, weight, targets, transform=transform)
+    exact, _ = fp64_answer_logprobs(hidden, weight, targets, None, scale, softcap)
+    assert float((got.double() - exact).abs().max()) <= 1e-4
+    reference = answer_logprobs_torch(hidden, weight, targets, transform=transform)
+    assert float((reference.double() - exact).abs().max()) <= (1e-4 if dtype == torch.float32 else 0.5)
+    plain = answer_logprobs_torch(hidden, weight, targets)
+    assert float((plain.double() - exact).abs().max()) > 1e-2, "the transform changes these log-probs"
 
 
 def test_fused_head_no_rows():
@@ -96,6 +116,63 @@ def test_tree_attention_matches_references(seed, n_sequences, prefix, heads, kv_
         assert float((got - same_dtype).abs().max()) <= 1e-4
     else:  # inputs exact, output rounded to 8 or 11 mantissa bits
         assert relative_error(got, exact) < 1e-2
+
+
+def random_positions(seed, n_sequences, prefix):
+    """(subtree_end, positions) of a real ragged trie: positions are the preface length plus depth."""
+    pack = build_pack(random_sequences(seed, n=n_sequences, vocab=4))
+    return (torch.from_numpy(pack.subtree_end).to(DEVICE), torch.from_numpy(pack.depth + prefix).to(DEVICE))
+
+
+def test_window_mask_is_the_ancestor_rule_within_the_window():
+    """Brute force: q sees k iff k is an ancestor (or q) and position[q] - position[k] < window."""
+    prefix, window = 6, 5
+    subtree_end, positions = random_positions(7, 25, prefix)
+    n = subtree_end.shape[0]
+    mask = tree_mask(subtree_end, prefix, positions, window).cpu()
+    ends, pos = subtree_end.tolist(), positions.tolist()
+    for q in range(n):
+        for k in range(prefix + n):
+            key_position = k if k < prefix else pos[k - prefix]
+            ancestor = k < prefix or (k - prefix <= q < ends[k - prefix])
+            assert bool(mask[q, k]) == (ancestor and pos[q] - key_position < window), (q, k)
+    assert not mask.all(dim=1).any() and mask[:, :prefix].any(), "the window hides some prefix keys, not all"
+
+
+@pytest.mark.parametrize("seed,prefix,heads,kv_heads,head_dim,dtype,window,softcap", [
+    (0, 0, 2, 2, 16, torch.float32, 3, None),       # window only
+    (1, 70, 4, 2, 32, torch.float32, 9, 5.0),      # window shorter than the prefix: prefix blocks skipped
+    (2, 12, 2, 1, 64, torch.float32, None, 2.0),    # soft cap only
+    (3, 20, 4, 4, 32, torch.bfloat16, 6, 20.0),
+])
+def test_tree_attention_window_and_softcap_match_references(seed, prefix, heads, kv_heads, head_dim, dtype, window,
+                                                            softcap):
+    from invscale.scoring.attention import tree_block_mask
+    from torch.nn.attention.flex_attention import flex_attention
+
+    subtree_end, positions = random_positions(seed, 22, prefix)
+    n = subtree_end.shape[0]
+    g = torch.Generator().manual_seed(seed)
+    query = (torch.randn(1, n, heads, head_dim, generator=g) * 2).to(dtype).to(DEVICE).transpose(1, 2)
+    key = (torch.randn(1, kv_heads, prefix + n, head_dim, generator=g) * 2).to(dtype).to(DEVICE)
+    value = torch.randn(1, kv_heads, prefix + n, head_dim, generator=g).to(dtype).to(DEVICE)
+    scale = 1 / head_dim ** 0.5
+    options = dict(positions=positions, window=window, softcap=softcap)
+    exact = tree_attention_torch(query.double(), key.double(), value.double(), subtree_end, scale, **options)
+    plain = tree_attention_torch(query.double(), key.double(), value.double(), subtree_end, scale)
+    assert relative_error(plain, exact) > 1e-2, "window and soft cap change the output"
+    got = tree_attention_triton(query, key, value, subtree_end, scale, lists=visible_blocks(subtree_end, 16, 16),
+                                **options)
+    flex = flex_attention(query.double(), key.double(), value.double(), block_mask=tree_block_mask(
+        subtree_end, prefix, positions, window), scale=scale, enable_gqa=heads != kv_heads,
+        score_mod=None if softcap is None else lambda s, *_: torch.tanh(s / softcap) * softcap)
+    assert relative_error(flex, exact) < 1e-6
+    if dtype == torch.float32:
+        assert relative_error(got, exact) < 1e-5
+        same_dtype = tree_attention_torch(query, key, value, subtree_end, scale, **options)
+        assert float((got - same_dtype).abs().max()) <= 1e-4
+    else:
+        assert relative_error(got, exact) < 2e-2
 
 
 @pytest.mark.parametrize("seed", range(4))
@@ -139,7 +216,7 @@ def test_kernels_compile_for_hopper_and_ampere():
                           timeout=600)
     assert done.returncode == 0, done.stderr[-3000:]
     variants = [json.loads(line) for line in done.stdout.splitlines()]
-    assert len(variants) == 2 * (len(fused_head._CONFIGS) + 2 + 2 * 3)
+    assert len(variants) == 2 * (len(fused_head._CONFIGS) + 2 + 1 + 2 * 3 + 1)
     for variant in variants:
         if variant["dtype"] != "float32":
             assert variant["wgmma" if variant["capability"] == 90 else "mma"], variant

@@ -1,7 +1,9 @@
 """Log-probabilities of answer tokens from final hidden states, without full [T, V] logits.
 
 For hidden states ``h`` [T, d] at the positions that predict answer tokens, the LM head ``W``
-[V, d] (+ bias) and targets ``t`` [T]: ``logprob[i] = h[i]·W[t[i]] − logsumexp_v(h[i]·W[v])``.
+[V, d] (+ bias) and targets ``t`` [T]: ``logprob[i] = z[i, t[i]] − logsumexp_v(z[i, v])`` with the
+logits ``z = h·Wᵀ``, transformed as the model's own head transforms them (:class:`LogitTransform`:
+a scale, as Cohere and Granite apply, then a soft cap, as Gemma2 applies) before the logsumexp.
 
 - :func:`answer_logprobs_torch`, the plain reference: logits in row chunks (the model's dtype,
   as ``lm_head`` gives them), reduced in fp32.
@@ -14,6 +16,8 @@ For hidden states ``h`` [T, d] at the positions that predict answer tokens, the 
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 import torch
 import triton
 import triton.language as tl
@@ -23,16 +27,38 @@ from invscale.kernels.launch import chosen_meta, interpreting, tuned
 MAX_SPLITS = 64
 
 
+@dataclass(frozen=True)
+class LogitTransform:
+    """What a model's head does to ``h·Wᵀ (+ bias)`` before the softmax: multiply by ``scale``, then
+    ``softcap * tanh(logits / softcap)`` when ``softcap`` is set."""
+
+    scale: float = 1.0
+    softcap: float | None = None
+
+    def apply(self, logits: torch.Tensor) -> torch.Tensor:
+        """The transformed logits (plain torch; the reference for the kernel's)."""
+        if self.scale != 1.0:
+            logits = logits * self.scale
+        if self.softcap is not None:
+            logits = torch.tanh(logits / self.softcap) * self.softcap
+        return logits
+
+
+PLAIN = LogitTransform()
+
+
 def answer_logprobs_torch(hidden: torch.Tensor, weight: torch.Tensor, targets: torch.Tensor,
-                          bias: torch.Tensor | None = None, rows_per_chunk: int = 256) -> torch.Tensor:
-    """log p(targets[t] | hidden[t]) for the LM head ``weight`` [V, d] (+ ``bias`` [V]).
+                          bias: torch.Tensor | None = None, transform: LogitTransform = PLAIN,
+                          rows_per_chunk: int = 256) -> torch.Tensor:
+    """log p(targets[t] | hidden[t]) for the LM head ``weight`` [V, d] (+ ``bias`` [V]), its logits
+    transformed by ``transform``.
 
     hidden: [T, d] in the model's dtype; targets: [T] int64. Returns [T] float32.
     """
     out = torch.empty(hidden.shape[0], dtype=torch.float32, device=hidden.device)
     for start in range(0, hidden.shape[0], rows_per_chunk):
         rows = slice(start, start + rows_per_chunk)
-        logits = torch.nn.functional.linear(hidden[rows], weight, bias).float()  # [rows, V]
+        logits = transform.apply(torch.nn.functional.linear(hidden[rows], weight, bias).float())  # [rows, V]
         picked = logits.gather(1, targets[rows, None]).squeeze(1)
         out[rows] = picked - torch.logsumexp(logits, dim=1)
     return out
@@ -50,8 +76,9 @@ _CONFIGS = [
 @tuned(_CONFIGS, key=["D", "V", "T_BUCKET"], fixed={"BLOCK_T": 32, "BLOCK_V": 128, "BLOCK_D": 64})
 @triton.jit
 def _partials_kernel(h_ptr, w_ptr, bias_ptr, target_ptr, max_ptr, sum_ptr, picked_ptr,
-                     T, V, D, T_BUCKET, stride_ht, stride_hd, stride_wv, stride_wd,
-                     HAS_BIAS: tl.constexpr, UPCAST: tl.constexpr, IEEE: tl.constexpr,
+                     T, V, D, T_BUCKET, stride_ht, stride_hd, stride_wv, stride_wd, scale, softcap,
+                     HAS_BIAS: tl.constexpr, HAS_SCALE: tl.constexpr, HAS_SOFTCAP: tl.constexpr,
+                     UPCAST: tl.constexpr, IEEE: tl.constexpr,
                      BLOCK_T: tl.constexpr, BLOCK_V: tl.constexpr, BLOCK_D: tl.constexpr):
     """Program (row block, split): running max / sum of exp / target logit over its vocab tiles."""
     rows = tl.program_id(0) * BLOCK_T + tl.arange(0, BLOCK_T)
@@ -84,6 +111,10 @@ def _partials_kernel(h_ptr, w_ptr, bias_ptr, target_ptr, max_ptr, sum_ptr, picke
                 logits = tl.dot(h, tl.trans(w), logits)
         if HAS_BIAS:
             logits += tl.load(bias_ptr + cols, mask=col_ok, other=0.0).to(tl.float32)[None, :]
+        if HAS_SCALE:
+            logits = logits * scale
+        if HAS_SOFTCAP:  # softcap * tanh(logits / softcap), tanh(x) = 1 - 2 / (exp(2x) + 1)
+            logits = softcap * (1.0 - 2.0 / (tl.exp(2.0 * logits / softcap) + 1.0))
         logits = tl.where(col_ok[None, :], logits, float("-inf"))
         picked += tl.sum(tl.where(cols[None, :] == targets[:, None], logits, 0.0), axis=1)
         new_max = tl.maximum(running_max, tl.max(logits, axis=1))
@@ -103,7 +134,8 @@ def _n_splits(n_rows: int, block_t: int, vocab: int, block_v: int, device: torch
 
 
 def answer_logprobs_triton(hidden: torch.Tensor, weight: torch.Tensor, targets: torch.Tensor,
-                           bias: torch.Tensor | None = None, return_lse: bool = False):
+                           bias: torch.Tensor | None = None, transform: LogitTransform = PLAIN,
+                           return_lse: bool = False):
     """Same as :func:`answer_logprobs_torch` through the fused Triton kernel: [T] float32, and
     the per-row logsumexp [T] too when ``return_lse``."""
     n_rows, dim = hidden.shape
@@ -122,7 +154,8 @@ def answer_logprobs_triton(hidden: torch.Tensor, weight: torch.Tensor, targets: 
     _partials_kernel[lambda meta: (triton.cdiv(n_rows, meta["BLOCK_T"]), splits(meta))](
         hidden, weight, bias if bias is not None else weight, targets, maxes, sums, picked,
         n_rows, vocab, dim, triton.next_power_of_2(n_rows), hidden.stride(0), hidden.stride(1),
-        weight.stride(0), weight.stride(1), HAS_BIAS=bias is not None, UPCAST=interpreting(),
+        weight.stride(0), weight.stride(1), transform.scale, transform.softcap or 1.0, HAS_BIAS=bias is not None,
+        HAS_SCALE=transform.scale != 1.0, HAS_SOFTCAP=transform.softcap is not None, UPCAST=interpreting(),
         IEEE=hidden.dtype == torch.float32,
     )
     used = splits(chosen_meta(_partials_kernel))  # rows past these may hold autotuning runs of other configs

@@ -3,6 +3,14 @@
 Query ``q`` sees key ``k`` of the pack iff ``k <= q < subtree_end[k]`` (k is an ancestor of q or
 q itself), and sees every one of the ``n_prefix`` prefix keys (the dataset's shared preface).
 
+Two model features refine that, as transformers applies them:
+
+- a sliding ``window`` (Mistral, Gemma2/3, Qwen2 ...): a key is visible only while
+  ``position[q] - position[k] < window``; prefix key ``j`` sits at position ``j``, pack node ``i`` at
+  ``positions[i]`` (the preface length plus its depth);
+- ``softcap`` on the attention logits (Gemma2): ``score = softcap * tanh(score / softcap)`` after
+  scaling, before masking.
+
 - :func:`tree_mask` / :func:`tree_attention_torch`: the plain reference, a dense boolean mask
   through torch SDPA.
 - :func:`tree_attention_triton`: a FlashAttention-style Triton forward. Per block of queries it
@@ -27,23 +35,56 @@ import triton.language as tl
 from invscale.kernels.launch import interpreting, tuned
 
 
-def tree_mask(subtree_end: torch.Tensor, n_prefix: int = 0) -> torch.Tensor:
-    """Dense boolean ancestor mask [N, n_prefix + N] for a DFS-ordered trie."""
+def tree_mask(subtree_end: torch.Tensor, n_prefix: int = 0, positions: torch.Tensor | None = None,
+              window: int | None = None) -> torch.Tensor:
+    """Dense boolean ancestor mask [N, n_prefix + N] for a DFS-ordered trie; with ``window``, only
+    keys fewer than ``window`` positions back (``positions``: [N] of the pack's nodes)."""
     n = subtree_end.shape[0]
     node = torch.arange(n, device=subtree_end.device)
     visible = (node[None, :] <= node[:, None]) & (node[:, None] < subtree_end[None, :])
     if n_prefix:
         visible = torch.cat([visible.new_ones(n, n_prefix), visible], dim=1)
+    if window is not None:
+        key_positions = torch.cat([torch.arange(n_prefix, device=subtree_end.device), _required(positions)])
+        visible &= positions[:, None] - key_positions[None, :] < window
     return visible
 
 
+def _required(positions: torch.Tensor | None) -> torch.Tensor:
+    if positions is None:
+        raise ValueError("a sliding window needs the positions of the pack's nodes")
+    return positions
+
+
+def softcapped(scores: torch.Tensor, softcap: float | None) -> torch.Tensor:
+    """``softcap * tanh(scores / softcap)``, or ``scores`` unchanged when there is no cap."""
+    return scores if softcap is None else torch.tanh(scores / softcap) * softcap
+
+
+def masked_attention(query, key, value, mask: torch.Tensor, scale: float | None = None,
+                     softcap: float | None = None) -> torch.Tensor:
+    """Attention of ``query`` [B, H, N, d] over ``key``/``value`` [B, kv_heads, S, d] where ``mask``
+    [N, S] (or broadcastable) is True: torch SDPA, or plain math when the logits are soft-capped."""
+    if softcap is None:
+        return F.scaled_dot_product_attention(query, key, value, attn_mask=mask, scale=scale,
+                                              enable_gqa=key.shape[1] != query.shape[1])
+    batch, heads, n, dim = query.shape
+    kv_heads = key.shape[1]
+    scale = 1.0 / math.sqrt(dim) if scale is None else scale
+    grouped = query.reshape(batch, kv_heads, heads // kv_heads, n, dim)  # query heads share their KV head
+    scores = softcapped(grouped @ key[:, :, None].transpose(-1, -2) * scale, softcap)
+    weights = torch.softmax(scores.masked_fill(~mask, float("-inf")), dim=-1, dtype=torch.float32)
+    return (weights.to(value.dtype) @ value[:, :, None]).reshape(batch, heads, n, dim)
+
+
 def tree_attention_torch(query, key, value, subtree_end: torch.Tensor, scale: float | None = None,
-                         mask: torch.Tensor | None = None) -> torch.Tensor:
-    """Reference: SDPA with the dense mask. ``key``/``value`` hold the prefix then the pack."""
+                         mask: torch.Tensor | None = None, positions: torch.Tensor | None = None,
+                         window: int | None = None, softcap: float | None = None) -> torch.Tensor:
+    """Reference: the dense mask (:func:`tree_mask`) through :func:`masked_attention`. ``key``/``value``
+    hold the prefix then the pack; ``mask``, when given, is that mask built in advance."""
     if mask is None:
-        mask = tree_mask(subtree_end, key.shape[2] - query.shape[2])
-    return F.scaled_dot_product_attention(query, key, value, attn_mask=mask, scale=scale,
-                                          enable_gqa=key.shape[1] != query.shape[1])
+        mask = tree_mask(subtree_end, key.shape[2] - query.shape[2], positions, window)
+    return masked_attention(query, key, value, mask, scale, softcap)
 
 
 BLOCK_M, BLOCK_N = 64, 64  # queries and keys per block: small blocks skip more of a sparse tree
@@ -89,8 +130,9 @@ def _configs():
 
 @triton.jit
 def _attend(q, k_base, v_base, slots, key_ok, visible, dims, dim_ok, sk_n, sk_d, sv_n, sv_d,
-            running_max, running_sum, acc, scale_log2, UPCAST: tl.constexpr, IEEE: tl.constexpr):
-    """One key block (rows ``slots`` of K and V) folded into the online softmax state."""
+            running_max, running_sum, acc, scale, softcap, HAS_SOFTCAP: tl.constexpr, UPCAST: tl.constexpr,
+            IEEE: tl.constexpr):
+    """One key block (rows ``slots`` of K and V) folded into the online softmax state (base 2)."""
     k = tl.load(k_base + slots[:, None] * sk_n + dims[None, :] * sk_d, mask=key_ok[:, None] & dim_ok[None, :],
                 other=0.0)
     v = tl.load(v_base + slots[:, None] * sv_n + dims[None, :] * sv_d, mask=key_ok[:, None] & dim_ok[None, :],
@@ -101,7 +143,10 @@ def _attend(q, k_base, v_base, slots, key_ok, visible, dims, dim_ok, sk_n, sk_d,
         scores = tl.dot(q, tl.trans(k), input_precision="ieee")
     else:
         scores = tl.dot(q, tl.trans(k))
-    scores = tl.where(visible, scores * scale_log2, float("-inf"))
+    scores = scores * scale
+    if HAS_SOFTCAP:  # softcap * tanh(scores / softcap), tanh(x) = 1 - 2 / (exp(2x) + 1)
+        scores = softcap * (1.0 - 2.0 / (tl.exp(2.0 * scores / softcap) + 1.0))
+    scores = tl.where(visible, scores * 1.4426950408889634, float("-inf"))  # log2(e)
     new_max = tl.maximum(running_max, tl.max(scores, axis=1))
     shift = tl.where(new_max == float("-inf"), 0.0, new_max)  # rows that have seen no key yet
     weights = tl.exp2(scores - shift[:, None])
@@ -116,11 +161,12 @@ def _attend(q, k_base, v_base, slots, key_ok, visible, dims, dim_ok, sk_n, sk_d,
 
 @tuned(_configs(), key=["HEAD_DIM", "N_BUCKET"], fixed={})
 @triton.jit
-def _tree_attention_kernel(q_ptr, k_ptr, v_ptr, o_ptr, end_ptr, blocks_ptr, counts_ptr,
-                           N, P, N_BUCKET, scale_log2, heads_per_kv, blocks_width,
+def _tree_attention_kernel(q_ptr, k_ptr, v_ptr, o_ptr, end_ptr, pos_ptr, blocks_ptr, counts_ptr,
+                           N, P, N_BUCKET, scale, window, softcap, heads_per_kv, blocks_width,
                            sq_h, sq_n, sq_d, sk_h, sk_n, sk_d, sv_h, sv_n, sv_d, so_h, so_n, so_d,
                            HEAD_DIM: tl.constexpr, BLOCK_D: tl.constexpr, BLOCK_M: tl.constexpr,
-                           BLOCK_N: tl.constexpr, UPCAST: tl.constexpr, IEEE: tl.constexpr):
+                           BLOCK_N: tl.constexpr, HAS_WINDOW: tl.constexpr, HAS_SOFTCAP: tl.constexpr,
+                           UPCAST: tl.constexpr, IEEE: tl.constexpr):
     """Program (query block, head): online softmax over the prefix, then the listed key blocks."""
     q_block, head = tl.program_id(0), tl.program_id(1)
     kv_head = head // heads_per_kv
@@ -136,44 +182,60 @@ def _tree_attention_kernel(q_ptr, k_ptr, v_ptr, o_ptr, end_ptr, blocks_ptr, coun
     acc = tl.zeros([BLOCK_M, BLOCK_D], tl.float32)
     k_base, v_base = k_ptr + kv_head * sk_h, v_ptr + kv_head * sv_h
     n_listed = tl.load(counts_ptr + q_block)
+    first_prefix = 0
+    if HAS_WINDOW:  # prefix keys before every row's window are skipped a block at a time
+        row_positions = tl.load(pos_ptr + rows, mask=row_ok, other=0)
+        lowest = tl.min(tl.where(row_ok, row_positions, P + N), axis=0)
+        first_prefix = tl.maximum(lowest - window + 1, 0) // BLOCK_N * BLOCK_N
     # two straight loops (no branch inside), so the compiler can pipeline each one's loads
-    for start in range(0, P, BLOCK_N):
+    for start in range(first_prefix, P, BLOCK_N):
         keys = start + tl.arange(0, BLOCK_N)
         key_ok = keys < P
+        visible = key_ok[None, :] & row_ok[:, None]
+        if HAS_WINDOW:
+            visible = visible & (row_positions[:, None] - keys[None, :] < window)
         running_max, running_sum, acc = _attend(
-            q, k_base, v_base, keys, key_ok, key_ok[None, :] & row_ok[:, None], dims, dim_ok, sk_n, sk_d, sv_n, sv_d,
-            running_max, running_sum, acc, scale_log2, UPCAST, IEEE)
+            q, k_base, v_base, keys, key_ok, visible, dims, dim_ok, sk_n, sk_d, sv_n, sv_d,
+            running_max, running_sum, acc, scale, softcap, HAS_SOFTCAP, UPCAST, IEEE)
     for listed in range(0, n_listed):
         block = tl.load(blocks_ptr + q_block * blocks_width + listed)
         keys = block * BLOCK_N + tl.arange(0, BLOCK_N)
         key_ok = keys < N
         ends = tl.load(end_ptr + keys, mask=key_ok, other=0)
         visible = (keys[None, :] <= rows[:, None]) & (rows[:, None] < ends[None, :])
+        if HAS_WINDOW:
+            key_positions = tl.load(pos_ptr + keys, mask=key_ok, other=0)
+            visible = visible & (row_positions[:, None] - key_positions[None, :] < window)
         running_max, running_sum, acc = _attend(
             q, k_base, v_base, P + keys, key_ok, visible, dims, dim_ok, sk_n, sk_d, sv_n, sv_d,
-            running_max, running_sum, acc, scale_log2, UPCAST, IEEE)
+            running_max, running_sum, acc, scale, softcap, HAS_SOFTCAP, UPCAST, IEEE)
     out = acc / tl.where(row_ok, running_sum, 1.0)[:, None]
     tl.store(o_ptr + head * so_h + rows[:, None] * so_n + dims[None, :] * so_d, out.to(o_ptr.dtype.element_ty),
              mask=row_ok[:, None] & dim_ok[None, :])
 
 
 def tree_attention_triton(query, key, value, subtree_end: torch.Tensor, scale: float | None = None,
-                          lists: BlockLists | None = None) -> torch.Tensor:
+                          lists: BlockLists | None = None, positions: torch.Tensor | None = None,
+                          window: int | None = None, softcap: float | None = None) -> torch.Tensor:
     """Tree attention through the Triton kernel; same contract as :func:`tree_attention_torch`.
     ``lists`` (from :func:`visible_blocks`) can be built once per pack and shared by all layers."""
     _, heads, n, head_dim = query.shape
     kv_heads, n_prefix = key.shape[1], key.shape[2] - n
     if lists is None:
         lists = visible_blocks(subtree_end)
+    if window is not None:
+        positions = _required(positions)
     scale = 1.0 / math.sqrt(head_dim) if scale is None else scale
     out = torch.empty(1, n, heads, head_dim, dtype=query.dtype, device=query.device).transpose(1, 2)
     grid = (triton.cdiv(n, lists.block_m), heads)
     _tree_attention_kernel[grid](
-        query, key, value, out, subtree_end, lists.blocks, lists.counts,
-        n, n_prefix, triton.next_power_of_2(n), scale * math.log2(math.e), heads // kv_heads, lists.blocks.shape[1],
+        query, key, value, out, subtree_end, positions if window is not None else subtree_end,
+        lists.blocks, lists.counts, n, n_prefix, triton.next_power_of_2(n), scale, window or 0, softcap or 1.0,
+        heads // kv_heads, lists.blocks.shape[1],
         query.stride(1), query.stride(2), query.stride(3), key.stride(1), key.stride(2), key.stride(3),
         value.stride(1), value.stride(2), value.stride(3), out.stride(1), out.stride(2), out.stride(3),
         HEAD_DIM=head_dim, BLOCK_D=max(16, triton.next_power_of_2(head_dim)), BLOCK_M=lists.block_m,
-        BLOCK_N=lists.block_n, UPCAST=interpreting(), IEEE=query.dtype == torch.float32,
+        BLOCK_N=lists.block_n, HAS_WINDOW=window is not None, HAS_SOFTCAP=softcap is not None,
+        UPCAST=interpreting(), IEEE=query.dtype == torch.float32,
     )
     return out

@@ -1,13 +1,18 @@
 """Tree attention plugged into transformers' attention interface.
 
 The HF model runs unchanged; its attention layers call :func:`tree_attention_forward`, which
-reads the pack's structure from the ``invscale_tree`` keyword argument that the model passes
-through to every attention call. Two modes:
+reads the pack's structure from the :class:`TreeContext` made active around the forward pass with
+:func:`active` (a context variable, so it reaches layers that do not pass extra keyword arguments
+through). Two modes:
 
-- capture (``TreeContext.captured`` is a dict): plain causal attention over the preface, and each
-  layer's keys and values are stored so every later pack can reuse them;
+- capture (``TreeContext.captured`` is a dict): causal attention over the preface (a chain), and
+  each layer's keys and values are stored so every later pack can reuse them;
 - pack: queries attend to all cached preface keys, then to trie nodes by the ancestor rule
   ``k <= q < subtree_end[k]``.
+
+Each layer passes its own sliding window and attention-logit soft cap (transformers' keyword
+arguments ``sliding_window`` and ``softcap``); every backend applies both. Any other argument that
+would change the result is refused with one line instead of being ignored.
 
 Backends here: ``sdpa`` (dense boolean mask, any device; the reference), ``flex``
 (flex_attention with a block-sparse mask, compiled on CUDA) and ``triton`` (the block-sparse
@@ -17,6 +22,8 @@ kernel of :mod:`invscale.kernels.tree_attention`). Others plug in through
 
 from __future__ import annotations
 
+import contextlib
+import contextvars
 import functools
 import warnings
 from dataclasses import dataclass, field
@@ -25,7 +32,7 @@ from typing import Callable
 import torch
 import torch.nn.functional as F
 
-from invscale.kernels.tree_attention import tree_attention_torch, tree_attention_triton, tree_mask, visible_blocks
+from invscale.kernels.tree_attention import masked_attention, tree_attention_triton, tree_mask, visible_blocks
 
 ATTENTION_NAME = "invscale_tree"
 
@@ -34,24 +41,32 @@ ATTENTION_NAME = "invscale_tree"
 class TreeContext:
     """What one forward pass needs to know about the tree it runs.
 
-    subtree_end: [N] int64 on the model's device, or None for a plain causal pass.
+    subtree_end: [N] int64 on the model's device (for the preface pass: a chain, every entry N).
+    positions: [N] int64, each node's position id (preface length + depth), for sliding windows.
     prefix: per layer index, the cached preface (key, value), each [1, kv_heads, P, head_dim].
     captured: when a dict, layers store their (key, value) in it (preface pass).
     backend: name of the attention backend to use for pack passes.
     """
 
     subtree_end: torch.Tensor | None = None
+    positions: torch.Tensor | None = None
     prefix: dict[int, tuple[torch.Tensor, torch.Tensor]] = field(default_factory=dict)
     captured: dict[int, tuple[torch.Tensor, torch.Tensor]] | None = None
     backend: str = "sdpa"
     _masks: dict = field(default_factory=dict)
 
-    def mask(self, kind: str, n_prefix: int, build: Callable):
-        """The mask of ``kind`` for this pack, built once by ``build(subtree_end, n_prefix)`` and
-        reused by every layer."""
-        if (kind, n_prefix) not in self._masks:
-            self._masks[kind, n_prefix] = build(self.subtree_end, n_prefix)
-        return self._masks[kind, n_prefix]
+    @classmethod
+    def preface(cls, length: int, device: torch.device) -> "TreeContext":
+        """The context of a preface pass: a chain of ``length`` tokens whose keys and values are kept."""
+        return cls(subtree_end=torch.full((length,), length, dtype=torch.long, device=device),
+                   positions=torch.arange(length, device=device), captured={})
+
+    def mask(self, kind: str, n_prefix: int, window: int | None, build: Callable):
+        """The mask of ``kind`` for this pack, built once by ``build(context, n_prefix, window)`` and
+        reused by every layer with the same window."""
+        if (kind, n_prefix, window) not in self._masks:
+            self._masks[kind, n_prefix, window] = build(self, n_prefix, window)
+        return self._masks[kind, n_prefix, window]
 
     def mask_bytes(self) -> int:
         """Bytes of the tensors kept for this pack's masks."""
@@ -62,19 +77,46 @@ class TreeContext:
         return total
 
 
-def sdpa_tree_attention(query, key, value, context: TreeContext, scaling: float | None) -> torch.Tensor:
-    """Reference backend: torch SDPA with the dense ancestor mask. Shapes [1, heads, len, dim]."""
-    mask = context.mask("dense", key.shape[2] - query.shape[2], tree_mask)
-    return tree_attention_torch(query, key, value, context.subtree_end, scaling, mask=mask)
+_ACTIVE: contextvars.ContextVar["TreeContext | None"] = contextvars.ContextVar("invscale_tree", default=None)
 
 
-def triton_tree_attention(query, key, value, context: TreeContext, scaling: float | None) -> torch.Tensor:
-    """Triton backend: the block-sparse tree attention kernel. Shapes [1, heads, len, dim]."""
-    lists = context.mask("blocks", 0, lambda subtree_end, _: visible_blocks(subtree_end))
-    return tree_attention_triton(query, key, value, context.subtree_end, scaling, lists=lists)
+@contextlib.contextmanager
+def active(context: TreeContext):
+    """Make ``context`` the tree every attention layer runs while the block is executing."""
+    token = _ACTIVE.set(context)
+    try:
+        yield context
+    finally:
+        _ACTIVE.reset(token)
 
 
-def tree_block_mask(subtree_end: torch.Tensor, n_prefix: int = 0):
+def _dense_mask(context: TreeContext, n_prefix: int, window: int | None) -> torch.Tensor:
+    return tree_mask(context.subtree_end, n_prefix, context.positions, window)
+
+
+def sdpa_tree_attention(query, key, value, context: TreeContext, scaling: float | None, window: int | None = None,
+                        softcap: float | None = None) -> torch.Tensor:
+    """Reference backend: the dense ancestor mask through torch SDPA (plain math when the logits are
+    soft-capped). Shapes [1, heads, len, dim]."""
+    mask = context.mask("dense", key.shape[2] - query.shape[2], window, _dense_mask)
+    return masked_attention(query, key, value, mask, scaling, softcap)
+
+
+def triton_tree_attention(query, key, value, context: TreeContext, scaling: float | None, window: int | None = None,
+                          softcap: float | None = None) -> torch.Tensor:
+    """Triton backend: the block-sparse tree attention kernel. Shapes [1, heads, len, dim]; values
+    narrower than queries and keys (latent attention) are zero-padded to their width."""
+    lists = context.mask("blocks", 0, None, lambda c, *_: visible_blocks(c.subtree_end))
+    value_dim = value.shape[-1]
+    if value_dim != query.shape[-1]:
+        value = F.pad(value, (0, query.shape[-1] - value_dim))
+    out = tree_attention_triton(query, key, value, context.subtree_end, scaling, lists=lists,
+                                positions=context.positions, window=window, softcap=softcap)
+    return out[..., :value_dim]
+
+
+def tree_block_mask(subtree_end: torch.Tensor, n_prefix: int = 0, positions: torch.Tensor | None = None,
+                    window: int | None = None):
     """flex_attention BlockMask of the same visibility as :func:`tree_mask`; fully masked blocks
     (most of a sparse tree) are skipped."""
     from torch.nn.attention.flex_attention import create_block_mask
@@ -85,7 +127,13 @@ def tree_block_mask(subtree_end: torch.Tensor, n_prefix: int = 0):
         node = kv - n_prefix
         return (kv < n_prefix) | ((node <= q) & (q < subtree_end[node.clamp(min=0)]))
 
-    return create_block_mask(visible, B=None, H=None, Q_LEN=n, KV_LEN=n_prefix + n, device=subtree_end.device)
+    def visible_in_window(batch, head, q, kv):
+        node = (kv - n_prefix).clamp(min=0)
+        key_position = torch.where(kv < n_prefix, kv, positions[node])
+        return visible(batch, head, q, kv) & (positions[q] - key_position < window)
+
+    return create_block_mask(visible if window is None else visible_in_window, B=None, H=None, Q_LEN=n,
+                             KV_LEN=n_prefix + n, device=subtree_end.device)
 
 
 @functools.cache
@@ -98,15 +146,22 @@ def _flex_attention(compiled: bool):
     return flex_attention
 
 
-def flex_tree_attention(query, key, value, context: TreeContext, scaling: float | None) -> torch.Tensor:
+def flex_tree_attention(query, key, value, context: TreeContext, scaling: float | None, window: int | None = None,
+                        softcap: float | None = None) -> torch.Tensor:
     """flex_attention backend (compiled on CUDA, eager elsewhere). Shapes [1, heads, len, dim].
 
     The compiled kernel needs head_dim >= 16; smaller heads (toy models) take the SDPA path."""
     if query.is_cuda and query.shape[-1] < 16:
-        return sdpa_tree_attention(query, key, value, context, scaling)
-    block_mask = context.mask("block", key.shape[2] - query.shape[2], tree_block_mask)
+        return sdpa_tree_attention(query, key, value, context, scaling, window, softcap)
+    block_mask = context.mask("block", key.shape[2] - query.shape[2], window,
+                              lambda c, n_prefix, w: tree_block_mask(c.subtree_end, n_prefix, c.positions, w))
+    score_mod = None
+    if softcap is not None:
+        def score_mod(score, batch, head, q, kv):
+            return torch.tanh(score / softcap) * softcap
     attend = _flex_attention(query.is_cuda)
-    return attend(query, key, value, block_mask=block_mask, scale=scaling, enable_gqa=key.shape[1] != query.shape[1])
+    return attend(query, key, value, score_mod=score_mod, block_mask=block_mask, scale=scaling,
+                  enable_gqa=key.shape[1] != query.shape[1])
 
 
 _BACKENDS: dict[str, Callable] = {"sdpa": sdpa_tree_attention, "flex": flex_tree_attention,
@@ -114,7 +169,8 @@ _BACKENDS: dict[str, Callable] = {"sdpa": sdpa_tree_attention, "flex": flex_tree
 
 
 def register_backend(name: str, function: Callable) -> None:
-    """Make ``function(query, key, value, context, scaling) -> out`` selectable as a pack backend."""
+    """Make ``function(query, key, value, context, scaling, window, softcap) -> out`` selectable as a
+    pack backend (``window`` and ``softcap`` are None where the layer has none)."""
     _BACKENDS[name] = function
 
 
@@ -147,22 +203,46 @@ def attention_memory(backend: str, device: torch.device, n_queries: int, n_keys:
     return kept_mask, scores
 
 
+# Keyword arguments transformers' attention layers pass that change nothing in a forward pass
+# without padding or dropout (the tree attention takes its positions from the context).
+_INERT_ARGUMENTS = {"position_ids", "cache_position", "output_attentions", "use_cache", "past_key_values",
+                    "position_embeddings"}
+
+
+class UnsupportedAttention(RuntimeError):
+    """An attention layer asked for something the tree attention does not compute."""
+
+
+def _check_arguments(module, dropout: float, kwargs: dict) -> None:
+    """Refuse attention arguments that would change the result and that the tree does not handle."""
+    name = type(module).__name__
+    if dropout:
+        raise UnsupportedAttention(f"{name}: attention dropout {dropout} during scoring (the model is not in eval mode)")
+    if kwargs.get("is_causal", True) is False:
+        raise UnsupportedAttention(f"{name}: bidirectional (non-causal) attention")
+    unknown = sorted(k for k, v in kwargs.items() if v is not None and k not in _INERT_ARGUMENTS | {"is_causal"})
+    if unknown:
+        raise UnsupportedAttention(f"{name}: attention argument {', '.join(unknown)} is not handled by the tree attention")
+
+
 def tree_attention_forward(module, query, key, value, attention_mask=None, scaling=None, dropout=0.0,
-                           invscale_tree: TreeContext | None = None, **kwargs):
-    """Attention function with transformers' interface: returns ([B, L, heads, dim], None)."""
-    if invscale_tree is None:
-        raise RuntimeError(f"the '{ATTENTION_NAME}' attention needs the invscale_tree argument; "
-                           "run the model through invscale.scoring")
-    context, layer = invscale_tree, module.layer_idx
+                           sliding_window: int | None = None, softcap: float | None = None, **kwargs):
+    """Attention function with transformers' interface: returns ([B, L, heads, dim], None).
+
+    ``sliding_window`` and ``softcap`` are the layer's own (transformers passes them per layer)."""
+    context = _ACTIVE.get()
+    if context is None:
+        raise RuntimeError(f"the '{ATTENTION_NAME}' attention runs only inside invscale.scoring's passes")
+    _check_arguments(module, dropout, kwargs)
+    layer = module.layer_idx
     if context.captured is not None:
         context.captured[layer] = (key, value)
-        out = F.scaled_dot_product_attention(query, key, value, is_causal=True, scale=scaling,
-                                             enable_gqa=key.shape[1] != query.shape[1])
+        out = sdpa_tree_attention(query, key, value, context, scaling, sliding_window, softcap)
     else:
         if layer in context.prefix:
             prefix_key, prefix_value = context.prefix[layer]
             key, value = torch.cat([prefix_key, key], dim=2), torch.cat([prefix_value, value], dim=2)
-        out = _BACKENDS[context.backend](query, key, value, context, scaling)
+        out = _BACKENDS[context.backend](query, key, value, context, scaling, sliding_window, softcap)
     return out.transpose(1, 2).contiguous(), None
 
 

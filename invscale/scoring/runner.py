@@ -11,6 +11,7 @@ import torch
 
 from invscale.kernels.fused_head import answer_logprobs_for
 from invscale.scoring import attention
+from invscale.scoring import architectures
 from invscale.scoring.trie import Pack
 
 
@@ -18,8 +19,10 @@ class PackRunner:
     """Computes answer-token log-probs for packs, reusing one preface's keys and values."""
 
     def __init__(self, model: torch.nn.Module, backend: str = "auto", kernels: str = "torch"):
+        architectures.check_model_type(model.config)
         head = model.get_output_embeddings()
         self.head_weight, self.head_bias = head.weight, getattr(head, "bias", None)
+        self.logit_transform = architectures.logit_transform(model.config)
         self.device = self.head_weight.device
         self.backend = attention.resolve_backend(backend, self.device, kernels)
         self.answer_logprobs = answer_logprobs_for(kernels)
@@ -43,8 +46,8 @@ class PackRunner:
         self.close()
 
     def _forward(self, tokens: torch.Tensor, positions: torch.Tensor, context: attention.TreeContext) -> torch.Tensor:
-        output = self.body(input_ids=tokens[None], position_ids=positions[None], use_cache=False,
-                           invscale_tree=context)
+        with attention.active(context):
+            output = self.body(input_ids=tokens[None], position_ids=positions[None], use_cache=False)
         return output.last_hidden_state[0]  # [N, d]
 
     @torch.no_grad()
@@ -54,8 +57,8 @@ class PackRunner:
         if not tokens:
             return
         ids = torch.tensor(tokens, dtype=torch.long, device=self.device)
-        context = attention.TreeContext(captured={})
-        self._forward(ids, torch.arange(len(tokens), device=self.device), context)
+        context = attention.TreeContext.preface(len(tokens), self.device)
+        self._forward(ids, context.positions, context)
         self.prefix = context.captured
 
     @torch.no_grad()
@@ -66,8 +69,8 @@ class PackRunner:
         ids = torch.from_numpy(pack.tokens).to(self.device)
         positions = torch.from_numpy(pack.depth).to(self.device) + self.n_prefix
         context = attention.TreeContext(subtree_end=torch.from_numpy(pack.subtree_end).to(self.device),
-                                        prefix=self.prefix, backend=self.backend)
+                                        positions=positions, prefix=self.prefix, backend=self.backend)
         hidden = self._forward(ids, positions, context)
         nodes = torch.from_numpy(pack.pair_node).to(self.device)
         targets = torch.from_numpy(pack.pair_target).to(self.device)
-        return self.answer_logprobs(hidden[nodes], self.head_weight, targets, self.head_bias)
+        return self.answer_logprobs(hidden[nodes], self.head_weight, targets, self.head_bias, self.logit_transform)

@@ -9,6 +9,7 @@ import torch
 
 from invscale.data import Dataset
 from invscale.kernels.launch import resolve_kernels
+from invscale.scoring import architectures
 from invscale.scoring.attention import resolve_backend
 from invscale.scoring.metrics import example_metrics
 from invscale.scoring.runner import PackRunner
@@ -66,6 +67,7 @@ class ScoringJob:
         max_positions = getattr(model.config, "max_position_embeddings", None)
         sequences = tokenize_rows(tokenizer, dataset.rows, dataset.task_type, dataset.name, max_positions)
         all_sequences = [s for row_sequences in sequences for s in row_sequences]
+        architectures.check_architecture(model.config, max((len(s.tokens) for s in all_sequences), default=0))
         n_preface = preface_length(all_sequences)
         self.preface = all_sequences[0].tokens[:n_preface] if all_sequences else ()
 

@@ -26,20 +26,29 @@ from torch import nn
 
 from invscale.kernels.fused_head import answer_logprobs_for
 from invscale.scoring import attention
+from invscale.scoring import architectures
 from invscale.scoring.checkpoint import CheckpointTensors
 from invscale.scoring.trie import Pack
 
 
 class _Stop(Exception):
-    """Raised by :class:`_Capture` to end a forward pass at the first decoder layer."""
+    """Raised by the last :class:`_Capture` to end a forward pass before it leaves the layer stack."""
 
 
 class _Capture(nn.Module):
-    """Stands in for the layer stack: records the first layer's inputs, then stops the pass."""
+    """Stands in for one decoder layer: records its inputs (each layer may get its own, e.g. Gemma3's
+    local and global rotary embeddings) and hands the hidden states on unchanged; the last one
+    stops the pass."""
+
+    def __init__(self, last: bool):
+        super().__init__()
+        self.last = last
 
     def forward(self, hidden_states, *args, **kwargs):
         self.inputs = (hidden_states, kwargs)
-        raise _Stop
+        if self.last:
+            raise _Stop
+        return hidden_states
 
 
 class _Emit(nn.Module):
@@ -189,13 +198,13 @@ class StreamedModel:
         return sum(p.numel() * p.element_size() for n, p in self.model.named_parameters()
                    if not n.startswith(self._stack_prefix))
 
-    def with_stack(self, replacement: nn.Module):
-        """Context manager: the layer stack temporarily replaced by ``[replacement]``."""
+    def with_stack(self, *replacement: nn.Module):
+        """Context manager: the layer stack temporarily replaced by the modules ``replacement``."""
         owner, attr, original = self._stack_owner, self._stack_attr, self.layers
 
         class _Swap:
             def __enter__(self_inner):
-                setattr(owner, attr, nn.ModuleList([replacement]))
+                setattr(owner, attr, nn.ModuleList(replacement))
 
             def __exit__(self_inner, *exc):
                 setattr(owner, attr, original)
@@ -208,7 +217,9 @@ class StreamedRunner:
 
     def __init__(self, streamed: StreamedModel, backend: str = "auto", kernels: str = "torch",
                  on_layer: Callable[[int, int], None] | None = None):
+        architectures.check_model_type(streamed.model.config)
         self.streamed = streamed
+        self.logit_transform = architectures.logit_transform(streamed.model.config)
         self.backend = attention.resolve_backend(backend, streamed.device, kernels)
         self.answer_logprobs = answer_logprobs_for(kernels)
         self.on_layer = on_layer
@@ -219,20 +230,21 @@ class StreamedRunner:
         streamed.model.set_attn_implementation(attention.ATTENTION_NAME)
 
     def _embed(self, tokens: torch.Tensor, positions: torch.Tensor, context: attention.TreeContext):
-        capture = _Capture()
-        with self.streamed.with_stack(capture):
+        """(hidden states entering the first layer, the keyword arguments of every layer)."""
+        n_layers = len(self.streamed.layers)
+        captures = [_Capture(last=i == n_layers - 1) for i in range(n_layers)]
+        with self.streamed.with_stack(*captures):
             try:
-                self.streamed.body(input_ids=tokens[None], position_ids=positions[None], use_cache=False,
-                                   invscale_tree=context)
+                with attention.active(context):
+                    self.streamed.body(input_ids=tokens[None], position_ids=positions[None], use_cache=False)
             except _Stop:
-                return capture.inputs
-        raise RuntimeError("the model never reached its decoder layers")
+                return captures[0].inputs[0], [capture.inputs[1] for capture in captures]
+        raise RuntimeError("the model never reached its last decoder layer")
 
     def _finish(self, hidden: torch.Tensor, tokens: torch.Tensor, positions: torch.Tensor,
                 context: attention.TreeContext) -> torch.Tensor:
-        with self.streamed.with_stack(_Emit(hidden)):
-            output = self.streamed.body(input_ids=tokens[None], position_ids=positions[None], use_cache=False,
-                                        invscale_tree=context)
+        with self.streamed.with_stack(_Emit(hidden)), attention.active(context):
+            output = self.streamed.body(input_ids=tokens[None], position_ids=positions[None], use_cache=False)
         return output.last_hidden_state[0]
 
     @torch.no_grad()
@@ -242,15 +254,16 @@ class StreamedRunner:
         captured = self.captured
         items = []  # (tokens, positions, context)
         if preface and not captured:
-            items.append((torch.tensor(preface, device=device), torch.arange(len(preface), device=device),
-                          attention.TreeContext(captured=captured)))
+            context = attention.TreeContext.preface(len(preface), device)
+            context.captured = captured
+            items.append((torch.tensor(preface, device=device), context.positions, context))
         for pack in packs:
             tokens = torch.from_numpy(pack.tokens).to(device)
             positions = torch.from_numpy(pack.depth).to(device) + len(preface)
             context = attention.TreeContext(subtree_end=torch.from_numpy(pack.subtree_end).to(device),
-                                            prefix=captured, backend=self.backend)
+                                            positions=positions, prefix=captured, backend=self.backend)
             items.append((tokens, positions, context))
-        states = [self._embed(*item) for item in items]
+        states = [(*self._embed(*item), item[2]) for item in items]  # (hidden, kwargs per layer, context)
         hidden = [state[0] for state in states]
         n_layers = len(self.streamed.layers)
         with ThreadPoolExecutor(max_workers=1) as reader:  # reads layer i+1 while layer i computes
@@ -276,18 +289,20 @@ class StreamedRunner:
             final = self._finish(h, tokens, positions, context)
             nodes = torch.from_numpy(pack.pair_node).to(device)
             targets = torch.from_numpy(pack.pair_target).to(device)
-            results.append(self.answer_logprobs(final[nodes], head.weight, targets, getattr(head, "bias", None)))
+            results.append(self.answer_logprobs(final[nodes], head.weight, targets, getattr(head, "bias", None),
+                                                self.logit_transform))
         return results
 
     def _compute_layer(self, index: int, states: list, hidden: list[torch.Tensor], prefetching: bool) -> None:
         """Every item of the group through layer ``index`` (installed), which is then freed."""
         layer = self.streamed.layers[index]
-        for k, (_, kwargs) in enumerate(states):
-            out = layer(hidden[k], **kwargs)
+        for k, (_, kwargs, context) in enumerate(states):
+            with attention.active(context):
+                out = layer(hidden[k], **kwargs[index])
             hidden[k] = out[0] if isinstance(out, tuple) else out
         self._synchronize()
         in_flight = self.streamed.layer_bytes() if prefetching else 0
-        contexts = [kwargs["invscale_tree"] for _, kwargs in states]
+        contexts = [context for _, _, context in states]
         self.peak_bytes = max(self.peak_bytes, self._held_bytes(hidden, contexts) + in_flight)
         self.streamed.drop_layer(index)
 

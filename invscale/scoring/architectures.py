@@ -1,0 +1,167 @@
+"""Which causal LMs the trie scorer computes exactly, and what it refuses, before any work.
+
+The scorer runs a model's own code on a packed trie of tokens with position ids as depths and a
+tree attention mask. That is exact only for models whose every layer mixes tokens through
+attention alone, with positions taken from ``position_ids``. This table says, per ``model_type``,
+which architectures have been checked exact against the plain per-option forward pass with their
+features switched on (tests/test_conformance.py, on tiny random configs), and why each other one
+is refused. A model type not in the table is refused too: never silently wrong.
+"""
+
+from __future__ import annotations
+
+from invscale.kernels.fused_head import LogitTransform
+
+_WINDOW = frozenset({"sliding window"})
+_PLAIN = frozenset()
+
+# model_type -> the optional features checked exact for it with transformers 5.23 (a config that
+# switches on any other is refused); checked by tests/test_conformance.py
+SUPPORTED: dict[str, frozenset[str]] = {
+    **dict.fromkeys((
+        "apertus", "arcee", "aria_text", "axk1", "biogpt", "bitnet", "ctrl", "deepseek_v2", "deepseek_v3",
+        "ernie4_5", "ernie4_5_moe", "flex_olmo", "gemma", "glm", "glm4", "glm4_moe", "glm4_moe_lite", "gpt-sw3",
+        "gpt2", "gpt_bigcode", "gpt_neox", "helium", "hunyuan_v1_dense", "hunyuan_v1_moe", "hy_v3", "iquestcoder",
+        "jais2", "jetmoe", "laguna", "llama", "longcat_flash", "mellum", "minimax_m2", "minimax_m3_vl_text",
+        "nemotron", "olmo", "olmo2", "olmoe", "opt", "persimmon", "phi", "qwen2_moe", "seed_oss", "solar_open",
+        "stablelm", "youtu"), _PLAIN),
+    **dict.fromkeys((
+        "afmoe", "cwm", "dots1", "exaone4", "exaone_moe", "kolibri1", "ministral", "ministral3", "mistral",
+        "mixtral", "moshi", "olmo3", "phi3", "qwen2", "qwen3", "qwen3_moe", "smollm3", "starcoder2"), _WINDOW),
+    **dict.fromkeys(("cohere", "granite", "granitemoe", "granitemoeshared", "hyperclovax", "minicpm3"),
+                    frozenset({"logit scale"})),
+    **dict.fromkeys(("cohere2", "cohere2_moe"), frozenset({"logit scale", "sliding window"})),
+    **dict.fromkeys(("gemma2", "gemma3_text", "vaultgemma"),
+                    frozenset({"sliding window", "attention softcap", "final-logit softcap"})),
+    "beam": frozenset({"sliding window", "final-logit softcap"}),
+    "nanochat": frozenset({"final-logit softcap"}),
+}
+
+# why each refused architecture cannot be scored on a trie (completes "<model_type>: ...")
+_REFUSED_GROUPS = {
+    "computes attention in its own code, outside transformers' attention interface, so the tree mask "
+    "cannot reach it": ("codegen", "falcon", "gpt_neo", "gpt_neox_japanese", "gptj", "openai-gpt", "xglm"),
+    "ALiBi position biases (taken from token order, not position ids)": ("bloom", "mpt"),
+    "state-space, recurrent, linear-attention or convolution layers mix tokens in sequence order, which a "
+    "packed trie does not keep": (
+        "bailing_hybrid", "bamba", "falcon_h1", "falcon_mamba", "granitemoehybrid", "jamba", "kimi_linear",
+        "lfm2", "lfm2_moe", "lfm3", "mamba", "mamba2", "minimax", "nemotron_h", "olmo_hybrid", "qwen3_5_moe_text",
+        "qwen3_5_text", "qwen3_next", "qwen4_exp_text", "recurrent_gemma", "rwkv", "xlstm", "zamba", "zamba2"),
+    "learned attention sinks": ("deepseek_v4", "flint", "gpt_oss", "granite_swa", "granitemoe_swa", "inkling2_text",
+                                "mimo_v2_flash"),
+    "learned relative position biases": ("inkling_text",),
+    "chunked attention": ("llama4_text",),
+    "differential attention": ("diffllama",),
+    "dynamic-mask attention": ("doge",),
+    "key/value states shared across layers": ("gemma3n_text", "gemma4_text", "gemma4_unified_text"),
+    "an encoder architecture (bidirectional pre-training); not checked exact as a causal LM": (
+        "bert", "bert-generation", "big_bird", "camembert", "data2vec-text", "electra", "ernie", "hrm_text",
+        "megatron-bert", "modernbert-decoder", "rembert", "roberta", "roberta-prelayernorm", "roc_bert", "roformer",
+        "xlm", "xlm-roberta", "xlm-roberta-xl", "xlnet", "xmod", "reformer", "cpmant"),
+    "the decoder of an encoder-decoder model": (
+        "bart", "bigbird_pegasus", "blenderbot", "blenderbot-small", "marian", "mbart", "musicgen", "musicgen_melody",
+        "mvp", "pegasus", "plbart", "prophetnet", "trocr", "whisper"),
+    "a multimodal model (score its text model's checkpoint instead)": (
+        "emu3", "fuyu", "gemma3", "gemma3n", "gemma4", "gemma4_unified", "gemma4_unified_assistant", "got_ocr2",
+        "llama4", "mllama", "moss_transcribe_diarize", "phi4_multimodal", "qwen3_5", "qwen3_5_moe", "qwen4_exp",
+        "dots3_note"),
+}
+REFUSED: dict[str, str] = {model_type: reason for reason, types in _REFUSED_GROUPS.items() for model_type in types}
+
+class UnsupportedModel(ValueError):
+    """A model the trie scorer cannot score exactly; the message is one line naming why."""
+
+
+def config_features(config) -> set[str]:
+    """The optional features a config switches on that change how tokens see each other or how the
+    head makes logits: ``sliding window``, ``attention softcap``, ``final-logit softcap``,
+    ``logit scale``."""
+    features = set()
+    if sliding_window_in_use(config):
+        features.add("sliding window")
+    if getattr(config, "attn_logit_softcapping", None) is not None:
+        features.add("attention softcap")
+    if getattr(config, "final_logit_softcapping", None) is not None:
+        features.add("final-logit softcap")
+    if _logit_scale(config) != 1.0:
+        features.add("logit scale")
+    return features
+
+
+def sliding_window_in_use(config) -> bool:
+    """True when some layer of the model attends within a sliding window."""
+    window = getattr(config, "sliding_window", None)
+    if window is None or getattr(config, "use_sliding_window", True) is False:
+        return False
+    layer_types = getattr(config, "layer_types", None)
+    return layer_types is None or "sliding_attention" in layer_types
+
+
+def check_model_type(config) -> None:
+    """Raise :class:`UnsupportedModel` (one line) unless the config's architecture is in the table;
+    cheap enough to run on a checkpoint's config before its weights are read."""
+    model_type = getattr(config, "model_type", None) or type(config).__name__
+    if model_type in REFUSED:
+        raise UnsupportedModel(f"{model_type}: {REFUSED[model_type]}; invscale cannot score it exactly")
+    if model_type not in SUPPORTED:
+        raise UnsupportedModel(f"{model_type}: this architecture has not been checked exact by invscale's "
+                               f"conformance tests, so it is refused rather than risked")
+
+
+def check_architecture(config, longest_sequence: int | None = None) -> None:
+    """Raise :class:`UnsupportedModel` (one line) unless the trie scorer is exact for this config on
+    sequences of at most ``longest_sequence`` tokens (any length when None).
+
+    A sliding window no sequence reaches changes nothing, so an unchecked window is accepted then;
+    a rotary embedding that changes with sequence length (``dynamic``, ``longrope``) is exact only
+    while no sequence passes the length where it changes (a pack's positions reach its longest
+    sequence's, a plain forward pass each sequence's own)."""
+    check_model_type(config)
+    model_type = config.model_type
+    features = config_features(config)
+    if "sliding window" in features and longest_sequence is not None and longest_sequence <= config.sliding_window:
+        features.discard("sliding window")
+    unchecked = sorted(features - SUPPORTED[model_type])
+    if unchecked:
+        raise UnsupportedModel(f"{model_type}: {', '.join(unchecked)} has not been checked exact for this "
+                               f"architecture, so it is refused rather than risked")
+    limit = length_dependent_rope_limit(config)
+    if limit is not None and (longest_sequence is None or longest_sequence > limit):
+        raise UnsupportedModel(
+            f"{model_type}: its rotary embedding changes past {limit} tokens"
+            + (f" and the longest sequence has {longest_sequence}" if longest_sequence else "")
+            + "; a packed trie would give short sequences the long-sequence embedding")
+
+
+def length_dependent_rope_limit(config) -> int | None:
+    """The sequence length past which the config's rotary embedding changes (``dynamic`` and
+    ``longrope`` rope types: the original maximum positions), or None when it never does."""
+    parameters = getattr(config, "rope_parameters", None) or getattr(config, "rope_scaling", None) or {}
+    per_layer = parameters.values() if all(isinstance(v, dict) for v in parameters.values()) and parameters else [parameters]
+    limits = []
+    for rope in per_layer:
+        if rope.get("rope_type", rope.get("type")) in ("dynamic", "longrope"):
+            limits.append(rope.get("original_max_position_embeddings") or config.max_position_embeddings)
+    return min(limits) if limits else None
+
+
+# model_type -> how its head scales logits before the softmax (multiplied by the returned factor)
+_LOGIT_SCALES = {
+    **dict.fromkeys(("cohere", "cohere2", "cohere2_moe"), lambda config: config.logit_scale),
+    **dict.fromkeys(("granite", "granitemoe", "granitemoeshared", "granite_swa", "granitemoe_swa", "minicpm3"),
+                    lambda config: 1.0 / config.logits_scaling),
+    "hyperclovax": lambda config: config.logits_scaling,
+}
+# model types whose head soft-caps its logits with ``config.final_logit_softcapping``
+_FINAL_SOFTCAP = {"gemma2", "gemma3_text", "gemma3n_text", "vaultgemma", "gemma4_text", "gemma4_unified_text", "nanochat", "beam"}
+
+
+def _logit_scale(config) -> float:
+    scale = _LOGIT_SCALES.get(config.model_type)
+    return 1.0 if scale is None else float(scale(config))
+
+
+def logit_transform(config) -> LogitTransform:
+    """How the model's head turns ``h·Wᵀ`` into the logits it softmaxes (scale, then soft cap)."""
+    softcap = getattr(config, "final_logit_softcapping", None) if config.model_type in _FINAL_SOFTCAP else None
+    return LogitTransform(scale=_logit_scale(config), softcap=softcap)
