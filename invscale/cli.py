@@ -25,6 +25,7 @@ from invscale.scoring.attention import backends
 from invscale.scoring.metrics import summarize
 from invscale.scoring.scorer import DEFAULT_MAX_TOKENS_PER_PACK, ScoreStats, ScoringJob
 from invscale.scoring.trie import pack_tokens
+from invscale.sweep.family import family_help
 
 app = typer.Typer(add_completion=False, no_args_is_help=True,
                   help="Fast, exact multiple-choice scoring for inverse-scaling studies.")
@@ -38,6 +39,7 @@ def main() -> None:
 
 
 MODEL_HELP = "Hub id, local checkpoint directory, .gguf file, tiny-opt or smollm2-135m."
+X_AXIS_HELP = "Plots' x axis: params, non-embedding (parameters) or flops (6·N·D training FLOPs, for families)."
 
 
 def _fail(message: str, code: int = 2) -> None:
@@ -95,7 +97,7 @@ def score(
     kernels: str = typer.Option("auto", help="Fused LM head and tree attention: triton, torch, or auto "
                                              "(torch; triton on CPU needs TRITON_INTERPRET=1)."),
     attention: str = typer.Option("auto", help=f"Tree attention backend: auto (triton with --kernels triton, "
-                                                f"else flex on CUDA and sdpa on CPU), {', '.join(backends())}."),
+                                                f"else flex on CUDA and segments on CPU), {', '.join(backends())}."),
     overwrite: bool = typer.Option(False, help="Start over instead of resuming an existing results file."),
     offload: str = typer.Option("auto", help="none (model resident), disk (stream decoder layers from the "
                                              "checkpoint, for models bigger than the device), cpu (the same, "
@@ -190,7 +192,7 @@ def evaluate(
 @app.command()
 def sweep(
     data: list[str] = typer.Argument(..., help="Prize-format dataset files (their file names name the tasks)."),
-    family: Optional[str] = typer.Option(None, help="A model family: opt (125m … 66b)."),
+    family: Optional[str] = typer.Option(None, help=f"A model family: {family_help()}."),
     models: Optional[str] = typer.Option(None, help="Comma-separated models (hub ids, directories, .gguf, built-ins)."),
     out_dir: Path = typer.Option(..., "--out", "-o", help="Run folder, e.g. runs/NAME (resumable)."),
     dtype: str = typer.Option("float32", help=f"One of {', '.join(DTYPES)}."),
@@ -200,17 +202,19 @@ def sweep(
     offload: str = typer.Option("auto", help="none, disk, cpu or auto, as for score: streaming scores models "
                                              "bigger than the device instead of skipping them."),
     gpu_memory: Optional[str] = typer.Option(None, help="Memory budget for streamed scoring, e.g. 20GiB."),
+    x_axis: str = typer.Option("params", help=X_AXIS_HELP),
 ) -> None:
     """Score every DATA file on every model, then report tables, plots and scaling verdicts.
 
     One model is loaded at a time; finished (dataset, model, dtype) pairs are not redone."""
-    from invscale.sweep.family import family_models
+    from invscale.sweep.family import family_members
     from invscale.sweep.run import run_sweep
 
     try:
         if (family is None) == (models is None):
             raise ValueError("give exactly one of --family or --models")
-        chosen = list(family_models(family).items()) if family else [(m, None) for m in models.split(",") if m]
+        chosen = ([(m.model, m) for m in family_members(family)] if family
+                  else [(m, None) for m in models.split(",") if m])
         datasets = {}
         for path in data:
             name = Path(path).name.split(".")[0]
@@ -223,23 +227,27 @@ def sweep(
                   offload=offload, memory_budget=budget)
     except (DataError, ModelLoadError, ResultsError, KernelUnavailable, ValueError) as exc:
         _fail(str(exc))
-    _print_report(out_dir)
-
-
-@app.command()
-def report(run_dir: Path = typer.Argument(..., help="A run folder written by invscale sweep.")) -> None:
-    """Re-render a sweep's summary table, plots and verdicts from its saved results."""
     try:
-        _print_report(run_dir)
+        _print_report(out_dir, x_axis)
     except ValueError as exc:
         _fail(str(exc))
 
 
-def _print_report(run_dir: Path) -> None:
+@app.command()
+def report(run_dir: Path = typer.Argument(..., help="A run folder written by invscale sweep."),
+           x_axis: str = typer.Option("params", help=X_AXIS_HELP)) -> None:
+    """Re-render a sweep's summary table, plots and verdicts from its saved results."""
+    try:
+        _print_report(run_dir, x_axis)
+    except ValueError as exc:
+        _fail(str(exc))
+
+
+def _print_report(run_dir: Path, x_axis: str = "params") -> None:
     from invscale.sweep.report import build_report
     from invscale.sweep.run import read_manifest
 
-    summary, verdicts = build_report(run_dir)
+    summary, verdicts = build_report(run_dir, x_axis)
     table = Table(title=f"sweep {run_dir}")
     for column in ("task", "model", "params", "n", "accuracy (95% CI)", "mean loss (95% CI)"):
         table.add_column(column, justify="left" if column in ("task", "model") else "right")

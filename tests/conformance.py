@@ -46,7 +46,9 @@ QUIRKS: dict[str, dict] = {
     "codegen": dict(rotary_dim=8),
     "falcon": dict(num_kv_heads=2, new_decoder_architecture=True, parallel_attn=True, alibi=False, bias=True),
     "gemma2": dict(num_hidden_layers=3),  # layers alternate sliding, full, sliding
-    "gemma3_text": dict(num_hidden_layers=3, layer_types=["sliding_attention", "full_attention", "sliding_attention"]),
+    # Gemma3 keeps attn_logit_softcapping in its config but never applies it
+    "gemma3_text": dict(layer_types=["sliding_attention", "full_attention", "sliding_attention"],
+                        attn_logit_softcapping=None),
     "mistral": dict(),
     "qwen2": dict(layer_types=["full_attention", "sliding_attention", "sliding_attention"]),
     "phi3": dict(partial_rotary_factor=0.5),

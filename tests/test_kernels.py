@@ -222,3 +222,31 @@ def test_kernels_compile_for_hopper_and_ampere():
             assert variant["wgmma" if variant["capability"] == 90 else "mma"], variant
         if variant["kernel"] == "tree_attention" or variant["capability"] == 90:
             assert variant["shared_bytes"] <= SHARED_MEMORY_LIMIT[variant["capability"]], variant
+
+
+@pytest.mark.parametrize("segment", [1, 5, 16, 64])
+@pytest.mark.parametrize("seed,n_sequences,prefix,heads,kv_heads,head_dim,value_dim,window,softcap", [
+    (0, 1, 0, 2, 2, 8, 8, None, None),        # one chain, no prefix
+    (1, 30, 0, 4, 2, 16, 16, None, None),     # grouped-query heads
+    (2, 25, 13, 3, 3, 32, 32, 4, None),       # window shorter than the prefix
+    (3, 40, 7, 4, 1, 16, 12, 9, 3.0),         # narrower values (latent attention), window and soft cap
+    (4, 12, 30, 2, 2, 8, 8, None, 2.5),
+])
+def test_segment_attention_matches_the_dense_reference(seed, n_sequences, prefix, heads, kv_heads, head_dim,
+                                                       value_dim, window, softcap, segment):
+    from invscale.kernels.segment_attention import segment_attention, segment_plan
+
+    subtree_end, positions = random_positions(seed, n_sequences, prefix)
+    n = subtree_end.shape[0]
+    g = torch.Generator().manual_seed(seed)
+    query = (torch.randn(1, n, heads, head_dim, generator=g) * 2).double().to(DEVICE).transpose(1, 2)
+    key = (torch.randn(1, kv_heads, prefix + n, head_dim, generator=g) * 2).double().to(DEVICE)
+    value = torch.randn(1, kv_heads, prefix + n, value_dim, generator=g).double().to(DEVICE)
+    expected = tree_attention_torch(query, key, value, subtree_end, 0.3, positions=positions, window=window,
+                                    softcap=softcap)
+    plan = segment_plan(subtree_end, positions, prefix, window, segment)
+    got = segment_attention(query, key, value, plan, 0.3, softcap)
+    assert got.shape == expected.shape
+    assert float((got - expected).abs().max()) < 1e-10
+    if segment == 5 and n > 40:
+        assert plan.keys.shape[1] < n, "segments see fewer keys than the whole pack"

@@ -24,6 +24,7 @@ def score_all(loaded, dataset, max_tokens, backend="sdpa", kernels="torch"):
 @pytest.mark.parametrize("max_tokens,preface,seed,backend,kernels", [
     (4096, True, 1, "sdpa", "torch"), (4096, False, 2, "sdpa", "torch"), (40, True, 3, "sdpa", "torch"),
     (7, False, 4, "sdpa", "torch"), (4096, True, 5, "flex", "torch"), (40, False, 6, "flex", "torch"),
+    (4096, True, 10, "segments", "torch"), (40, False, 11, "segments", "torch"),
     (4096, True, 7, "auto", "triton"), (40, False, 8, "auto", "triton"),
 ])
 def test_classification_matches_reference(loaded_models, checkpoint, max_tokens, preface, seed, backend, kernels):

@@ -72,6 +72,13 @@ def test_sweep_writes_results_summary_plots_and_verdicts(family_dirs, task_files
     assert again.exit_code == 0 and (out / "summary.csv").exists() and (out / "plots" / "gambling.png").exists()
     assert json.loads((out / "verdicts.json").read_text()) == verdicts
 
+    by_model = {m["name"]: m for m in manifest["models"]}
+    assert all(0 < by_model[d]["non_embedding_params"] < by_model[d]["params"] for d in family_dirs)
+    non_embedding = runner.invoke(app, ["report", str(out), "--x-axis", "non-embedding"])
+    assert non_embedding.exit_code == 0 and {r["non_embedding_params"] for r in csv.DictReader((out / "summary.csv").open())}
+    flops = runner.invoke(app, ["report", str(out), "--x-axis", "flops"])
+    assert flops.exit_code == 2 and "no training FLOPs (6·N·D) known for" in " ".join(flops.output.split())
+
 
 def test_resume_loads_only_models_with_unfinished_datasets(family_dirs, task_files, tmp_path, monkeypatch):
     out = tmp_path / "run"
@@ -100,9 +107,83 @@ def test_family_members_that_do_not_fit_or_load_are_reported(task_files, tmp_pat
     result = runner.invoke(app, ["sweep", task_files[0], "--family", "opt", "--out", str(tmp_path / "run")])
     assert result.exit_code == 0 and "Traceback" not in result.output
     models = {m["name"]: m for m in json.loads((tmp_path / "run" / "sweep.json").read_text())["models"]}
-    assert list(models) == list(family.OPT_FAMILY)
+    assert list(models) == [member.model for member in family.family_members("opt")]
+    assert models["facebook/opt-66b"]["non_embedding_params"] == 65_237_501_952
     assert models["facebook/opt-66b"]["status"] == "skipped" and "GiB" in models["facebook/opt-66b"]["reason"]
     assert models["facebook/opt-125m"]["status"] == "failed"  # no hub here: reported, and the sweep went on
+
+
+# every family member's published shape: (hidden, layers, heads, kv heads, ffn, vocab, tied, extra config)
+SHAPES = {
+    "facebook/opt-125m": (768, 12, 12, 12, 3072, 50272, True, {}),
+    "facebook/opt-350m": (1024, 24, 16, 16, 4096, 50272, True, dict(word_embed_proj_dim=512, do_layer_norm_before=False)),
+    "facebook/opt-1.3b": (2048, 24, 32, 32, 8192, 50272, True, {}),
+    "facebook/opt-2.7b": (2560, 32, 32, 32, 10240, 50272, True, {}),
+    "facebook/opt-6.7b": (4096, 32, 32, 32, 16384, 50272, True, {}),
+    "facebook/opt-13b": (5120, 40, 40, 40, 20480, 50272, True, {}),
+    "facebook/opt-30b": (7168, 48, 56, 56, 28672, 50272, True, {}),
+    "facebook/opt-66b": (9216, 64, 72, 72, 36864, 50272, True, {}),
+    "EleutherAI/pythia-70m": (512, 6, 8, 8, 2048, 50304, False, {}),
+    "EleutherAI/pythia-160m": (768, 12, 12, 12, 3072, 50304, False, {}),
+    "EleutherAI/pythia-410m": (1024, 24, 16, 16, 4096, 50304, False, {}),
+    "EleutherAI/pythia-1b": (2048, 16, 8, 8, 8192, 50304, False, {}),
+    "EleutherAI/pythia-1.4b": (2048, 24, 16, 16, 8192, 50304, False, {}),
+    "EleutherAI/pythia-2.8b": (2560, 32, 32, 32, 10240, 50304, False, {}),
+    "EleutherAI/pythia-6.9b": (4096, 32, 32, 32, 16384, 50432, False, {}),
+    "EleutherAI/pythia-12b": (5120, 36, 40, 40, 20480, 50688, False, {}),
+    "openai-community/gpt2": (768, 12, 12, 12, 3072, 50257, True, {}),
+    "openai-community/gpt2-medium": (1024, 24, 16, 16, 4096, 50257, True, {}),
+    "openai-community/gpt2-large": (1280, 36, 20, 20, 5120, 50257, True, {}),
+    "openai-community/gpt2-xl": (1600, 48, 25, 25, 6400, 50257, True, {}),
+    "Qwen/Qwen2.5-0.5B": (896, 24, 14, 2, 4864, 151936, True, {}),
+    "Qwen/Qwen2.5-1.5B": (1536, 28, 12, 2, 8960, 151936, True, {}),
+    "Qwen/Qwen2.5-3B": (2048, 36, 16, 2, 11008, 151936, True, {}),
+    "Qwen/Qwen2.5-7B": (3584, 28, 28, 4, 18944, 152064, False, {}),
+    "Qwen/Qwen2.5-14B": (5120, 48, 40, 8, 13824, 152064, False, {}),
+    "Qwen/Qwen2.5-32B": (5120, 64, 40, 8, 27648, 152064, False, {}),
+    "Qwen/Qwen2.5-72B": (8192, 80, 64, 8, 29568, 152064, False, {}),
+    "google/gemma-2-2b": (2304, 26, 8, 4, 9216, 256000, True, dict(head_dim=256)),
+    "google/gemma-2-9b": (3584, 42, 16, 8, 14336, 256000, True, dict(head_dim=256)),
+    "google/gemma-2-27b": (4608, 46, 32, 16, 36864, 256000, True, dict(head_dim=128)),
+    "HuggingFaceTB/SmolLM2-135M": (576, 30, 9, 3, 1536, 49152, True, {}),
+    "HuggingFaceTB/SmolLM2-360M": (960, 32, 15, 5, 2560, 49152, True, {}),
+    "HuggingFaceTB/SmolLM2-1.7B": (2048, 24, 32, 32, 8192, 49152, True, {}),
+}
+FAMILY_CONFIGS = {"opt": "OPTConfig", "pythia": "GPTNeoXConfig", "gpt2": "GPT2Config", "qwen2.5": "Qwen2Config",
+                  "gemma2": "Gemma2Config", "smollm2": "LlamaConfig"}
+
+
+@pytest.mark.parametrize("name", list(family.FAMILIES))
+def test_family_parameter_counts_follow_from_the_published_configs(name):
+    """Each member's parameters (and non-embedding parameters) equal a model built on the meta
+    device from its published shape, and every family is supported by the scorer."""
+    import torch
+    import transformers
+    from transformers import AutoModelForCausalLM
+
+    from invscale.scoring.architectures import check_model_type
+
+    config_class = getattr(transformers, FAMILY_CONFIGS[name])
+    for member in family.family_members(name):
+        hidden, layers, heads, kv_heads, ffn, vocab, tied, extra = SHAPES[member.model]
+        names = dict(OPTConfig=("hidden_size", "num_hidden_layers", "num_attention_heads", "ffn_dim"),
+                     GPT2Config=("n_embd", "n_layer", "n_head", "n_inner")).get(
+            FAMILY_CONFIGS[name], ("hidden_size", "num_hidden_layers", "num_attention_heads", "intermediate_size"))
+        settings = dict(zip(names, (hidden, layers, heads, ffn)), vocab_size=vocab, tie_word_embeddings=tied, **extra)
+        if FAMILY_CONFIGS[name] not in ("OPTConfig", "GPT2Config", "GPTNeoXConfig"):
+            settings["num_key_value_heads"] = kv_heads
+        config = config_class(**settings)
+        check_model_type(config)
+        with torch.device("meta"):
+            model = AutoModelForCausalLM.from_config(config)
+        assert sum(p.numel() for p in model.parameters()) == member.params, member.model
+        assert family.non_embedding_params(model) == member.non_embedding_params, member.model
+        assert member.training_flops is None or member.training_flops > 6 * member.non_embedding_params * 10**11
+
+
+def test_sweep_help_lists_every_family():
+    text = " ".join(runner.invoke(app, ["sweep", "--help"]).output.split())
+    assert all(name in text for name in ("opt", "pythia", "gpt2", "qwen2.5", "gemma2", "smollm2"))
 
 
 def test_sweep_needs_one_model_source(task_files, tmp_path):

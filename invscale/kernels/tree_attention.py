@@ -64,7 +64,7 @@ def softcapped(scores: torch.Tensor, softcap: float | None) -> torch.Tensor:
 def masked_attention(query, key, value, mask: torch.Tensor, scale: float | None = None,
                      softcap: float | None = None) -> torch.Tensor:
     """Attention of ``query`` [B, H, N, d] over ``key``/``value`` [B, kv_heads, S, d] where ``mask``
-    [N, S] (or broadcastable) is True: torch SDPA, or plain math when the logits are soft-capped."""
+    ([N, S], or [B, 1, N, S]) is True: torch SDPA, or plain math when the logits are soft-capped."""
     if softcap is None:
         return F.scaled_dot_product_attention(query, key, value, attn_mask=mask, scale=scale,
                                               enable_gqa=key.shape[1] != query.shape[1])
@@ -73,8 +73,10 @@ def masked_attention(query, key, value, mask: torch.Tensor, scale: float | None 
     scale = 1.0 / math.sqrt(dim) if scale is None else scale
     grouped = query.reshape(batch, kv_heads, heads // kv_heads, n, dim)  # query heads share their KV head
     scores = softcapped(grouped @ key[:, :, None].transpose(-1, -2) * scale, softcap)
-    weights = torch.softmax(scores.masked_fill(~mask, float("-inf")), dim=-1, dtype=torch.float32)
-    return (weights.to(value.dtype) @ value[:, :, None]).reshape(batch, heads, n, dim)
+    mask = mask[:, :, None] if mask.dim() == 4 else mask  # [B, 1, 1, N, S] against [B, kv_heads, group, N, S]
+    softmax_dtype = torch.promote_types(scores.dtype, torch.float32)  # fp32 at least, as transformers' eager
+    weights = torch.softmax(scores.masked_fill(~mask, float("-inf")), dim=-1, dtype=softmax_dtype)
+    return (weights.to(value.dtype) @ value[:, :, None]).reshape(batch, heads, n, value.shape[-1])
 
 
 def tree_attention_torch(query, key, value, subtree_end: torch.Tensor, scale: float | None = None,

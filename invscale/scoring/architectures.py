@@ -27,12 +27,12 @@ SUPPORTED: dict[str, frozenset[str]] = {
         "stablelm", "youtu"), _PLAIN),
     **dict.fromkeys((
         "afmoe", "cwm", "dots1", "exaone4", "exaone_moe", "kolibri1", "ministral", "ministral3", "mistral",
-        "mixtral", "moshi", "olmo3", "phi3", "qwen2", "qwen3", "qwen3_moe", "smollm3", "starcoder2"), _WINDOW),
+        "mixtral", "olmo3", "phi3", "qwen2", "qwen3", "qwen3_moe", "smollm3", "starcoder2"), _WINDOW),
     **dict.fromkeys(("cohere", "granite", "granitemoe", "granitemoeshared", "hyperclovax", "minicpm3"),
                     frozenset({"logit scale"})),
     **dict.fromkeys(("cohere2", "cohere2_moe"), frozenset({"logit scale", "sliding window"})),
-    **dict.fromkeys(("gemma2", "gemma3_text", "vaultgemma"),
-                    frozenset({"sliding window", "attention softcap", "final-logit softcap"})),
+    **dict.fromkeys(("gemma2", "vaultgemma"), frozenset({"sliding window", "attention softcap", "final-logit softcap"})),
+    "gemma3_text": frozenset({"sliding window", "final-logit softcap"}),
     "beam": frozenset({"sliding window", "final-logit softcap"}),
     "nanochat": frozenset({"final-logit softcap"}),
 }
@@ -61,6 +61,8 @@ _REFUSED_GROUPS = {
     "the decoder of an encoder-decoder model": (
         "bart", "bigbird_pegasus", "blenderbot", "blenderbot-small", "marian", "mbart", "musicgen", "musicgen_melody",
         "mvp", "pegasus", "plbart", "prophetnet", "trocr", "whisper"),
+    "a speech and text model whose configured sliding window its layers never apply; not checked exact": (
+        "moshi",),
     "a multimodal model (score its text model's checkpoint instead)": (
         "emu3", "fuyu", "gemma3", "gemma3n", "gemma4", "gemma4_unified", "gemma4_unified_assistant", "got_ocr2",
         "llama4", "mllama", "moss_transcribe_diarize", "phi4_multimodal", "qwen3_5", "qwen3_5_moe", "qwen4_exp",
@@ -143,6 +145,14 @@ def length_dependent_rope_limit(config) -> int | None:
         if rope.get("rope_type", rope.get("type")) in ("dynamic", "longrope"):
             limits.append(rope.get("original_max_position_embeddings") or config.max_position_embeddings)
     return min(limits) if limits else None
+
+
+def supported_markdown() -> str:
+    """The README's paragraph listing every supported architecture and the features checked with it."""
+    import textwrap
+
+    entries = [f"`{t}`" + (f" ({', '.join(sorted(SUPPORTED[t]))})" if SUPPORTED[t] else "") for t in sorted(SUPPORTED)]
+    return textwrap.fill(", ".join(entries) + ".", width=100, break_long_words=False, break_on_hyphens=False)
 
 
 # model_type -> how its head scales logits before the softmax (multiplied by the returned factor)

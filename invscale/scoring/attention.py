@@ -14,9 +14,11 @@ Each layer passes its own sliding window and attention-logit soft cap (transform
 arguments ``sliding_window`` and ``softcap``); every backend applies both. Any other argument that
 would change the result is refused with one line instead of being ignored.
 
-Backends here: ``sdpa`` (dense boolean mask, any device; the reference), ``flex``
-(flex_attention with a block-sparse mask, compiled on CUDA) and ``triton`` (the block-sparse
-kernel of :mod:`invscale.kernels.tree_attention`). Others plug in through
+Backends here: ``sdpa`` (dense boolean mask, any device; the reference), ``segments`` (the pack
+cut into DFS segments that see only the preface, the path to their first node and themselves:
+:mod:`invscale.kernels.segment_attention`, the CPU default), ``flex`` (flex_attention with a
+block-sparse mask, compiled on CUDA) and ``triton`` (the block-sparse kernel of
+:mod:`invscale.kernels.tree_attention`). Others plug in through
 :func:`register_backend` and receive the same :class:`TreeContext`.
 """
 
@@ -32,6 +34,7 @@ from typing import Callable
 import torch
 import torch.nn.functional as F
 
+from invscale.kernels.segment_attention import segment_attention, segment_plan
 from invscale.kernels.tree_attention import masked_attention, tree_attention_triton, tree_mask, visible_blocks
 
 ATTENTION_NAME = "invscale_tree"
@@ -102,6 +105,15 @@ def sdpa_tree_attention(query, key, value, context: TreeContext, scaling: float 
     return masked_attention(query, key, value, mask, scaling, softcap)
 
 
+def segments_tree_attention(query, key, value, context: TreeContext, scaling: float | None,
+                            window: int | None = None, softcap: float | None = None) -> torch.Tensor:
+    """Segments backend: attention over each DFS segment's preface, path and own nodes, batched.
+    Shapes [1, heads, len, dim]."""
+    plan = context.mask("segments", key.shape[2] - query.shape[2], window,
+                        lambda c, n_prefix, w: segment_plan(c.subtree_end, c.positions, n_prefix, w))
+    return segment_attention(query, key, value, plan, scaling, softcap)
+
+
 def triton_tree_attention(query, key, value, context: TreeContext, scaling: float | None, window: int | None = None,
                           softcap: float | None = None) -> torch.Tensor:
     """Triton backend: the block-sparse tree attention kernel. Shapes [1, heads, len, dim]; values
@@ -164,8 +176,8 @@ def flex_tree_attention(query, key, value, context: TreeContext, scaling: float 
                   enable_gqa=key.shape[1] != query.shape[1])
 
 
-_BACKENDS: dict[str, Callable] = {"sdpa": sdpa_tree_attention, "flex": flex_tree_attention,
-                                  "triton": triton_tree_attention}
+_BACKENDS: dict[str, Callable] = {"sdpa": sdpa_tree_attention, "segments": segments_tree_attention,
+                                  "flex": flex_tree_attention, "triton": triton_tree_attention}
 
 
 def register_backend(name: str, function: Callable) -> None:
@@ -180,12 +192,12 @@ def backends() -> list[str]:
 
 
 def resolve_backend(name: str, device: torch.device, kernels: str = "torch") -> str:
-    """``auto`` means the Triton kernel when ``kernels`` is ``triton``, else flex on CUDA and sdpa
-    elsewhere; an unknown name raises ValueError."""
+    """``auto`` means the Triton kernel when ``kernels`` is ``triton``, else flex on CUDA and
+    segments elsewhere; an unknown name raises ValueError."""
     if name == "auto":
         if kernels == "triton":
             return "triton"
-        return "flex" if device.type == "cuda" else "sdpa"
+        return "flex" if device.type == "cuda" else "segments"
     if name not in _BACKENDS:
         raise ValueError(f"--attention {name}: unknown tree attention backend; choose auto, {', '.join(backends())}")
     return name
@@ -196,7 +208,8 @@ def attention_memory(backend: str, device: torch.device, n_queries: int, n_keys:
     inputs: (the mask the pack's context keeps for every layer, the scores one call may
     materialise). The dense boolean mask of ``sdpa`` is kept; fp32 scores are assumed wherever
     the kernel is not block-sparse (sdpa may fall back to its math path, eager flex_attention off
-    CUDA computes them all; unknown backends are assumed to do both)."""
+    CUDA computes them all, segments stay below the dense size; unknown backends are assumed to do
+    both)."""
     sparse = backend == "triton" or (backend == "flex" and device.type == "cuda")
     kept_mask = 0 if sparse else n_queries * n_keys
     scores = 0 if sparse else n_queries * n_keys * heads * 4

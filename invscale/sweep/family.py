@@ -3,23 +3,103 @@
 from __future__ import annotations
 
 import os
+from dataclasses import dataclass
 
 import torch
 
-OPT_FAMILY = {
-    "facebook/opt-125m": 125_239_296, "facebook/opt-350m": 331_196_416, "facebook/opt-1.3b": 1_315_758_080,
-    "facebook/opt-2.7b": 2_651_596_800, "facebook/opt-6.7b": 6_658_473_984, "facebook/opt-13b": 12_853_473_280,
-    "facebook/opt-30b": 29_974_931_456, "facebook/opt-66b": 65_743_840_256,
+
+@dataclass(frozen=True)
+class Member:
+    """One published model of a family: its hub id, parameters (all, and without the token and
+    position embeddings and an untied output embedding, as scaling-law plots count them) and the
+    training tokens the family reports (None where it reports none)."""
+
+    model: str
+    params: int
+    non_embedding_params: int
+    training_tokens: int | None
+
+    @property
+    def training_flops(self) -> float | None:
+        """6 · N · D, the usual estimate of training compute (N without embeddings)."""
+        return None if self.training_tokens is None else 6.0 * self.non_embedding_params * self.training_tokens
+
+
+B, T = 10**9, 10**12
+# parameter counts computed from each model's published config (tests/test_sweep.py rebuilds them)
+FAMILIES: dict[str, tuple[str, list[Member]]] = {
+    "opt": ("OPT, 125m … 66b, 180B tokens", [
+        Member("facebook/opt-125m", 125_239_296, 85_056_000, 180 * B),
+        Member("facebook/opt-350m", 331_196_416, 303_357_952, 180 * B),
+        Member("facebook/opt-1.3b", 1_315_758_080, 1_208_602_624, 180 * B),
+        Member("facebook/opt-2.7b", 2_651_596_800, 2_517_652_480, 180 * B),
+        Member("facebook/opt-6.7b", 6_658_473_984, 6_444_163_072, 180 * B),
+        Member("facebook/opt-13b", 12_853_473_280, 12_585_584_640, 180 * B),
+        Member("facebook/opt-30b", 29_974_540_288, 29_599_496_192, 180 * B),
+        Member("facebook/opt-66b", 65_719_701_504, 65_237_501_952, 180 * B),
+    ]),
+    "pythia": ("Pythia, 70m … 12b, 300B tokens", [
+        Member("EleutherAI/pythia-70m", 70_426_624, 18_915_328, 300 * B),
+        Member("EleutherAI/pythia-160m", 162_322_944, 85_056_000, 300 * B),
+        Member("EleutherAI/pythia-410m", 405_334_016, 302_311_424, 300 * B),
+        Member("EleutherAI/pythia-1b", 1_011_781_632, 805_736_448, 300 * B),
+        Member("EleutherAI/pythia-1.4b", 1_414_647_808, 1_208_602_624, 300 * B),
+        Member("EleutherAI/pythia-2.8b", 2_775_208_960, 2_517_652_480, 300 * B),
+        Member("EleutherAI/pythia-6.9b", 6_857_302_016, 6_444_163_072, 300 * B),
+        Member("EleutherAI/pythia-12b", 11_846_072_320, 11_327_027_200, 300 * B),
+    ]),
+    "gpt2": ("GPT-2, 124M … 1.5B, training tokens unpublished", [
+        Member("openai-community/gpt2", 124_439_808, 85_056_000, None),
+        Member("openai-community/gpt2-medium", 354_823_168, 302_311_424, None),
+        Member("openai-community/gpt2-large", 774_030_080, 708_390_400, None),
+        Member("openai-community/gpt2-xl", 1_557_611_200, 1_475_561_600, None),
+    ]),
+    "qwen2.5": ("Qwen2.5 base, 0.5B … 72B, 18T tokens", [
+        Member("Qwen/Qwen2.5-0.5B", 494_032_768, 357_898_112, 18 * T),
+        Member("Qwen/Qwen2.5-1.5B", 1_543_714_304, 1_310_340_608, 18 * T),
+        Member("Qwen/Qwen2.5-3B", 3_085_938_688, 2_774_773_760, 18 * T),
+        Member("Qwen/Qwen2.5-7B", 7_615_616_512, 6_525_621_760, 18 * T),
+        Member("Qwen/Qwen2.5-14B", 14_770_033_664, 13_212_898_304, 18 * T),
+        Member("Qwen/Qwen2.5-32B", 32_763_876_352, 31_206_740_992, 18 * T),
+        Member("Qwen/Qwen2.5-72B", 72_706_203_648, 70_214_787_072, 18 * T),
+    ]),
+    "gemma2": ("Gemma 2 base, 2b … 27b, 2T/8T/13T tokens", [
+        Member("google/gemma-2-2b", 2_614_341_888, 2_024_517_888, 2 * T),
+        Member("google/gemma-2-9b", 9_241_705_984, 8_324_201_984, 8 * T),
+        Member("google/gemma-2-27b", 27_227_128_320, 26_047_480_320, 13 * T),
+    ]),
+    "smollm2": ("SmolLM2 base, 135M … 1.7B, 2T/4T/11T tokens", [
+        Member("HuggingFaceTB/SmolLM2-135M", 134_515_008, 106_203_456, 2 * T),
+        Member("HuggingFaceTB/SmolLM2-360M", 361_821_120, 314_635_200, 4 * T),
+        Member("HuggingFaceTB/SmolLM2-1.7B", 1_711_376_384, 1_610_713_088, 11 * T),
+    ]),
 }
-FAMILIES = {"opt": OPT_FAMILY}
-OVERHEAD = 1.2  # weights plus room for activations, the preface's KV and the allocator
 
 
-def family_models(name: str) -> dict[str, int]:
-    """{model id: parameter count}, smallest first, for a family name; ValueError if unknown."""
+def family_members(name: str) -> list[Member]:
+    """The members of a family, smallest first; ValueError naming the known families if unknown."""
     if name not in FAMILIES:
         raise ValueError(f"--family {name}: known families: {', '.join(FAMILIES)}")
-    return dict(sorted(FAMILIES[name].items(), key=lambda item: item[1]))
+    return sorted(FAMILIES[name][1], key=lambda member: member.params)
+
+
+def non_embedding_params(model: torch.nn.Module) -> int:
+    """Parameters of a loaded model without its token and learned position embeddings and an
+    untied output embedding."""
+    embeddings = {id(model.get_input_embeddings().weight)}
+    head = model.get_output_embeddings()
+    if head is not None:
+        embeddings.add(id(head.weight))
+    positional = {id(p) for name, p in model.named_parameters() if name.endswith(("wpe.weight", "embed_positions.weight"))}
+    return sum(p.numel() for p in model.parameters() if id(p) not in embeddings | positional)
+
+
+def family_help() -> str:
+    """One line per family for ``invscale sweep --help``."""
+    return "; ".join(f"{name} ({description})" for name, (description, _) in FAMILIES.items())
+
+
+OVERHEAD = 1.2  # weights plus room for activations, the preface's KV and the allocator
 
 
 def device_memory(device: torch.device) -> int:

@@ -1,4 +1,5 @@
-"""One figure per task: accuracy and mean loss against parameter count, with 95% bands."""
+"""One figure per task: accuracy and mean loss against model size (parameters, or training FLOPs),
+with 95% bands."""
 
 from __future__ import annotations
 
@@ -10,10 +11,11 @@ matplotlib.use("Agg")  # files only, no display needed
 import matplotlib.pyplot as plt  # noqa: E402
 
 
-def plot_task(task: str, rows: list[dict], verdict: str, chance: dict, path: Path) -> None:
-    """Write ``path`` (PNG): accuracy (if any) and loss vs params, log x, bootstrap bands, chance."""
-    rows = sorted(rows, key=lambda row: row["params"])
-    params = [row["params"] for row in rows]
+def plot_task(task: str, rows: list[dict], verdict: str, chance: dict, path: Path, x: str = "params",
+              x_label: str = "parameters") -> None:
+    """Write ``path`` (PNG): accuracy (if any) and loss vs ``rows[i][x]``, log x, bootstrap bands, chance."""
+    rows = sorted(rows, key=lambda row: row[x])
+    params = [row[x] for row in rows]
     panels = [("mean_loss", "loss_low", "loss_high", "mean loss (nats)", chance.get("chance_loss"))]
     if all("accuracy" in row for row in rows):
         panels.insert(0, ("accuracy", "accuracy_low", "accuracy_high", "accuracy", chance.get("chance_accuracy")))
@@ -25,7 +27,7 @@ def plot_task(task: str, rows: list[dict], verdict: str, chance: dict, path: Pat
             axis.axhline(chance_value, linestyle="--", color="grey", label="chance")
             axis.legend()
         axis.set_xscale("log")
-        axis.set_xlabel("parameters")
+        axis.set_xlabel(x_label)
         axis.set_ylabel(label)
         axis.grid(alpha=0.3)
     figure.suptitle(f"{task}: {verdict}")

@@ -15,13 +15,21 @@ from invscale.sweep.run import read_manifest, results_path
 from invscale.sweep.stats import summarize_model
 from invscale.sweep.verdict import Verdict, trend_verdict
 
-SUMMARY_COLUMNS = ["task", "model", "params", "n", "accuracy", "accuracy_low", "accuracy_high",
-                   "mean_loss", "loss_low", "loss_high"]
+SUMMARY_COLUMNS = ["task", "model", "params", "non_embedding_params", "training_flops", "n", "accuracy",
+                   "accuracy_low", "accuracy_high", "mean_loss", "loss_low", "loss_high"]
+# --x-axis choice -> (summary column, axis label)
+X_AXES = {"params": ("params", "parameters"),
+          "non-embedding": ("non_embedding_params", "non-embedding parameters"),
+          "flops": ("training_flops", "training FLOPs (6·N·D)")}
 
 
-def build_report(run_dir: Path) -> tuple[list[dict], dict[str, Verdict]]:
+def build_report(run_dir: Path, x_axis: str = "params") -> tuple[list[dict], dict[str, Verdict]]:
     """Write summary.csv, verdicts.json and plots/<task>.png under ``run_dir``; return the summary
-    rows and the verdict per task. Only models whose results cover every row of a task count."""
+    rows and the verdict per task. Only models whose results cover every row of a task count.
+    ``x_axis`` (see :data:`X_AXES`) is what the plots put on their x axis; ValueError if a model
+    lacks it (training FLOPs need the training tokens a family publishes)."""
+    if x_axis not in X_AXES:
+        raise ValueError(f"--x-axis {x_axis}: choose one of {', '.join(X_AXES)}")
     manifest = read_manifest(run_dir)
     if not manifest["datasets"]:
         raise ValueError(f"{run_dir}: no {run_dir / 'sweep.json'}; run invscale sweep first")
@@ -33,7 +41,10 @@ def build_report(run_dir: Path) -> tuple[list[dict], dict[str, Verdict]]:
             results = sorted(read_results(path), key=lambda r: r["index"]) if path.exists() else []
             if len(results) != dataset["rows"] or not model.get("params"):
                 continue
+            tokens, non_embedding = model.get("training_tokens"), model.get("non_embedding_params")
             task_rows.append({"task": dataset["name"], "model": model["name"], "params": model["params"],
+                              "non_embedding_params": non_embedding,
+                              "training_flops": 6.0 * non_embedding * tokens if tokens and non_embedding else None,
                               **summarize_model(results)})
             params.append(model["params"])
             losses.append([r["loss"] for r in results])
@@ -41,7 +52,12 @@ def build_report(run_dir: Path) -> tuple[list[dict], dict[str, Verdict]]:
         verdicts[dataset["name"]] = verdict
         summary += task_rows
         if task_rows:
-            plot_task(dataset["name"], task_rows, verdict.kind, dataset, run_dir / "plots" / f"{dataset['name']}.png")
+            column, label = X_AXES[x_axis]
+            missing = [row["model"] for row in task_rows if not row[column]]
+            if missing:
+                raise ValueError(f"--x-axis {x_axis}: no {label} known for {', '.join(missing)}")
+            plot_task(dataset["name"], task_rows, verdict.kind, dataset, run_dir / "plots" / f"{dataset['name']}.png",
+                      x=column, x_label=label)
     with open(run_dir / "summary.csv", "w", newline="") as handle:
         writer = csv.DictWriter(handle, fieldnames=SUMMARY_COLUMNS, extrasaction="ignore")
         writer.writeheader()

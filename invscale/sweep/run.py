@@ -22,7 +22,7 @@ from invscale.models import ModelLoadError, load_for_scoring, resolve_device, re
 from invscale.results import ResultsFile, open_results, read_results
 from invscale.scoring.metrics import chance_levels
 from invscale.scoring.scorer import ScoringJob
-from invscale.sweep.family import fit_problem
+from invscale.sweep.family import Member, fit_problem, non_embedding_params
 
 MANIFEST = "sweep.json"
 
@@ -50,11 +50,11 @@ def _scored(path: Path) -> int:
     return len({int(r["index"]) for r in read_results(path)}) if path.exists() else 0
 
 
-def run_sweep(run_dir: Path, datasets: dict[str, tuple[str, Dataset]], models: list[tuple[str, int | None]],
+def run_sweep(run_dir: Path, datasets: dict[str, tuple[str, Dataset]], models: list[tuple[str, Member | None]],
               dtype: str, device: str, kernels: str, max_tokens_per_pack: int | None,
               score: Callable[[ScoringJob, ResultsFile], list[dict]], log: Callable[[str], None],
               offload: str = "none", memory_budget: int | None = None) -> dict:
-    """Score ``datasets`` ({name: (path, dataset)}) on ``models`` ([(name, known params or None)]).
+    """Score ``datasets`` ({name: (path, dataset)}) on ``models`` ([(name, its family entry or None)]).
 
     ``score(job, results_file)`` runs one job, appending to the file, and returns the new results.
     With ``offload`` other than ``none`` a model too big for the device is streamed layer by layer
@@ -68,8 +68,13 @@ def run_sweep(run_dir: Path, datasets: dict[str, tuple[str, Dataset]], models: l
                             for name, (path, dataset) in datasets.items()]
     previous = {entry["name"]: entry for entry in manifest["models"]}
     manifest["models"] = []
-    for name, known_params in models:
-        entry = {"name": name, "params": known_params or previous.get(name, {}).get("params"), "status": "pending"}
+    for name, member in models:
+        known = previous.get(name, {})
+        entry = {"name": name, "status": "pending",
+                 **{key: known.get(key) for key in ("params", "non_embedding_params", "training_tokens")},
+                 **({"params": member.params, "non_embedding_params": member.non_embedding_params,
+                     "training_tokens": member.training_tokens} if member else {})}
+        known_params = entry["params"] if member else None
         manifest["models"].append(entry)
         pending = [dataset_entry for dataset_entry in manifest["datasets"]
                    if _scored(results_path(run_dir, name, dtype, dataset_entry)) < dataset_entry["rows"]]
@@ -94,6 +99,7 @@ def run_sweep(run_dir: Path, datasets: dict[str, tuple[str, Dataset]], models: l
             write_manifest(run_dir, manifest)
             continue
         entry["params"] = sum(p.numel() for p in loaded.model.parameters())
+        entry["non_embedding_params"] = non_embedding_params(loaded.model)
         try:
             for dataset_entry in pending:
                 dataset = datasets[dataset_entry["name"]][1]

@@ -1,0 +1,163 @@
+"""Every causal LM architecture transformers ships is either scored exactly or refused before any work.
+
+One test per model type (``pytest tests/test_conformance.py -v`` lists the matrix): a supported
+architecture, built tiny with its features on (tests/conformance.py), must match the plain
+per-option forward pass within 1e-4 with the features it claims actually exercised; any other is
+refused by the table with one line naming it.
+"""
+
+import re
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import torch
+from transformers.models.auto.modeling_auto import MODEL_FOR_CAUSAL_LM_MAPPING_NAMES
+from typer.testing import CliRunner
+
+from conformance import WINDOW, build_tiny, conformance_rows, max_difference, tiny_config
+from invscale.cli import app
+from invscale.scoring import attention
+from invscale.scoring.architectures import (REFUSED, SUPPORTED, UnsupportedModel, check_architecture,
+                                            check_model_type, config_features, supported_markdown)
+from invscale.scoring.scorer import ScoringJob
+from invscale.scoring.streamed import StreamedModel
+
+TOL = 1e-4
+ALL_TYPES = sorted(MODEL_FOR_CAUSAL_LM_MAPPING_NAMES)
+
+
+@pytest.fixture(scope="module")
+def tokenizer(tmp_path_factory):
+    from invscale.tiny import train_tokenizer
+
+    return train_tokenizer(tmp_path_factory.mktemp("tokenizer"))
+
+
+@pytest.fixture(scope="module")
+def dataset():
+    return conformance_rows()
+
+
+@pytest.fixture
+def seen(monkeypatch):
+    """Windows and soft caps the attention backends were called with."""
+    calls = {"window": set(), "softcap": set()}
+
+    def recording(backend):
+        def call(query, key, value, context, scaling, window=None, softcap=None):
+            calls["window"].add(window)
+            calls["softcap"].add(softcap)
+            return backend(query, key, value, context, scaling, window, softcap)
+        return call
+
+    for name, backend in list(attention._BACKENDS.items()):
+        monkeypatch.setitem(attention._BACKENDS, name, recording(backend))
+    return calls
+
+
+class _Config:
+    def __init__(self, model_type):
+        self.model_type = model_type
+
+
+@pytest.mark.parametrize("model_type", ALL_TYPES)
+def test_architecture_is_exact_or_refused(model_type, tokenizer, dataset, seen):
+    if model_type not in SUPPORTED:
+        with pytest.raises(UnsupportedModel, match=rf"^{re.escape(model_type)}: .*refused|cannot score it exactly"):
+            check_model_type(_Config(model_type))
+        return
+    model = build_tiny(model_type, tokenizer)
+    claimed = SUPPORTED[model_type]
+    assert config_features(model.config) == claimed, "the table claims exactly the features this test exercises"
+    assert max_difference(model, tokenizer, dataset, backend="auto") <= TOL  # the CPU default: segments
+    if "sliding window" in claimed:
+        assert WINDOW in seen["window"], "some layer attended within its window"
+    if "attention softcap" in claimed:
+        assert seen["softcap"] - {None}, "some layer soft-capped its attention logits"
+
+
+def test_table_names_only_installed_architectures():
+    installed = set(MODEL_FOR_CAUSAL_LM_MAPPING_NAMES)
+    assert not (set(SUPPORTED) & set(REFUSED))
+    assert set(SUPPORTED) <= installed and set(REFUSED) <= installed
+
+
+def test_unknown_architecture_is_refused():
+    with pytest.raises(UnsupportedModel, match="^my_new_lm: this architecture has not been checked exact"):
+        check_model_type(_Config("my_new_lm"))
+
+
+def test_unchecked_feature_is_refused_unless_no_sequence_reaches_it():
+    """Qwen2-MoE keeps its window in the causal mask alone, so a window is refused, except where
+    every sequence is shorter than it (then it changes nothing)."""
+    config = tiny_config("qwen2_moe", 500)
+    config.use_sliding_window, config.sliding_window = True, WINDOW
+    config.layer_types = ["sliding_attention"] * config.num_hidden_layers
+    with pytest.raises(UnsupportedModel, match="qwen2_moe: sliding window has not been checked exact"):
+        check_architecture(config, longest_sequence=WINDOW + 1)
+    check_architecture(config, longest_sequence=WINDOW)
+
+
+def test_length_dependent_rotary_is_refused_past_its_switch():
+    config = tiny_config("phi3", 500)
+    config.rope_parameters = {"rope_type": "longrope", "rope_theta": 10000.0, "original_max_position_embeddings": 64,
+                              "short_factor": [1.0] * 4, "long_factor": [2.0] * 4}
+    check_architecture(config, longest_sequence=64)
+    with pytest.raises(UnsupportedModel, match="rotary embedding changes past 64 tokens"):
+        check_architecture(config, longest_sequence=65)
+
+
+WINDOWED = ["mistral", "gemma2", "gemma3_text"]
+
+
+@pytest.mark.parametrize("model_type", WINDOWED)
+@pytest.mark.parametrize("backend,kernels", [("sdpa", "torch"), ("segments", "torch"), ("flex", "torch"),
+                                             ("triton", "triton")])
+def test_windowed_families_exact_in_every_backend(model_type, backend, kernels, tokenizer, dataset):
+    model = build_tiny(model_type, tokenizer, seed=5)
+    assert max_difference(model, tokenizer, dataset, backend=backend, kernels=kernels, max_tokens=64) <= TOL
+
+
+@pytest.mark.parametrize("model_type", WINDOWED)
+def test_windowed_families_streamed_equal_resident(model_type, tokenizer, dataset, tmp_path):
+    model = build_tiny(model_type, tokenizer, seed=6)
+    model.save_pretrained(tmp_path, max_shard_size="100KB")
+    tokenizer.save_pretrained(tmp_path)
+    resident = {r["index"]: r["class_logprobs"] for r in ScoringJob(model, tokenizer, dataset).results()}
+    streamed = StreamedModel(tmp_path, torch.float32, torch.device("cpu"))
+    job = ScoringJob(None, tokenizer, dataset, streamed=streamed, memory_budget=None)
+    for result in job.results():
+        assert max(abs(a - b) for a, b in zip(result["class_logprobs"], resident[result["index"]])) <= 1e-5
+
+
+def test_refused_before_any_work(tmp_path, tokenizer):
+    """A checkpoint of a refused architecture is refused from its config: no weights are even read."""
+    from transformers import CONFIG_MAPPING
+
+    CONFIG_MAPPING["mamba"](hidden_size=16, num_hidden_layers=1, vocab_size=len(tokenizer)).save_pretrained(tmp_path)
+    tokenizer.save_pretrained(tmp_path)
+    data = tmp_path / "rows.jsonl"
+    data.write_text('{"prompt": "Is it?", "classes": [" yes", " no"], "answer_index": 0}\n')
+    result = CliRunner().invoke(app, ["score", str(data), "--model", str(tmp_path), "--device", "cpu",
+                                      "--out", str(tmp_path / "out.jsonl")])
+    assert result.exit_code == 2
+    message = " ".join(result.output.split())
+    assert "mamba: state-space, recurrent" in message and "cannot score it exactly" in message
+    assert "Traceback" not in result.output
+
+
+def test_readme_lists_the_supported_architectures():
+    readme = (Path(__file__).parents[1] / "README.md").read_text()
+    assert supported_markdown() in readme, "regenerate the README's list with invscale.scoring.architectures"
+
+
+def test_conformance_survey_runs():
+    """The maintainer's survey script (how the table is kept up to date) runs and reports."""
+    done = subprocess.run([sys.executable, str(Path(__file__).with_name("conformance.py")), "llama", "mamba"],
+                          capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stderr[-2000:]
+    lines = {line.split()[0]: line for line in done.stdout.splitlines() if line.strip()}
+    assert "supported" in lines["llama"] and "max |diff|" in lines["llama"]
+    assert "refused" in lines["mamba"]
