@@ -21,26 +21,41 @@ import torch
 from invscale.kernels.tree_attention import masked_attention
 
 SEGMENT = 64  # queries per segment: the path to each segment's first node is paid once per segment
+PATH_STEP = 32  # segments are batched with others whose paths are as long, rounded up to this
+
+
+@dataclass
+class SegmentBatch:
+    """Segments whose paths have about the same length, run as one batch.
+
+    segments: [B] which segments; keys: [B, P + K] indices into the prefix-then-pack keys (the
+    prefix, the path to the segment's first node, then its own nodes; padding repeats key 0 and is
+    masked); mask: [B, 1, C, P + K], 0 where visible and -inf elsewhere, in the queries' dtype (an
+    additive mask, so attention need not convert it for every layer)."""
+
+    segments: torch.Tensor
+    keys: torch.Tensor
+    mask: torch.Tensor
 
 
 @dataclass
 class SegmentPlan:
-    """Where each segment's queries and keys sit, and which pairs are visible (built once per pack).
+    """A pack's segments, batched by path length (built once per pack, used by every layer).
+    n: the pack's node count (queries are padded from n to a whole number of segments)."""
 
-    keys: [S, K] indices into the pack's nodes of each segment's keys (the path to its first node,
-    then its own nodes; padding repeats node 0 and is masked). visible: [S, C, P + K] bool, the
-    prefix's P keys first. n: the pack's node count (queries are padded from n to S * C)."""
-
-    keys: torch.Tensor
-    visible: torch.Tensor
+    batches: list[SegmentBatch]
     n: int
+    n_segments: int
     segment: int
 
 
 def segment_plan(subtree_end: torch.Tensor, positions: torch.Tensor | None = None, n_prefix: int = 0,
-                 window: int | None = None, segment: int = SEGMENT) -> SegmentPlan:
+                 window: int | None = None, segment: int = SEGMENT, dtype: torch.dtype = torch.float32) -> SegmentPlan:
     """The segments of a DFS-ordered trie of ``len(subtree_end)`` nodes; with ``window``, keys
-    ``window`` or more positions behind a query are hidden (``positions``: [N] of the nodes)."""
+    ``window`` or more positions behind a query are hidden (``positions``: [N] of the nodes).
+    ``dtype``: the queries' dtype, which the masks take."""
+    if window is not None and positions is None:
+        raise ValueError("a sliding window needs the positions of the pack's nodes")
     device = subtree_end.device
     n = subtree_end.shape[0]
     n_segments = max(1, -(-n // segment))
@@ -49,25 +64,36 @@ def segment_plan(subtree_end: torch.Tensor, positions: torch.Tensor | None = Non
     # the path to each segment's first node: nodes before it whose subtree reaches it
     on_path = (node[None, :] < starts[:, None]) & (subtree_end[None, :] > starts[:, None])  # [S, N]
     path_length = on_path.sum(dim=1)
-    width = int(path_length.max()) if n else 0
-    # ascending node order for each path, padded with N (sorted last), then the segment's own nodes
-    path = torch.where(on_path, node[None, :], n).sort(dim=1).values[:, :width]
-    own = starts[:, None] + torch.arange(segment, device=device)[None, :]  # [S, C]
-    keys = torch.cat([path, own], dim=1)  # [S, width + C]
+    # ascending node order for each path, padded with N (sorted last)
+    paths = torch.where(on_path, node[None, :], n).sort(dim=1).values
+    rounded = (path_length + PATH_STEP - 1) // PATH_STEP * PATH_STEP
+    batches = []
+    for width in rounded.unique().tolist():
+        chosen = (rounded == width).nonzero().flatten()
+        batches.append(_batch(chosen, paths[chosen, :width], starts[chosen], subtree_end, positions, n_prefix,
+                              window, segment, dtype))
+    return SegmentPlan(batches, n, n_segments, segment)
+
+
+def _batch(segments, path, starts, subtree_end, positions, n_prefix, window, segment, dtype) -> SegmentBatch:
+    device, n = subtree_end.device, subtree_end.shape[0]
+    own = starts[:, None] + torch.arange(segment, device=device)[None, :]  # [B, C]
+    keys = torch.cat([path, own], dim=1)  # [B, width + C]
     key_ok = keys < n
     keys = torch.where(key_ok, keys, 0)
     ends = subtree_end[keys]
     visible = key_ok[:, None, :] & (keys[:, None, :] <= own[:, :, None]) & (own[:, :, None] < ends[:, None, :])
-    prefix_visible = visible.new_ones(n_segments, segment, n_prefix)
+    prefix_visible = visible.new_ones(len(segments), segment, n_prefix)
     if window is not None:
-        if positions is None:
-            raise ValueError("a sliding window needs the positions of the pack's nodes")
-        query_positions = positions[own.clamp(max=n - 1)]  # [S, C]
+        query_positions = positions[own.clamp(max=n - 1)]  # [B, C]
         visible &= query_positions[:, :, None] - positions[keys][:, None, :] < window
         prefix = torch.arange(n_prefix, device=device)
         prefix_visible = query_positions[:, :, None] - prefix[None, None, :] < window
     visible |= (own >= n)[:, :, None] & key_ok[:, None, :]  # padding queries: any key, results dropped
-    return SegmentPlan(keys, torch.cat([prefix_visible, visible], dim=2), n, segment)
+    prefix_keys = torch.arange(n_prefix, device=device).expand(len(segments), -1)
+    visible = torch.cat([prefix_visible, visible], dim=2)
+    mask = torch.zeros(visible.shape, dtype=dtype, device=device).masked_fill_(~visible, float("-inf"))
+    return SegmentBatch(segments, torch.cat([prefix_keys, keys + n_prefix], dim=1), mask[:, None])
 
 
 def segment_attention(query, key, value, plan: SegmentPlan, scale: float | None = None,
@@ -77,18 +103,15 @@ def segment_attention(query, key, value, plan: SegmentPlan, scale: float | None 
     query: [1, heads, N, d]; key, value: [1, kv_heads, P + N, d] (prefix first). Returns
     [1, heads, N, d_value]."""
     _, heads, n, dim = query.shape
-    kv_heads, n_prefix = key.shape[1], key.shape[2] - n
-    n_segments, width = plan.keys.shape
-    padded = n_segments * plan.segment
+    kv_heads, value_dim = key.shape[1], value.shape[-1]
+    padded = plan.n_segments * plan.segment
     queries = torch.nn.functional.pad(query[0], (0, 0, 0, padded - n))  # [H, S*C, d]
-    queries = queries.view(heads, n_segments, plan.segment, dim).transpose(0, 1)  # [S, H, C, d]
-    flat_keys = plan.keys.reshape(-1)
-    pack_key, pack_value = key[0, :, n_prefix:], value[0, :, n_prefix:]
-    keys = pack_key[:, flat_keys].view(kv_heads, n_segments, width, dim).transpose(0, 1)  # [S, Hkv, K, d]
-    values = pack_value[:, flat_keys].view(kv_heads, n_segments, width, -1).transpose(0, 1)
-    if n_prefix:
-        prefix_key = key[0, :, :n_prefix].expand(n_segments, -1, -1, -1)
-        prefix_value = value[0, :, :n_prefix].expand(n_segments, -1, -1, -1)
-        keys, values = torch.cat([prefix_key, keys], dim=2), torch.cat([prefix_value, values], dim=2)
-    out = masked_attention(queries, keys, values, plan.visible[:, None], scale, softcap)  # [S, H, C, dv]
-    return out.transpose(0, 1).reshape(heads, padded, -1)[None, :, :n]
+    queries = queries.view(heads, plan.n_segments, plan.segment, dim).transpose(0, 1)  # [S, H, C, d]
+    out = query.new_empty(plan.n_segments, heads, plan.segment, value_dim)
+    for batch in plan.batches:
+        count, width = batch.keys.shape
+        flat_keys = batch.keys.reshape(-1)
+        keys = key[0][:, flat_keys].view(kv_heads, count, width, dim).transpose(0, 1)  # [B, Hkv, P + K, d]
+        values = value[0][:, flat_keys].view(kv_heads, count, width, value_dim).transpose(0, 1)
+        out[batch.segments] = masked_attention(queries[batch.segments], keys, values, batch.mask, scale, softcap)
+    return out.transpose(0, 1).reshape(heads, padded, value_dim)[None, :, :n]

@@ -64,7 +64,8 @@ def softcapped(scores: torch.Tensor, softcap: float | None) -> torch.Tensor:
 def masked_attention(query, key, value, mask: torch.Tensor, scale: float | None = None,
                      softcap: float | None = None) -> torch.Tensor:
     """Attention of ``query`` [B, H, N, d] over ``key``/``value`` [B, kv_heads, S, d] where ``mask``
-    ([N, S], or [B, 1, N, S]) is True: torch SDPA, or plain math when the logits are soft-capped."""
+    ([N, S], or [B, 1, N, S]) is True, or, for a floating-point mask, with the mask added to the
+    scores (0 or -inf): torch SDPA, or plain math when the logits are soft-capped."""
     if softcap is None:
         return F.scaled_dot_product_attention(query, key, value, attn_mask=mask, scale=scale,
                                               enable_gqa=key.shape[1] != query.shape[1])
@@ -74,8 +75,9 @@ def masked_attention(query, key, value, mask: torch.Tensor, scale: float | None 
     grouped = query.reshape(batch, kv_heads, heads // kv_heads, n, dim)  # query heads share their KV head
     scores = softcapped(grouped @ key[:, :, None].transpose(-1, -2) * scale, softcap)
     mask = mask[:, :, None] if mask.dim() == 4 else mask  # [B, 1, 1, N, S] against [B, kv_heads, group, N, S]
+    scores = scores + mask if mask.is_floating_point() else scores.masked_fill(~mask, float("-inf"))
     softmax_dtype = torch.promote_types(scores.dtype, torch.float32)  # fp32 at least, as transformers' eager
-    weights = torch.softmax(scores.masked_fill(~mask, float("-inf")), dim=-1, dtype=softmax_dtype)
+    weights = torch.softmax(scores, dim=-1, dtype=softmax_dtype)
     return (weights.to(value.dtype) @ value[:, :, None]).reshape(batch, heads, n, value.shape[-1])
 
 

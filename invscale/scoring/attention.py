@@ -110,7 +110,8 @@ def segments_tree_attention(query, key, value, context: TreeContext, scaling: fl
     """Segments backend: attention over each DFS segment's preface, path and own nodes, batched.
     Shapes [1, heads, len, dim]."""
     plan = context.mask("segments", key.shape[2] - query.shape[2], window,
-                        lambda c, n_prefix, w: segment_plan(c.subtree_end, c.positions, n_prefix, w))
+                        lambda c, n_prefix, w: segment_plan(c.subtree_end, c.positions, n_prefix, w,
+                                                            dtype=query.dtype))
     return segment_attention(query, key, value, plan, scaling, softcap)
 
 

@@ -17,9 +17,10 @@ from invscale.scoring.tokenize import tokenize_rows
 from invscale.scoring.streamed import StreamedModel, StreamedRunner, plan_groups
 from invscale.scoring.trie import Pack, SequenceRef, build_pack, pack_tokens, plan_packs, preface_length
 
-# Unique tokens per packed forward pass when none is given: the dense CPU mask grows as N^2,
-# while a GPU wants long packs to fill its matrix units.
-DEFAULT_MAX_TOKENS_PER_PACK = {"cpu": 2048, "cuda": 8192}
+# Unique tokens per packed forward pass when none is given: on a CPU (segment attention) 1024 ran
+# fastest of 512 … 4096 on the seed tasks with SmolLM2-135M (bench/RESULTS.md), while a GPU wants
+# long packs to fill its matrix units.
+DEFAULT_MAX_TOKENS_PER_PACK = {"cpu": 1024, "cuda": 8192}
 
 
 def default_max_tokens_per_pack(model) -> int:

@@ -1,0 +1,190 @@
+"""invscale against lm-evaluation-harness's HF backend on a CPU: same rows, same model, same threads.
+
+    python bench/cpu_peers.py --model DIR [--rows 200] [--repeats 3] [--json out.json]
+
+For each workload (the first ``--rows`` rows of the seed data's gambling.csv and triviaMod.csv,
+and ``invscale generate triviamod --n ROWS --seed 0``) it times, interleaved and ``--repeats``
+times each, with medians:
+
+- scoring alone: invscale's ``ScoringJob`` and lm-eval's ``HFLM.loglikelihood`` on a model each
+  loaded once beforehand (lm-eval at the best of ``--lm-eval-batches``, chosen by one timed run
+  of each);
+- whole commands as a user runs them: ``invscale score FILE --model DIR`` and ``lm_eval --model hf
+  ... --tasks T`` on the same rows as a local task (``target_delimiter: ""``, so both score
+  exactly prompt + class, as the prize pipeline does).
+
+Before timing, both tools' per-option log-probs are compared (max |difference| is reported).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+os.environ.setdefault("HF_DATASETS_OFFLINE", "1")
+os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+
+SEED_DATA = Path(__file__).resolve().parents[2] / "shared" / "seed-data"
+
+TASK_YAML = """task: {task}
+dataset_path: json
+dataset_kwargs:
+  data_files:
+    test: {path}
+test_split: test
+output_type: multiple_choice
+doc_to_text: "{{{{prompt}}}}"
+doc_to_choice: "{{{{classes}}}}"
+doc_to_target: "{{{{answer_index}}}}"
+target_delimiter: ""
+metric_list:
+  - metric: acc
+"""
+
+
+def workloads(rows: int, folder: Path) -> dict[str, Path]:
+    """JSONL files of the three workloads (prize format)."""
+    from invscale.data import read_dataset, write_dataset
+    from invscale.generators import generate
+
+    files = {}
+    for name, source in (("gambling", "gambling.csv"), ("triviaMod", "triviaMod.csv")):
+        dataset = read_dataset(str(SEED_DATA / source))
+        dataset.rows = dataset.rows[:rows]
+        files[name] = folder / f"{name}.jsonl"
+        write_dataset(dataset, files[name])
+    generated, _ = generate("triviamod", rows, 0)
+    files["generated-triviamod"] = folder / "generated-triviamod.jsonl"
+    write_dataset(generated, files["generated-triviamod"])
+    return files
+
+
+def lm_eval_task(name: str, path: Path, folder: Path) -> str:
+    """Write an lm-eval task over ``path`` into ``folder``; return its name."""
+    task = "invscale_bench_" + name.replace("-", "_").lower()
+    (folder / f"{task}.yaml").write_text(TASK_YAML.format(task=task, path=path))
+    return task
+
+
+def median_seconds(runs: list[float]) -> float:
+    return statistics.median(runs)
+
+
+class Scorers:
+    """Both tools' models, loaded once, and their scoring-alone timings."""
+
+    def __init__(self, model: str):
+        from lm_eval.models.huggingface import HFLM
+
+        from invscale.models import load_model
+
+        self.invscale = load_model(model, dtype="float32", device="cpu")
+        self.hflm_for = lambda batch: HFLM(pretrained=model, dtype="float32", device="cpu", batch_size=batch)
+        self._hflm = {}
+
+    def invscale_run(self, path: Path) -> tuple[float, dict]:
+        from invscale.data import read_dataset
+        from invscale.scoring.scorer import ScoringJob
+
+        dataset = read_dataset(str(path))
+        began = time.perf_counter()
+        job = ScoringJob(self.invscale.model, self.invscale.tokenizer, dataset)
+        results = {r["index"]: r["class_logprobs"] for r in job.results()}
+        return time.perf_counter() - began, results
+
+    def lm_eval_run(self, path: Path, batch: int) -> tuple[float, dict]:
+        from lm_eval.api.instance import Instance
+
+        from invscale.data import read_dataset
+
+        if batch not in self._hflm:
+            self._hflm[batch] = self.hflm_for(batch)
+        dataset = read_dataset(str(path))
+        requests, owners = [], []
+        for row in dataset.rows:
+            for i, option in enumerate(row.classes):
+                requests.append(Instance("loglikelihood", {}, (row.prompt, option), i))
+                owners.append(row.index)
+        began = time.perf_counter()
+        answers = self._hflm[batch].loglikelihood(requests, disable_tqdm=True)
+        seconds = time.perf_counter() - began
+        results: dict[int, list[float]] = {}
+        for owner, (logprob, _) in zip(owners, answers):
+            results.setdefault(owner, []).append(logprob)
+        return seconds, results
+
+
+def whole_command(command: list[str]) -> float:
+    began = time.perf_counter()
+    done = subprocess.run(command, capture_output=True, text=True)
+    if done.returncode != 0:
+        raise RuntimeError(f"{' '.join(command)} failed: {done.stderr[-2000:]}")
+    return time.perf_counter() - began
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--model", required=True, help="an HF checkpoint directory both tools load")
+    parser.add_argument("--rows", type=int, default=200)
+    parser.add_argument("--repeats", type=int, default=3)
+    parser.add_argument("--lm-eval-batches", default="4,8,16", help="batch sizes tried for lm-eval's best")
+    parser.add_argument("--only", help="comma-separated workloads (gambling, triviaMod, generated-triviamod)")
+    parser.add_argument("--no-commands", action="store_true", help="time scoring alone, not whole commands")
+    parser.add_argument("--json", type=Path)
+    args = parser.parse_args()
+
+    import torch
+
+    folder = Path(tempfile.mkdtemp(prefix="invscale-peers-"))
+    files = workloads(args.rows, folder)
+    if args.only:
+        files = {name: path for name, path in files.items() if name in args.only.split(",")}
+    scorers = Scorers(args.model)
+    figures = {"model": args.model, "rows": args.rows, "repeats": args.repeats, "threads": torch.get_num_threads(),
+               "torch": torch.__version__, "workloads": []}
+    for name, path in files.items():
+        _, ours = scorers.invscale_run(path)  # warm-up, and the log-probs to compare
+        by_batch = {}
+        for batch in map(int, args.lm_eval_batches.split(",")):
+            by_batch[batch], theirs = scorers.lm_eval_run(path, batch)
+        batch = min(by_batch, key=by_batch.get)
+        difference = max(abs(a - b) for index in ours for a, b in zip(ours[index], theirs[index]))
+        scoring = {"invscale": [], "lm-eval": []}
+        commands = {"invscale": [], "lm-eval": []}
+        task = lm_eval_task(name, path, folder)
+        for _ in range(args.repeats):  # interleaved, so drift in the machine's speed hits both alike
+            scoring["invscale"].append(scorers.invscale_run(path)[0])
+            scoring["lm-eval"].append(scorers.lm_eval_run(path, batch)[0])
+            if not args.no_commands:
+                commands["invscale"].append(whole_command(
+                    [sys.executable, "-m", "invscale.cli", "score", str(path), "--model", args.model, "--device", "cpu",
+                     "--out", str(folder / f"{name}.results.jsonl"), "--overwrite"]))
+                commands["lm-eval"].append(whole_command(
+                    [sys.executable, "-m", "lm_eval", "--model", "hf", "--model_args",
+                     f"pretrained={args.model},dtype=float32", "--device", "cpu", "--batch_size", str(batch),
+                     "--tasks", task, "--include_path", str(folder)]))
+        row = {"workload": name, "lm_eval_batch": batch, "lm_eval_batch_seconds": by_batch,
+               "max_abs_logprob_difference": difference,
+               "scoring_invscale_s": median_seconds(scoring["invscale"]),
+               "scoring_lm_eval_s": median_seconds(scoring["lm-eval"])}
+        row["scoring_ratio"] = row["scoring_lm_eval_s"] / row["scoring_invscale_s"]
+        if commands["invscale"]:
+            row["command_invscale_s"] = median_seconds(commands["invscale"])
+            row["command_lm_eval_s"] = median_seconds(commands["lm-eval"])
+            row["command_ratio"] = row["command_lm_eval_s"] / row["command_invscale_s"]
+        figures["workloads"].append(row)
+        print(json.dumps(row), flush=True)
+    if args.json:
+        args.json.write_text(json.dumps(figures, indent=2) + "\n")
+
+
+if __name__ == "__main__":
+    main()

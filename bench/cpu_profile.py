@@ -1,0 +1,105 @@
+"""Where a CPU scoring run spends its time: attention, matmuls, the LM head, the rest, Python.
+
+    python bench/cpu_profile.py --model DIR --data FILE [--rows 200] [--attention sdpa,segments] [--json F]
+
+Runs ``ScoringJob`` under torch.profiler with the tree attention backend and the LM head wrapped in
+labelled ranges, once per backend (after a warm-up run), and splits the wall time into: tree
+attention (everything inside the backend call, masks included), the LM head (answer rows only),
+other matrix products (the model's linear layers), other tensor operators, and what is left:
+Python and framework overhead.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import time
+from pathlib import Path
+
+import torch
+from torch.profiler import ProfilerActivity, profile, record_function
+
+from invscale.data import read_dataset
+from invscale.models import load_model
+from invscale.scoring import attention, runner
+from invscale.scoring.scorer import ScoringJob
+
+MATMULS = ("aten::mm", "aten::addmm", "aten::bmm", "aten::matmul", "aten::linear")
+
+
+def labelled(function, label):
+    def call(*args, **kwargs):
+        with record_function(label):
+            return function(*args, **kwargs)
+    return call
+
+
+def breakdown(model, tokenizer, dataset, backend: str, max_tokens: int | None) -> dict:
+    """Seconds by category for one scoring run with ``backend``."""
+    original_backend = attention._BACKENDS[backend]
+    original_head = runner.PackRunner.__init__
+
+    def init(self, *args, **kwargs):
+        original_head(self, *args, **kwargs)
+        self.answer_logprobs = labelled(self.answer_logprobs, "invscale::head")
+
+    attention._BACKENDS[backend] = labelled(original_backend, "invscale::attention")
+    runner.PackRunner.__init__ = init
+    try:
+        list(ScoringJob(model, tokenizer, dataset, max_tokens_per_pack=max_tokens, backend=backend,
+                        kernels="torch").results())  # warm-up
+        with profile(activities=[ProfilerActivity.CPU]) as profiler:
+            began = time.perf_counter()
+            job = ScoringJob(model, tokenizer, dataset, max_tokens_per_pack=max_tokens, backend=backend, kernels="torch")
+            list(job.results())
+            wall = time.perf_counter() - began
+    finally:
+        attention._BACKENDS[backend] = original_backend
+        runner.PackRunner.__init__ = original_head
+    events = profiler.key_averages()
+    ranges = {e.key: e.cpu_time_total / 1e6 for e in events if e.key.startswith("invscale::")}
+    matmul = sum(e.self_cpu_time_total for e in events if e.key in MATMULS) / 1e6
+    operators = sum(e.self_cpu_time_total for e in events if e.key.startswith("aten::")) / 1e6
+    attention_s, head_s = ranges.get("invscale::attention", 0.0), ranges.get("invscale::head", 0.0)
+    inner = _inner_matmul(profiler)
+    return {"backend": backend, "wall_s": wall, "attention_s": attention_s, "head_s": head_s,
+            "matmul_s": matmul - inner, "other_ops_s": operators - matmul - (attention_s + head_s - inner),
+            "python_and_overhead_s": wall - operators, "unique_tokens": job.stats.unique_tokens, "packs": job.stats.packs}
+
+
+def _inner_matmul(profiler) -> float:
+    """Seconds of matrix products run inside the attention and head ranges (counted there)."""
+    total = 0.0
+    for event in profiler.events():
+        if event.name in MATMULS:
+            parent = event.cpu_parent
+            while parent is not None and not parent.name.startswith("invscale::"):
+                parent = parent.cpu_parent
+            if parent is not None:
+                total += event.self_cpu_time_total / 1e6
+    return total
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--model", required=True)
+    parser.add_argument("--data", required=True)
+    parser.add_argument("--rows", type=int, default=200)
+    parser.add_argument("--attention", default="sdpa,segments")
+    parser.add_argument("--max-tokens-per-pack", type=int)
+    parser.add_argument("--json", type=Path)
+    args = parser.parse_args()
+    loaded = load_model(args.model, dtype="float32", device="cpu")
+    dataset = read_dataset(args.data)
+    dataset.rows = dataset.rows[:args.rows]
+    rows = [breakdown(loaded.model, loaded.tokenizer, dataset, backend, args.max_tokens_per_pack)
+            for backend in args.attention.split(",")]
+    for row in rows:
+        print(json.dumps({k: round(v, 2) if isinstance(v, float) else v for k, v in row.items()}), flush=True)
+    if args.json:
+        args.json.write_text(json.dumps({"data": args.data, "rows": args.rows, "threads": torch.get_num_threads(),
+                                         "runs": rows}, indent=2) + "\n")
+
+
+if __name__ == "__main__":
+    main()
