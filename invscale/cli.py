@@ -24,7 +24,6 @@ from invscale.results import ResultsError, ResultsFile, open_results
 from invscale.scoring.attention import backends
 from invscale.scoring.metrics import summarize
 from invscale.scoring.scorer import DEFAULT_MAX_TOKENS_PER_PACK, ScoreStats, ScoringJob
-from invscale.scoring.trie import pack_tokens
 from invscale.sweep.family import family_help
 
 app = typer.Typer(add_completion=False, no_args_is_help=True,
@@ -306,8 +305,7 @@ def _run_with_progress(job: ScoringJob, results_file: ResultsFile) -> list[dict]
                   f"{results_file.path}; run the same command again to resume", soft_wrap=True)
         raise typer.Exit(130)
     except torch.cuda.OutOfMemoryError:
-        largest = max(pack_tokens(planned) for planned in job.packs)
-        _fail(f"out of GPU memory on packs of up to {largest} tokens; {len(results_file.existing) + len(new_results)} "
+        _fail(f"out of GPU memory on packs of up to {job.max_tokens_per_pack} tokens; {len(results_file.existing) + len(new_results)} "
               f"results are kept in {results_file.path}: lower --max-tokens-per-pack and run the same command again")
     return new_results
 

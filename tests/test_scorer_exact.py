@@ -65,8 +65,8 @@ def test_packs_that_split_items_still_exact(loaded_models):
     records = random_classification(5, n_rows=3, preface=False, duplicates=False)
     dataset = as_dataset(records)
     job, results = score_all(loaded, dataset, max_tokens=12)
-    sequences_per_pack = [len(p) for p in job.packs]
-    assert len(job.packs) > len(dataset.rows) and min(sequences_per_pack) >= 1
+    packs = job.plan()
+    assert len(packs) > len(dataset.rows) and min(len(p.seq_ids) for p in packs) >= 1
     for row in dataset.rows:
         expected = [reference_logprob(loaded.model, loaded.tokenizer, row.prompt, c) for c in row.classes]
         assert max_abs_diff(results[row.index]["class_logprobs"], expected) <= TOL
@@ -149,13 +149,14 @@ def test_unique_token_count_counts_the_preface_once(loaded_models):
     for budget in (4096, 50):
         job = ScoringJob(loaded.model, loaded.tokenizer, dataset, max_tokens_per_pack=budget)
         list(job.results())
-        assert job.stats.preface_tokens == shared > 10
+        # the preface is the instructions' tokens up to a cut a few characters before their end
+        assert shared - 4 <= job.stats.preface_tokens <= shared and shared > 10
         assert job.stats.naive_tokens == sum(len(s) for s in sequences)
         if budget == 4096:
             assert job.stats.packs == 1 and job.stats.unique_tokens == len(distinct_prefixes)
         else:  # split packs recompute shared item prompts, never the preface
             assert job.stats.unique_tokens >= len(distinct_prefixes)
-            assert all(len(p) > 0 for p in job.packs)
+            assert all(p.n_tokens > 0 for p in job.plan())
 
 
 def test_skip_indexes_scores_only_the_rest(loaded_models):
@@ -176,3 +177,61 @@ def test_model_attention_is_restored(loaded_models):
     before = loaded.model.config._attn_implementation
     list(ScoringJob(loaded.model, loaded.tokenizer, as_dataset(random_classification(3, n_rows=2))).results())
     assert loaded.model.config._attn_implementation == before
+
+
+def test_chunked_planning_gives_the_same_results(loaded_models):
+    """Rows tokenized and planned a few at a time (on the planner thread) score as in one chunk."""
+    loaded = loaded_models["llama-gqa2"]
+    dataset = as_dataset(random_classification(21, n_rows=16))
+    one = {r["index"]: r for r in ScoringJob(loaded.model, loaded.tokenizer, dataset, max_tokens_per_pack=64).results()}
+    job = ScoringJob(loaded.model, loaded.tokenizer, dataset, max_tokens_per_pack=64, chunk_rows=3)
+    chunked = {r["index"]: r for r in job.results()}
+    assert sorted(chunked) == sorted(one)
+    for index, result in chunked.items():
+        assert max_abs_diff(result["class_logprobs"], one[index]["class_logprobs"]) <= 1e-5
+
+
+@pytest.mark.parametrize("checkpoint", ["opt-plain", "llama-gqa3"])
+def test_whole_string_path_and_targets_predicted_by_the_preface(loaded_models, checkpoint):
+    """Every row with the same prompt: on the whole-string path the preface is all of it, so the
+    first answer token of every option is predicted by the preface's last token."""
+    loaded = loaded_models[checkpoint]
+    records = [{"prompt": "Question: which is it?\nAnswer:", "classes": [" yes", " no", " maybe so"][:2 + i % 2],
+                "answer_index": 0} for i in range(5)]
+    dataset = as_dataset(records)
+    job = ScoringJob(loaded.model, loaded.tokenizer, dataset, splice=False)
+    assert any((pack.pair_node < 0).any() for pack in job.plan())
+    spliced = {r["index"]: r for r in ScoringJob(loaded.model, loaded.tokenizer, dataset).results()}
+    for result in list(job.results()):
+        row = dataset.rows[result["index"]]
+        expected = [reference_logprob(loaded.model, loaded.tokenizer, row.prompt, c) for c in row.classes]
+        assert max_abs_diff(result["class_logprobs"], expected) <= TOL
+        assert max_abs_diff(spliced[row.index]["class_logprobs"], expected) <= TOL
+
+
+def test_a_planner_failure_reaches_the_caller(loaded_models, monkeypatch):
+    """An error while planning a later chunk stops the run with that error (the rows of earlier
+    packs were already yielded), and the planner thread ends."""
+    import threading
+
+    from invscale.scoring.tokenize import PairTokenizer
+
+    loaded = loaded_models["opt-plain"]
+    dataset = as_dataset(random_classification(23, n_rows=12))
+    calls = {"n": 0}
+    original = PairTokenizer.suffixes
+
+    def failing(self, pairs):
+        calls["n"] += 1
+        if calls["n"] == 3:
+            raise RuntimeError("planner broke")
+        return original(self, pairs)
+
+    monkeypatch.setattr(PairTokenizer, "suffixes", failing)
+    job = ScoringJob(loaded.model, loaded.tokenizer, dataset, max_tokens_per_pack=30, chunk_rows=3)
+    seen = []
+    with pytest.raises(RuntimeError, match="planner broke"):
+        for result in job.results():
+            seen.append(result["index"])
+    assert seen and len(seen) < len(dataset.rows)
+    assert not [t for t in threading.enumerate() if t.name == "invscale-planner"]

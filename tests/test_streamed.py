@@ -12,7 +12,6 @@ from invscale.models import load_model
 from invscale.scoring.scorer import ScoringJob
 from invscale.scoring import attention
 from invscale.scoring.streamed import StreamBudgetError, StreamedModel, StreamedRunner, plan_groups
-from invscale.scoring.trie import build_pack
 from random_data import as_dataset, random_classification
 
 TOL = 1e-5
@@ -85,7 +84,7 @@ def test_budget_splits_groups_and_is_honoured(checkpoint_dirs, loaded_models):
         assert max(abs(a - b) for a, b in zip(values, got[index])) <= TOL
     runner = StreamedRunner(streamed)
     for group in job.groups:
-        runner.run(job.preface, [build_pack(job.packs[i]) for i in group])
+        runner.run(job.preface, [job.packs[i] for i in group])
     assert 0 < runner.peak_bytes <= budget
     with pytest.raises(StreamBudgetError, match="too small"):
         ScoringJob(None, loaded.tokenizer, dataset, max_tokens_per_pack=100, streamed=streamed, memory_budget=300_000)
@@ -154,6 +153,22 @@ def test_cpu_offload_reads_the_checkpoint_once(checkpoint_dirs, loaded_models, m
     assert len(reads) == layer_tensors * (1 if keep_in_host else len(job.groups))
     for index, values in expected.items():
         assert max(abs(a - b) for a, b in zip(values, got[index])) <= TOL
+
+
+def test_streamed_targets_predicted_by_the_preface(checkpoint_dirs, loaded_models):
+    """Whole-string tokenization of rows that share their whole prompt: targets predicted by the
+    preface's last token come from the streamed preface's final hidden states."""
+    loaded = loaded_models["llama-gqa2"]
+    records = [{"prompt": "Question: which is it?\nAnswer:", "classes": [" yes", " no"], "answer_index": i % 2}
+               for i in range(6)]
+    dataset = as_dataset(records)
+    expected = scores(ScoringJob(loaded.model, loaded.tokenizer, dataset, splice=False))
+    streamed = StreamedModel(checkpoint_dirs["llama-gqa2"], torch.float32, torch.device("cpu"))
+    job = ScoringJob(None, loaded.tokenizer, dataset, streamed=streamed, splice=False, max_tokens_per_pack=4,
+                     memory_budget=10**9)
+    assert any((pack.pair_node < 0).any() for pack in job.packs)
+    for index, values in scores(job).items():
+        assert max(abs(a - b) for a, b in zip(values, expected[index])) <= TOL
 
 
 def test_a_checkpoint_with_its_own_head_streams_as_it_loads(checkpoint_dirs, tmp_path):

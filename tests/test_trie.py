@@ -5,8 +5,7 @@ import pytest
 import torch
 
 from invscale.kernels.tree_attention import tree_mask
-from invscale.scoring.tokenize import ScoredSequence
-from invscale.scoring.trie import SequenceRef, build_pack, pack_tokens, plan_packs, preface_length
+from invscale.scoring.trie import SequenceRef, build_pack, build_packs, pack_tokens, plan_packs
 from random_data import random_sequences
 
 
@@ -45,19 +44,42 @@ def test_identical_sequences_share_everything():
 @pytest.mark.parametrize("budget", [1, 5, 12, 40, 1000])
 def test_plan_respects_budget_and_keeps_every_sequence(budget):
     seqs = random_sequences(3, n=60)
-    items = [seqs[i:i + 3] for i in range(0, len(seqs), 3)]
-    packs = plan_packs(items, budget)
+    packs = plan_packs(seqs, budget)
     assert sorted(s.seq_id for p in packs for s in p) == sorted(s.seq_id for s in seqs)
     for planned in packs:
         size = build_pack(planned).n_tokens
         assert size <= budget or len(planned) == 1
 
 
-def test_preface_stops_before_first_predictor():
-    seqs = [ScoredSequence((2, 5, 6, 7, 8), 1), ScoredSequence((2, 5, 6, 7, 9), 1), ScoredSequence((2, 5, 6, 1), 2)]
-    assert preface_length(seqs) == 1  # the last needs (6) to predict its 2 targets from node 5
-    assert preface_length(seqs[:2]) == 3
-    assert preface_length([]) == 0
+@pytest.mark.parametrize("budget", [6, 30, 1000])
+def test_build_packs_equals_planning_then_building(budget):
+    """One pass (sorted once) builds the packs that planning and building each would; with
+    keep_last, the last pack's sequences come back unbuilt."""
+    seqs = random_sequences(4, n=50)
+    built, held = build_packs(seqs, budget)
+    assert held == []
+    planned = plan_packs(seqs, budget)
+    assert [p.seq_ids for p in built] == [[s.seq_id for s in sorted(group, key=lambda s: s.tokens)] for group in planned]
+    for pack, group in zip(built, planned):
+        expected = build_pack(group)
+        for name in ("tokens", "depth", "subtree_end", "pair_node", "pair_target"):
+            assert np.array_equal(getattr(pack, name), getattr(expected, name))
+    built, held = build_packs(seqs, budget, keep_last=True)
+    assert len(built) == len(planned) - 1 and sorted(s.seq_id for s in held) == sorted(s.seq_id for s in planned[-1])
+
+
+def test_targets_predicted_inside_the_preface():
+    """A sequence that barely extends the preface has targets predicted by preface tokens: their
+    pair nodes count back from the preface's end, and targets inside the preface are read there."""
+    preface = (7, 8, 9)
+    seqs = [SequenceRef(0, (4,), 2),  # targets: 9 (predicted by 8, preface) and 4 (predicted by 9, preface)
+            SequenceRef(1, (4, 5), 1),  # target 5 predicted by node 0 (token 4)
+            SequenceRef(2, (), 1)]  # the whole sequence is the preface: target 9 predicted by 8
+    pack = build_pack(seqs, preface)
+    pairs = {seq_id: [(int(pack.pair_node[p]), int(pack.pair_target[p])) for p in group]
+             for seq_id, group in zip(pack.seq_ids, pack.seq_pairs)}
+    assert pack.tokens.tolist() == [4, 5]
+    assert pairs == {0: [(-2, 9), (-1, 4)], 1: [(0, 5)], 2: [(-2, 9)]}
 
 
 @pytest.mark.parametrize("seed", range(3))

@@ -135,6 +135,16 @@ def check_architecture(config, longest_sequence: int | None = None) -> None:
             + "; a packed trie would give short sequences the long-sequence embedding")
 
 
+def length_limit(config) -> int | None:
+    """The longest sequence :func:`check_architecture` accepts for this config (None: any): an
+    unchecked sliding window's length, or where a length-dependent rotary embedding changes."""
+    limits = [length_dependent_rope_limit(config)]
+    if "sliding window" in config_features(config) - SUPPORTED.get(config.model_type, frozenset()):
+        limits.append(config.sliding_window)
+    limits = [limit for limit in limits if limit is not None]
+    return min(limits) if limits else None
+
+
 def length_dependent_rope_limit(config) -> int | None:
     """The sequence length past which the config's rotary embedding changes (``dynamic`` and
     ``longrope`` rope types: the original maximum positions), or None when it never does."""

@@ -30,6 +30,7 @@ class PackRunner:
         self.model = model
         self.body = model.base_model
         self.prefix: dict[int, tuple[torch.Tensor, torch.Tensor]] = {}
+        self.preface_hidden: torch.Tensor | None = None  # [P, d] final hidden states of the preface
         self.n_prefix = 0
         self._previous_attention = model.config._attn_implementation
         model.set_attn_implementation(attention.ATTENTION_NAME)
@@ -53,12 +54,12 @@ class PackRunner:
     @torch.no_grad()
     def set_preface(self, tokens: list[int] | tuple[int, ...]) -> None:
         """Compute and keep every layer's keys and values for the shared preface tokens."""
-        self.prefix, self.n_prefix = {}, len(tokens)
+        self.prefix, self.n_prefix, self.preface_hidden = {}, len(tokens), None
         if not tokens:
             return
         ids = torch.tensor(tokens, dtype=torch.long, device=self.device)
         context = attention.TreeContext.preface(len(tokens), self.device)
-        self._forward(ids, context.positions, context)
+        self.preface_hidden = self._forward(ids, context.positions, context)
         self.prefix = context.captured
 
     @torch.no_grad()
@@ -66,11 +67,24 @@ class PackRunner:
         """log p(pair_target | pair_node's context) for every answer pair of ``pack``: [T] fp32 on the
         model's device. On CUDA this returns before the GPU finishes, so the caller can prepare the
         next pack meanwhile."""
-        ids = torch.from_numpy(pack.tokens).to(self.device)
-        positions = torch.from_numpy(pack.depth).to(self.device) + self.n_prefix
-        context = attention.TreeContext(subtree_end=torch.from_numpy(pack.subtree_end).to(self.device),
-                                        positions=positions, prefix=self.prefix, backend=self.backend)
-        hidden = self._forward(ids, positions, context)
-        nodes = torch.from_numpy(pack.pair_node).to(self.device)
+        hidden = None
+        if pack.n_tokens:  # a pack may hold only sequences that end inside the preface
+            ids = torch.from_numpy(pack.tokens).to(self.device)
+            positions = torch.from_numpy(pack.depth).to(self.device) + self.n_prefix
+            context = attention.TreeContext(subtree_end=torch.from_numpy(pack.subtree_end).to(self.device),
+                                            positions=positions, prefix=self.prefix, backend=self.backend)
+            hidden = self._forward(ids, positions, context)
         targets = torch.from_numpy(pack.pair_target).to(self.device)
-        return self.answer_logprobs(hidden[nodes], self.head_weight, targets, self.head_bias, self.logit_transform)
+        return self.answer_logprobs(answer_rows(hidden, self.preface_hidden, pack), self.head_weight, targets,
+                                    self.head_bias, self.logit_transform)
+
+
+def answer_rows(hidden: torch.Tensor | None, preface_hidden: torch.Tensor | None, pack: Pack) -> torch.Tensor:
+    """The final hidden states that predict each answer pair of ``pack``: pack nodes, or preface
+    positions for negative pair nodes (counted from the preface's end)."""
+    device = (hidden if hidden is not None else preface_hidden).device
+    nodes = torch.from_numpy(pack.pair_node).to(device)
+    if pack.pair_node.size and pack.pair_node.min() < 0:
+        parts = [part for part in (preface_hidden, hidden) if part is not None]
+        return torch.cat(parts)[nodes + (0 if preface_hidden is None else preface_hidden.shape[0])]
+    return hidden[nodes]

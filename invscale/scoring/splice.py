@@ -15,32 +15,37 @@ and the tokens after it are those of ``text[c:]`` tokenized alone. The joint tok
 ``tokens(context)[:up to c] + tokens(context[c:] + continuation)``; the second part is short and,
 in most datasets, the same string for many rows (``"\\nAnswer:" + " A"``), so it is cached.
 
-As a second guard each splice is checked on a window: the text from the pre-token boundary before
-``c`` is tokenized too and must reproduce the tokens on both sides of ``c``; where it does not,
-that pair takes the whole-string path. A tokenizer the rule does not recognise takes the
-whole-string path for everything: slower, never wrong.
+Pre-token boundaries come from the encoding of the text itself (where each pre-token's first token
+starts; from the pre-tokenizer when the tokenizer trims offsets). A text with no safe cut, and
+every text of a tokenizer the rule does not recognise, takes the whole-string path: slower, never
+wrong. tests/test_splice.py checks the equality on thousands of random pairs for byte-level,
+SentencePiece-style and NFC-normalizing tokenizers.
 """
 
 from __future__ import annotations
 
 import json
 import re
+import unicodedata
 from dataclasses import dataclass
 
 MARGIN = 8  # characters between a cut and the end of the text it was found in
-
-_LOOKBEHIND = re.compile(r"\(\?<[=!]|\\b|\\B|\^|\\A|\\G")
+PROBES = ("a", "Hello world", " x\n1", "  two  spaces, 123 4567!? e\u0301 \u4e2d\u6587 \U0001f600")
 
 
 @dataclass(frozen=True)
 class SpliceRule:
     """How a tokenizer may be spliced: its backend, the special tokens it puts before a text,
-    whether its normalizer changes text (then only texts it leaves unchanged are cut), and the
-    added tokens that force a text onto the whole-string path."""
+    whether it normalizes (then cuts go before an ASCII character only) and with which Unicode
+    forms (then only text already in those forms is cut), whether its offsets are trimmed (then
+    boundaries come from the pre-tokenizer, not the offsets), and the added tokens that force a
+    text onto the whole-string path."""
 
     backend: object
     special_prefix: tuple[int, ...]
     normalizes: bool
+    unicode_forms: tuple[str, ...]
+    trims_offsets: bool
     added: re.Pattern | None
     margin: int
 
@@ -48,26 +53,39 @@ class SpliceRule:
 def splice_rule(tokenizer) -> SpliceRule | None:
     """The splice rule for ``tokenizer``, or None when splicing it cannot be shown exact."""
     backend = getattr(tokenizer, "backend_tokenizer", None)
-    if backend is None:
+    if backend is None or type(backend.model).__name__ != "BPE" or backend.truncation or backend.padding:
         return None
-    try:
-        spec = json.loads(backend.to_str())
-    except Exception:  # a backend that cannot describe itself is not one we can reason about
+    normalizer, pre_tokenizer, processor = (_state(part) for part in
+                                            (backend.normalizer, backend.pre_tokenizer, backend.post_processor))
+    if normalizer is not None and not _per_character(normalizer):
         return None
-    if (spec.get("model") or {}).get("type") != "BPE" or spec.get("truncation") or spec.get("padding"):
-        return None
-    normalizes = spec.get("normalizer") is not None
-    if normalizes and not _per_character(spec["normalizer"]):
-        return None
-    if not _cuts_left_to_right(spec.get("pre_tokenizer")):
+    if not _cuts_left_to_right(pre_tokenizer) or not _wrapper_is_backend(tokenizer, backend):
         return None
     prefix = _special_prefix(backend)
     if prefix is None:
         return None
-    contents = [token["content"] for token in spec.get("added_tokens", []) if token.get("content")]
+    contents = [token.content for token in backend.get_added_tokens_decoder().values() if token.content]
     added = re.compile("|".join(map(re.escape, sorted(contents, key=len, reverse=True)))) if contents else None
     margin = max([MARGIN] + [len(c) + 1 for c in contents])
-    return SpliceRule(backend, prefix, normalizes, added, margin)
+    forms = tuple(_unicode_forms(normalizer)) if normalizer is not None else ()
+    trims = processor is not None and '"trim_offsets":true' in json.dumps(processor, separators=(",", ":"))
+    return SpliceRule(backend, prefix, normalizer is not None, forms, trims, added, margin)
+
+
+def _state(component) -> dict | None:
+    """A tokenizer component's own description (its JSON), or None when there is none."""
+    return None if component is None else json.loads(component.__getstate__())
+
+
+def _wrapper_is_backend(tokenizer, backend) -> bool:
+    """The pieces are tokenized by the backend directly; the tokenizer as a user calls it (which the
+    reference calls too) must give the same ids."""
+    for probe in PROBES:
+        for special in (True, False):
+            if list(tokenizer(probe, add_special_tokens=special)["input_ids"]) != backend.encode(
+                    probe, add_special_tokens=special).ids:
+                return False
+    return True
 
 
 def _per_character(normalizer: dict) -> bool:
@@ -81,6 +99,12 @@ def _per_character(normalizer: dict) -> bool:
     return kind in ("NFC", "NFKC", "NFD", "NFKD", "Lowercase")
 
 
+def _unicode_forms(normalizer: dict) -> list[str]:
+    if normalizer.get("type") == "Sequence":
+        return [form for n in normalizer["normalizers"] for form in _unicode_forms(n)]
+    return [normalizer["type"]] if normalizer.get("type") in ("NFC", "NFKC", "NFD", "NFKD") else []
+
+
 def _cuts_left_to_right(pre_tokenizer: dict | None) -> bool:
     """Pre-tokenizers whose cuts depend on the text up to one character after them."""
     if pre_tokenizer is None:
@@ -92,19 +116,41 @@ def _cuts_left_to_right(pre_tokenizer: dict | None) -> bool:
     if kind == "ByteLevel":
         return not pre_tokenizer.get("add_prefix_space", False)
     if kind == "Split":
-        pattern = pre_tokenizer.get("pattern", {})
-        regex = pattern.get("Regex")
-        return (regex is not None and not _LOOKBEHIND.search(regex) and not pre_tokenizer.get("invert", False)
+        regex = pre_tokenizer.get("pattern", {}).get("Regex")
+        return (regex is not None and _looks_only_ahead(regex) and not pre_tokenizer.get("invert", False)
                 and pre_tokenizer.get("behavior") in ("Isolated", "Removed", "MergedWithNext"))
     if kind == "Metaspace":
         return pre_tokenizer.get("split", True) and pre_tokenizer.get("prepend_scheme", "always") in ("first", "never")
     return kind in ("Digits", "Punctuation", "Whitespace", "WhitespaceSplit")
 
 
+def _looks_only_ahead(regex: str) -> bool:
+    """No look-behind, word boundary or anchor outside character classes: where the regex cuts
+    depends on the text from the cut on, never on what came before it."""
+    in_class, index = False, 0
+    while index < len(regex):
+        char = regex[index]
+        if char == "\\":
+            if not in_class and regex[index + 1:index + 2] in ("b", "B", "A", "G", "z", "Z"):
+                return False
+            index += 2
+            continue
+        if in_class:
+            in_class = char != "]"
+        elif char == "[":
+            in_class = True
+            index += 2 if regex[index + 1:index + 2] == "^" else 1  # a negated class, not an anchor
+            continue
+        elif char in "^$" or regex.startswith("(?<=", index) or regex.startswith("(?<!", index):
+            return False
+        index += 1
+    return True
+
+
 def _special_prefix(backend) -> tuple[int, ...] | None:
     """The ids the tokenizer puts before every text, if it adds special tokens only there."""
     prefix = None
-    for probe in ("a", "Hello world", " x\n1"):
+    for probe in PROBES:
         with_special = backend.encode(probe, add_special_tokens=True).ids
         plain = backend.encode(probe, add_special_tokens=False).ids
         if with_special[len(with_special) - len(plain):] != plain:
@@ -116,29 +162,28 @@ def _special_prefix(backend) -> tuple[int, ...] | None:
     return prefix
 
 
-def last_cut(rule: SpliceRule, text: str) -> tuple[int, int, int] | None:
-    """The last safe cut of ``text`` (tokenized without special tokens): (character position,
-    tokens before it, character position of the pre-token boundary before it), or None."""
+def last_cut(rule: SpliceRule, text: str, encoding) -> tuple[int, int] | None:
+    """The last safe cut of ``text``, given its encoding without special tokens: (character
+    position, tokens before it), or None when there is none."""
     if len(text) <= rule.margin or (rule.added is not None and rule.added.search(text)):
         return None
+    if any(not unicodedata.is_normalized(form, text) for form in rule.unicode_forms):
+        return None
+    if rule.normalizes and len(rule.backend.normalizer.normalize_str(text)) != len(text):
+        return None
+    limit = len(text) - rule.margin
+    word_ids, offsets = encoding.word_ids, encoding.offsets
+    starts = _pre_token_starts(rule, text) if rule.trims_offsets else None
+    for index in range(len(word_ids) - 1, 0, -1):
+        word = word_ids[index]
+        if word is None or word == word_ids[index - 1]:
+            continue  # not the first token of a pre-token
+        start = starts[word] if starts is not None else offsets[index][0]
+        if start <= limit and (not rule.normalizes or text[start].isascii()):
+            return start, index
+    return None
+
+
+def _pre_token_starts(rule: SpliceRule, text: str) -> list[int]:
     normalized = rule.backend.normalizer.normalize_str(text) if rule.normalizes else text
-    if len(normalized) != len(text):
-        return None
-    starts = [start for _, (start, _) in rule.backend.pre_tokenizer.pre_tokenize_str(normalized)]
-    chosen = None
-    for index in range(len(starts) - 1, 0, -1):
-        start = starts[index]
-        if start <= len(text) - rule.margin and (not rule.normalizes or text[start].isascii()):
-            chosen = index
-            break
-    if chosen is None:
-        return None
-    return starts[chosen], chosen, starts[chosen - 1]
-
-
-def token_index(word_ids: list, word: int) -> int:
-    """Index of the first token of pre-token ``word`` in an encoding's ``word_ids``."""
-    for index, owner in enumerate(word_ids):
-        if owner is not None and owner >= word:
-            return index
-    return len(word_ids)
+    return [start for _, (start, _) in rule.backend.pre_tokenizer.pre_tokenize_str(normalized)]

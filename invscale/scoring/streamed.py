@@ -28,6 +28,7 @@ from invscale.kernels.fused_head import answer_logprobs_for
 from invscale.scoring import attention
 from invscale.scoring import architectures
 from invscale.scoring.checkpoint import CheckpointTensors
+from invscale.scoring.runner import answer_rows
 from invscale.scoring.trie import Pack
 
 
@@ -225,6 +226,7 @@ class StreamedRunner:
         self.on_layer = on_layer
         self.times = StreamTimes()
         self.captured: dict = {}  # the preface's keys and values per layer, kept across groups
+        self.preface_hidden: torch.Tensor | None = None  # and its final hidden states
         self.peak_bytes = 0  # largest sum of weights, preface KV and hidden states held at once
         attention.register()
         streamed.model.set_attn_implementation(attention.ATTENTION_NAME)
@@ -253,11 +255,13 @@ class StreamedRunner:
         device = self.streamed.device
         captured = self.captured
         items = []  # (tokens, positions, context)
-        if preface and not captured:
+        with_preface = bool(preface) and not captured
+        if with_preface:
             context = attention.TreeContext.preface(len(preface), device)
             context.captured = captured
             items.append((torch.tensor(preface, device=device), context.positions, context))
-        for pack in packs:
+        computed = [pack for pack in packs if pack.n_tokens]  # a pack may end inside the preface
+        for pack in computed:
             tokens = torch.from_numpy(pack.tokens).to(device)
             positions = torch.from_numpy(pack.depth).to(device) + len(preface)
             context = attention.TreeContext(subtree_end=torch.from_numpy(pack.subtree_end).to(device),
@@ -282,14 +286,15 @@ class StreamedRunner:
                 if self.on_layer is not None:
                     self.on_layer(index, n_layers)
         head = self.streamed.model.get_output_embeddings()
-
+        if with_preface:
+            self.preface_hidden = self._finish(hidden[0], *items[0])
+        finals = {id(pack): self._finish(h, *item) for pack, item, h in zip(computed, items[with_preface:],
+                                                                             hidden[with_preface:])}
         results = []
-        for (tokens, positions, context), h, pack in zip(items[len(items) - len(packs):], hidden[len(items) - len(packs):],
-                                                          packs):
-            final = self._finish(h, tokens, positions, context)
-            nodes = torch.from_numpy(pack.pair_node).to(device)
+        for pack in packs:
             targets = torch.from_numpy(pack.pair_target).to(device)
-            results.append(self.answer_logprobs(final[nodes], head.weight, targets, getattr(head, "bias", None),
+            rows = answer_rows(finals.get(id(pack)), self.preface_hidden, pack)
+            results.append(self.answer_logprobs(rows, head.weight, targets, getattr(head, "bias", None),
                                                 self.logit_transform))
         return results
 

@@ -5,18 +5,23 @@ node ``q`` iff ``k <= q < subtree_end[k]`` (``k`` is ``q`` or one of its ancesto
 position id is its depth. Sorting the sequences lexicographically makes the DFS order simply the
 concatenation of every sequence's suffix after its longest common prefix with the one before.
 
-The *preface* is the token prefix every sequence of a dataset shares (BOS, shared instructions,
+The *preface* is a token prefix every sequence of a dataset shares (BOS, shared instructions,
 worked examples); it is computed once per dataset and every pack attends to its cached keys and
-values, so pack positions start at the preface length.
+values, so pack positions start at the preface length. Sequences here hold their tokens after
+the preface. A target whose predicting token lies inside the preface (a sequence that barely
+extends it) is read from the preface's own last hidden states: its pair node is negative, counted
+from the preface's end (-1 is the preface's last token).
+
+Packs are built with array operations on a padded [sequences × length] matrix (no per-token
+Python), so planning keeps up with the device on large datasets.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
+from itertools import chain
 
 import numpy as np
-
-from invscale.scoring.tokenize import ScoredSequence
 
 
 def common_prefix_length(a: tuple[int, ...], b: tuple[int, ...]) -> int:
@@ -33,18 +38,10 @@ def common_prefix_length(a: tuple[int, ...], b: tuple[int, ...]) -> int:
     return low
 
 
-def preface_length(sequences: list[ScoredSequence]) -> int:
-    """Tokens shared by every sequence, stopping before the first token that predicts a target."""
-    if not sequences:
-        return 0
-    ordered = sorted(s.tokens for s in sequences)
-    shared = common_prefix_length(ordered[0], ordered[-1])
-    return min(shared, min(len(s.tokens) - s.n_target - 1 for s in sequences))
-
-
 @dataclass(frozen=True)
 class SequenceRef:
-    """A sequence to pack: its id (for the caller) and tokens after the preface."""
+    """A sequence to pack: its id (for the caller), its tokens after the preface and how many of
+    the whole sequence's last tokens are scored."""
 
     seq_id: int
     tokens: tuple[int, ...]
@@ -56,7 +53,8 @@ class Pack:
     """One packed trie.
 
     tokens, depth, subtree_end: [N] per node in DFS order.
-    pair_node, pair_target: [T] the unique (predicting node, target token) pairs to score.
+    pair_node, pair_target: [T] the unique (predicting node, target token) pairs to score; a
+    negative node is a preface position counted from the preface's end.
     seq_ids: the sequences in this pack; seq_pairs[i]: indices into the pairs for seq_ids[i].
     """
 
@@ -74,84 +72,136 @@ class Pack:
         return int(self.tokens.shape[0])
 
 
-def build_pack(sequences: list[SequenceRef]) -> Pack:
-    """Build the DFS-ordered trie of ``sequences`` with its visibility ranges and answer pairs."""
-    ordered = sorted(sequences, key=lambda s: s.tokens)
-    tokens: list[int] = []
-    parent: list[int] = []
-    depth: list[int] = []
-    pair_index: dict[tuple[int, int], int] = {}
-    seq_ids, seq_pairs = [], []
-    path: list[int] = []  # node index at each depth of the previous sequence
-    previous: tuple[int, ...] = ()
-    for seq in ordered:
-        shared = common_prefix_length(previous, seq.tokens)
-        first_new, n_new = len(tokens), len(seq.tokens) - shared
-        del path[shared:]
-        if n_new:  # a chain of new nodes, each the parent of the next
-            parent.append(path[-1] if path else -1)
-            parent.extend(range(first_new, first_new + n_new - 1))
-            depth.extend(range(shared, len(seq.tokens)))
-            tokens.extend(seq.tokens[shared:])
-            path.extend(range(first_new, first_new + n_new))
-        previous = seq.tokens
-        first_target = len(seq.tokens) - seq.n_target
-        pairs = []
-        for d in range(first_target, len(seq.tokens)):
-            key = (path[d - 1], seq.tokens[d])
-            pairs.append(pair_index.setdefault(key, len(pair_index)))
-        seq_ids.append(seq.seq_id)
-        seq_pairs.append(np.asarray(pairs, dtype=np.int64))
-    subtree_end = list(range(1, len(tokens) + 1))
-    for node in range(len(tokens) - 1, -1, -1):  # children come after parents in DFS order
-        up = parent[node]
-        if up >= 0 and subtree_end[node] > subtree_end[up]:
-            subtree_end[up] = subtree_end[node]
-    pair_keys = np.asarray(list(pair_index), dtype=np.int64).reshape(-1, 2)
+@dataclass
+class _Sorted:
+    """Sequences in lexicographic order as a padded matrix, with each one's common prefix length
+    with the one before it (0 for the first)."""
+
+    refs: list[SequenceRef]
+    matrix: np.ndarray  # [n, width] int64, padded with -1
+    lengths: np.ndarray
+    shared: np.ndarray
+
+    def part(self, start: int, stop: int) -> "_Sorted":
+        shared = self.shared[start:stop].copy()
+        shared[:1] = 0
+        return _Sorted(self.refs[start:stop], self.matrix[start:stop], self.lengths[start:stop], shared)
+
+
+def _sorted(sequences: list[SequenceRef]) -> _Sorted:
+    refs = sorted(sequences, key=lambda s: s.tokens)
+    lengths = np.fromiter((len(s.tokens) for s in refs), dtype=np.int64, count=len(refs))
+    width = max(int(lengths.max()) if len(refs) else 0, 1)
+    matrix = np.full((len(refs), width), -1, dtype=np.int64)
+    total = int(lengths.sum())
+    rows = np.repeat(np.arange(len(refs)), lengths)
+    columns = np.arange(total) - np.repeat(np.cumsum(lengths) - lengths, lengths)
+    matrix[rows, columns] = np.fromiter(chain.from_iterable(s.tokens for s in refs), dtype=np.int64, count=total)
+    shared = np.zeros(len(refs), dtype=np.int64)
+    if len(refs) > 1:
+        differs = matrix[1:] != matrix[:-1]
+        first = np.where(differs.any(axis=1), differs.argmax(axis=1), width)
+        shared[1:] = np.minimum(first, np.minimum(lengths[1:], lengths[:-1]))
+    return _Sorted(refs, matrix, lengths, shared)
+
+
+def _build(batch: _Sorted, preface: tuple[int, ...]) -> Pack:
+    n, width = batch.matrix.shape
+    columns = np.arange(width)
+    new = (columns[None, :] >= batch.shared[:, None]) & (columns[None, :] < batch.lengths[:, None])
+    tokens = batch.matrix[new]
+    depth = np.broadcast_to(columns, (n, width))[new]
+    count = int(tokens.shape[0])
+    node = np.full((n, width), -1, dtype=np.int64)
+    node[new] = np.arange(count)
+    # a node a row shares with the row before it was created by the last row above that created one
+    creator = np.maximum.accumulate(np.where(new, np.arange(n)[:, None], -1), axis=0)
+    node = node[np.maximum(creator, 0), columns[None, :]]
+    subtree_end = _subtree_end(depth, count)
+    # answer pairs: the last n_target positions of each sequence and the nodes that predict them
+    n_target = np.fromiter((s.n_target for s in batch.refs), dtype=np.int64, count=n)
+    row = np.repeat(np.arange(n), n_target)
+    position = (batch.lengths - n_target)[row] + np.arange(int(n_target.sum())) - np.repeat(
+        np.cumsum(n_target) - n_target, n_target)
+    predictor = position - 1
+    pair_node = np.where(predictor >= 0, node[row, np.maximum(predictor, 0)], predictor)
+    preface_tokens = np.asarray(preface, dtype=np.int64)
+    inside = batch.matrix[row, np.maximum(position, 0)]
+    pair_target = np.where(position >= 0, inside, preface_tokens[np.minimum(position, -1)] if len(preface) else inside)
+    keys = (pair_node + len(preface)) * (1 << 32) + pair_target
+    unique, inverse = np.unique(keys, return_inverse=True)
     return Pack(
-        tokens=np.asarray(tokens, dtype=np.int64),
-        depth=np.asarray(depth, dtype=np.int64),
-        subtree_end=np.asarray(subtree_end, dtype=np.int64),
-        pair_node=pair_keys[:, 0].copy(),
-        pair_target=pair_keys[:, 1].copy(),
-        seq_ids=seq_ids,
-        seq_pairs=seq_pairs,
+        tokens=tokens, depth=depth.copy(), subtree_end=subtree_end,
+        pair_node=unique // (1 << 32) - len(preface), pair_target=unique % (1 << 32),
+        seq_ids=[s.seq_id for s in batch.refs], seq_pairs=np.split(inverse.reshape(-1), np.cumsum(n_target)[:-1]),
     )
+
+
+def _subtree_end(depth: np.ndarray, count: int) -> np.ndarray:
+    """For each node, the next node at its depth or above (where its subtree ends), else ``count``."""
+    end = np.full(count, count, dtype=np.int64)
+    for level in range(int(depth.max()) + 1 if count else 0):
+        at_or_above = np.flatnonzero(depth <= level)
+        here = np.flatnonzero(depth == level)
+        after = np.searchsorted(at_or_above, here, side="right")
+        found = after < len(at_or_above)
+        end[here[found]] = at_or_above[after[found]]
+    return end
+
+
+def build_pack(sequences: list[SequenceRef], preface: tuple[int, ...] = ()) -> Pack:
+    """Build the DFS-ordered trie of ``sequences`` with its visibility ranges and answer pairs;
+    ``preface`` is needed only when a target's predictor lies inside it."""
+    return _build(_sorted(sequences), preface)
+
+
+def _pack_bounds(batch: _Sorted, max_tokens: int) -> list[int]:
+    """Where packs of at most ``max_tokens`` unique tokens start, greedily in sorted order (a
+    sequence longer than the budget gets a pack of its own)."""
+    starts, used = [0], 0
+    for index, (length, shared) in enumerate(zip(batch.lengths.tolist(), batch.shared.tolist())):
+        cost = length - shared
+        if index and used + cost > max_tokens:
+            starts.append(index)
+            used, cost = 0, length
+        used += cost
+    return starts
+
+
+def plan_packs(sequences: list[SequenceRef], max_tokens: int) -> list[list[SequenceRef]]:
+    """Group sequences into packs of at most ``max_tokens`` unique tokens.
+
+    Sequences are visited in lexicographic order so that neighbours share prefixes (worked
+    examples, repeated questions); each costs its tokens after the prefix it shares with the
+    previous one, which is the trie's exact growth, so no pack exceeds the budget unless one
+    sequence alone does (then it gets a pack of its own).
+    """
+    if max_tokens < 1:
+        raise ValueError("max_tokens must be positive")
+    batch = _sorted(sequences)
+    starts = _pack_bounds(batch, max_tokens) if batch.refs else []
+    return [batch.refs[a:b] for a, b in zip(starts, starts[1:] + [len(batch.refs)])]
+
+
+def build_packs(sequences: list[SequenceRef], max_tokens: int, preface: tuple[int, ...] = (),
+                keep_last: bool = False) -> tuple[list[Pack], list[SequenceRef]]:
+    """Plan and build packs in one pass (sorted once). With ``keep_last`` the last, possibly
+    unfilled pack is not built but handed back, to be planned again with the next chunk."""
+    if max_tokens < 1:
+        raise ValueError("max_tokens must be positive")
+    if not sequences:
+        return [], []
+    batch = _sorted(sequences)
+    starts = _pack_bounds(batch, max_tokens)
+    bounds = list(zip(starts, starts[1:] + [len(batch.refs)]))
+    held = []
+    if keep_last:
+        last = bounds.pop()
+        held = batch.refs[last[0]:last[1]]
+    return [_build(batch.part(a, b), preface) for a, b in bounds], held
 
 
 def pack_tokens(sequences: list[SequenceRef]) -> int:
     """Unique tokens of the trie these sequences make (what :func:`build_pack` would compute)."""
-    ordered = sorted(s.tokens for s in sequences)
-    return sum(len(b) - common_prefix_length(a, b) for a, b in zip([()] + ordered[:-1], ordered))
-
-
-def plan_packs(items: list[list[SequenceRef]], max_tokens: int) -> list[list[SequenceRef]]:
-    """Group sequences into packs of at most ``max_tokens`` unique tokens.
-
-    Items are visited in lexicographic order of their sequences so that neighbours share prefixes
-    (worked examples, repeated questions). Each sequence costs its tokens after the prefix it
-    shares with the previous one; that bound is never below the built trie's size, so no pack
-    exceeds the budget unless one sequence alone does (then it gets a pack of its own). An item
-    that does not fit in what is left of a pack continues in the next one.
-    """
-    if max_tokens < 1:
-        raise ValueError("max_tokens must be positive")
-    ordered_items = sorted((sorted(item, key=lambda s: s.tokens) for item in items if item),
-                           key=lambda item: item[0].tokens)
-    packs: list[list[SequenceRef]] = []
-    current: list[SequenceRef] = []
-    used = 0
-    previous: tuple[int, ...] = ()
-    for item in ordered_items:
-        for seq in item:
-            cost = len(seq.tokens) - common_prefix_length(previous, seq.tokens)
-            if current and used + cost > max_tokens:
-                packs.append(current)
-                current, used = [], 0
-                cost = len(seq.tokens)
-            current.append(seq)
-            used += cost
-            previous = seq.tokens
-    if current:
-        packs.append(current)
-    return packs
+    batch = _sorted(sequences)
+    return int((batch.lengths - batch.shared).sum())
