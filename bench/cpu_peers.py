@@ -1,5 +1,6 @@
 """invscale against lm-evaluation-harness's HF backend on a CPU: same rows, same model, same threads.
 
+    pip install -e '.[lm-eval]'
     python bench/cpu_peers.py --model DIR [--rows 200] [--repeats 3] [--json out.json]
 
 For each workload (the first ``--rows`` rows of the seed data's gambling.csv and triviaMod.csv,

@@ -329,12 +329,19 @@ def bench(
     max_tokens_per_pack: Optional[int] = typer.Option(None, min=1, help="invscale's unique tokens per pass."),
     repeats: int = typer.Option(1, min=1, help="Timed runs per method after the warm-up (median reported)."),
     json_path: Optional[Path] = typer.Option(None, "--json", help="Also write the figures to this JSON file."),
+    host_only: bool = typer.Option(False, "--host-only",
+                                   help="Time only the host side for --model's tokenizer on --data: tokenizing, "
+                                        "planning and building every pack (no weights loaded)."),
 ) -> None:
     """Time invscale against the plain HF ways on one workload, after checking they agree.
 
-    Baselines: one forward pass per option, and the prompt's KV reused for its options."""
+    Baselines: one forward pass per option, and the prompt's KV reused for its options. With
+    --host-only, the CPU work a run does beside the device, against the FLOP floor of its unique
+    tokens on OPT-1.3B and an H100."""
     import json
 
+    if host_only:
+        return _bench_host(model, data, max_tokens_per_pack, json_path)
     try:
         target = resolve_device(device)
         dtype_name = ("bfloat16" if target.type == "cuda" else "float32") if dtype == "auto" else dtype
@@ -367,6 +374,41 @@ def bench(
         _fail("out of GPU memory: try a smaller --shape or workload, or fewer --methods")
     figures["model"] = title
     out.print(figures_table(figures, f"invscale bench · {title}"))
+    if json_path is not None:
+        json_path.write_text(json.dumps(figures, indent=2) + "\n")
+
+
+def _bench_host(model: Optional[str], data: Optional[str], max_tokens_per_pack: Optional[int],
+                json_path: Optional[Path]) -> None:
+    import json
+
+    from invscale.benchmark.host import host_benchmark
+    from invscale.models import load_tokenizer
+
+    try:
+        if model is None or data is None:
+            raise ValueError("--host-only needs --model (whose tokenizer is timed) and --data")
+        tokenizer, config = load_tokenizer(model)
+        read_began = time.perf_counter()
+        dataset = read_dataset(data)
+        figures = {"model": model, "read_seconds": time.perf_counter() - read_began,
+                   **host_benchmark(tokenizer, config, dataset, max_tokens_per_pack)}
+    except (DataError, ModelLoadError, ValueError) as exc:
+        _fail(str(exc))
+    table = Table(title=f"invscale bench --host-only · {model} · {dataset.name}", show_header=False)
+    rows = [("rows", f"{figures['rows']:,}"), ("naive tokens", f"{figures['naive_tokens']:,}"),
+            ("unique tokens", f"{figures['unique_tokens']:,} ({figures['packs']} packs, preface "
+                              f"{figures['preface_tokens']})"),
+            ("pairs spliced / whole", f"{figures['spliced_pairs']:,} / {figures['whole_string_pairs']:,}"),
+            ("read file", f"{figures['read_seconds']:.3f} s"),
+            ("host (tokenize + plan + build)", f"{figures['host_seconds']:.3f} s, "
+                                               f"{figures['naive_tokens_per_second']:,.0f} naive tokens/s"),
+            ("first pack ready", f"{figures['first_pack_seconds']:.3f} s"),
+            ("OPT-1.3B H100 floor", f"{figures['floor_seconds']:.3f} s"),
+            ("host ÷ floor", f"{figures['host_over_floor']:.2f}"), ("peak RSS", f"{figures['peak_rss_mib']:,.0f} MiB")]
+    for name, value in rows:
+        table.add_row(name, value)
+    out.print(table)
     if json_path is not None:
         json_path.write_text(json.dumps(figures, indent=2) + "\n")
 

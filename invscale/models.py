@@ -123,6 +123,19 @@ def load_model(name: str, dtype: str = "float32", device: str = "auto") -> Loade
     return LoadedModel(name, model, tokenizer, torch_device, torch_dtype)
 
 
+def load_tokenizer(name: str):
+    """(tokenizer, config) of ``name`` (as :func:`load_model` finds it) without reading weights."""
+    from transformers import AutoConfig, AutoTokenizer
+
+    source, gguf_file = _model_source(name)
+    try:
+        return (AutoTokenizer.from_pretrained(source, gguf_file=gguf_file),
+                AutoConfig.from_pretrained(source, gguf_file=gguf_file))
+    except (OSError, ValueError) as exc:
+        reason = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        raise ModelLoadError(f"model '{name}': cannot read its tokenizer and config: {reason}") from None
+
+
 def _check_supported(name: str, config) -> None:
     """Refuse, from the config alone, an architecture the trie scorer cannot score exactly."""
     from invscale.scoring.architectures import UnsupportedModel, check_model_type

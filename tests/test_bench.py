@@ -106,3 +106,29 @@ def test_streaming_benchmark_agrees_with_resident_and_reports_floors(tmp_path):
     assert figures["streamed"]["groups"] > 1 and figures["budget_gib"] * 2**30 == 14_500_000
     assert figures["flop_floor_seconds"] > 0 and figures["pcie_floor_seconds"] is None  # no host link on CPU
     assert figures["streamed"]["seconds"] > 0 and figures["resident"]["seconds"] > 0
+
+
+def test_host_only_bench_reports_the_host_side(checkpoint_dirs, tmp_path):
+    """--host-only times tokenizing, planning and building every pack for a checkpoint's tokenizer
+    (no weights read) and reports what it computed: the unique tokens a scoring run computes."""
+    from invscale.data import read_dataset
+    from invscale.models import load_model
+    from invscale.scoring.scorer import ScoringJob
+
+    data = tmp_path / "rows.jsonl"
+    data.write_text("".join(json.dumps(r) + "\n" for r in random_classification(8, n_rows=30)))
+    out = tmp_path / "host.json"
+    result = runner.invoke(app, ["bench", "--host-only", "--model", checkpoint_dirs["llama-gqa2"], "--data", str(data),
+                                 "--max-tokens-per-pack", "64", "--json", str(out)])
+    assert result.exit_code == 0, result.output
+    figures = json.loads(out.read_text())
+    for key in ("naive_tokens", "unique_tokens", "host_seconds", "first_pack_seconds", "host_over_floor"):
+        assert figures[key] > 0, key
+    assert figures["first_pack_seconds"] <= figures["host_seconds"] and figures["spliced_pairs"] > 0
+    loaded = load_model(checkpoint_dirs["llama-gqa2"])
+    job = ScoringJob(loaded.model, loaded.tokenizer, read_dataset(str(data)), max_tokens_per_pack=64)
+    list(job.results())
+    assert (figures["unique_tokens"], figures["naive_tokens"]) == (job.stats.unique_tokens, job.stats.naive_tokens)
+    assert "host ÷ floor" in result.stdout
+    missing = runner.invoke(app, ["bench", "--host-only", "--data", str(data)])
+    assert missing.exit_code == 2 and "--host-only needs --model" in missing.output

@@ -36,10 +36,11 @@ def test_it_is_a_real_language_model(smollm2):
     assert paris > math.log(0.3) and paris > banana + 10
 
 
-@pytest.mark.parametrize("task", ["triviamod", "gambling", "decoy", "expert", "pretend"])
-def test_scorer_equals_the_full_forward_reference(smollm2, task):
-    dataset, _ = generate(task, 20, seed=3)
-    job = ScoringJob(smollm2.model, smollm2.tokenizer, dataset, max_tokens_per_pack=400)
+@pytest.mark.parametrize("task,rows", [("triviamod", 5), ("gambling", 8), ("decoy", 8), ("expert", 8), ("pretend", 8)])
+def test_scorer_equals_the_full_forward_reference(smollm2, task, rows):
+    """Every seed task, a few rows (the reference runs one ~100-1000-token forward per option)."""
+    dataset, _ = generate(task, rows, seed=3)
+    job = ScoringJob(smollm2.model, smollm2.tokenizer, dataset, max_tokens_per_pack=120)
     results = {r["index"]: r for r in job.results()}
     assert job.stats.packs > 1
     for row in dataset.rows:

@@ -2,7 +2,7 @@
 
 Hypothesis draws datasets of (context, continuation) pairs whose contexts share a random preface:
 junctions inside words, no leading space, whitespace runs, newlines, digits, punctuation, emoji,
-CJK, combining marks, contexts that end in a space. Each must give exactly the tokens of the
+CJK, combining marks, contexts that end in a space, added tokens formed across the junction. Each must give exactly the tokens of the
 joined string (and the continuation's own token count), whether the pair was spliced or took the
 whole-string path; and the splice path must actually be taken where the tokenizer allows it.
 """
@@ -16,7 +16,9 @@ from invscale.tiny import training_corpus
 
 PIECES = ["a", "b", "the", "The", "re", "ing", " ", "  ", "   ", "\n", "\n\n", "\t", " \n", "1", "23", "4567", "0",
           ",", ".", "?", "'s", "'", "!", "-", ":", "=", "====", "_", "é", "e\u0301", "\u0301", "中", "文字", "\u3002",
-          "\U0001f600", "\U0001f44d\U0001f3fd", "Answer:", " A", " B", " answer", "ü", "ß", "İ", "\u00a0"]
+          "\U0001f600", "\U0001f44d\U0001f3fd", "Answer:", " A", " B", " answer", "ü", "ß", "İ", "\u00a0",
+          # pieces of added tokens (OPT's </s>, <pad>; SmolLM2's <|im_end|>), which may form across a junction
+          "</", "s>", "<pad>", "<|im_", "end|>", "<|im_end|>"]
 
 text = st.lists(st.sampled_from(PIECES), min_size=0, max_size=24).map("".join)
 short = st.lists(st.sampled_from(PIECES), min_size=1, max_size=6).map("".join)

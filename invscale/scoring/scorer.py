@@ -26,7 +26,8 @@ from invscale.scoring.attention import resolve_backend
 from invscale.scoring.metrics import example_metrics
 from invscale.scoring.runner import PackRunner
 from invscale.scoring.streamed import StreamedModel, StreamedRunner, plan_groups
-from invscale.scoring.tokenize import PairTokenizer, ScoredSequence, check_sequences, continuations, row_pairs
+from invscale.scoring.tokenize import (PairTokenizer, ScoredSequence, check_sequences, contexts, continuations,
+                                       row_pairs)
 from invscale.scoring.trie import Pack, SequenceRef, build_packs, common_prefix_length
 
 # Unique tokens per packed forward pass when none is given: on a CPU (segment attention) 1024 ran
@@ -35,6 +36,10 @@ from invscale.scoring.trie import Pack, SequenceRef, build_packs, common_prefix_
 DEFAULT_MAX_TOKENS_PER_PACK = {"cpu": 1024, "cuda": 8192}
 CHUNK_ROWS = 2048  # rows tokenized and planned together
 QUEUED_PACKS = 8  # built packs waiting for the model, at most
+
+
+def _utf8_length(text: str) -> int:
+    return len(text) if text.isascii() else len(text.encode())
 
 
 def default_max_tokens_per_pack(model) -> int:
@@ -83,14 +88,15 @@ class ScoringJob:
         self.backend = resolve_backend(backend, model.device, self.kernels)
         self.max_tokens_per_pack = max_tokens_per_pack or default_max_tokens_per_pack(model)
         task_type = dataset.task_type
-        self.pairs = PairTokenizer(tokenizer, (c for row in dataset.rows for c, _ in continuations(row, task_type)),
+        self.pairs = PairTokenizer(tokenizer, (c for row in dataset.rows for c in contexts(row, task_type)),
                                    splice=splice)
         self.rows = sorted((row for row in dataset.rows if row.index not in skip_indexes),
                            key=lambda row: (row.prompt, row.index))  # neighbours share prompt text
-        counts = np.fromiter((len(continuations(row, task_type)) for row in self.rows), dtype=np.int64,
-                             count=len(self.rows))
+        self._row_pairs = [continuations(row, task_type) for row in self.rows]
+        counts = np.fromiter(map(len, self._row_pairs), dtype=np.int64, count=len(self.rows))
         self._first_sequence = np.concatenate([[0], np.cumsum(counts)])
         self._eager: list[tuple[tuple[int, ...], int]] | None = None
+        self._aliases: dict[int, list[int]] = {}  # a packed sequence's id -> ids of the same pair on other rows
         if self.pairs.rule is None:
             self._tokenize_whole_strings(dataset)
         self._check_before_any_work()
@@ -127,8 +133,9 @@ class ScoringJob:
         max_positions = getattr(config, "max_position_embeddings", None)
         limits = [limit for limit in (max_positions, architectures.length_limit(config)) if limit is not None]
         limit = min(limits) if limits else None
-        task_type, preface = self.dataset.task_type, len(self.pairs.preface)
-        self.pairs.target_counts(k for row in self.rows for _, k in continuations(row, task_type))
+        task_type = self.dataset.task_type
+        flat = [pair for pairs in self._row_pairs for pair in pairs]
+        self._check_targets(flat)
         if self._eager is not None:  # every row is tokenized already
             exact_rows = self.rows
             sequences = [ScoredSequence(self.pairs.preface + tokens, n) for tokens, n in self._eager]
@@ -136,72 +143,88 @@ class ScoringJob:
         else:  # upper bounds on token counts; rows near a limit (or with tiny contexts) tokenized now
             rule = self.pairs.rule
             scale = 4 if rule.normalizes else 1  # normalizers may expand text (NFKC), never four-fold per byte
-            exact_rows, longest = [], preface + 1
-            for row in self.rows:
-                pairs = continuations(row, task_type)
-                bound = len(rule.special_prefix) + 1 + scale * max(len((c + k).encode()) for c, k in pairs)
-                if (limit is not None and bound > limit) or any(len(c) <= rule.margin for c, _ in pairs):
-                    exact_rows.append(row)
-                else:
-                    longest = max(longest, bound)
-            sequences = self.pairs.sequences(row_pairs(exact_rows, task_type))
+            context_chars = np.fromiter((len(c) for c, _ in flat), dtype=np.int64, count=len(flat))
+            pair_bytes = np.fromiter((_utf8_length(c) + _utf8_length(k) for c, k in flat), dtype=np.int64,
+                                     count=len(flat))
+            starts = self._first_sequence[:-1]
+            bound = len(rule.special_prefix) + 1 + scale * np.maximum.reduceat(pair_bytes, starts) if flat else pair_bytes
+            tiny = np.minimum.reduceat(context_chars, starts) <= rule.margin if flat else context_chars > 0
+            exact = tiny | (bound > limit) if limit is not None else tiny
+            exact_rows = [self.rows[i] for i in np.flatnonzero(exact)]
+            longest = max(len(self.pairs.preface) + 1, int(bound[~exact].max()) if (~exact).any() else 0)
+            sequences = self.pairs.sequences(row_pairs(exact_rows, task_type))  # few rows: near a limit
         check_sequences(exact_rows, task_type, sequences, self.dataset.name, max_positions)
         longest = max([longest] + [len(s.tokens) for s in sequences])
-        self._check_targets()
         architectures.check_architecture(config, longest)
 
-    def _check_targets(self) -> None:
-        counts = self.pairs.target_counts(())
-        field_name = "completion" if self.dataset.task_type is TaskType.sequence_prob else "classes"
-        for row in self.rows:
-            for _, continuation in continuations(row, self.dataset.task_type):
-                if counts[continuation] == 0:
-                    raise DataError(f"{self.dataset.name}: row {row.index + 1}: field '{field_name}': "
-                                    f"{continuation!r} has no tokens")
+    def _check_targets(self, pairs: list[tuple[str, str]]) -> None:
+        """Every continuation has tokens of its own (its count is what is scored)."""
+        counts = self.pairs.target_counts(k for _, k in pairs)
+        empty = {k for k, n in counts.items() if n == 0}
+        if empty:
+            field_name = "completion" if self.dataset.task_type is TaskType.sequence_prob else "classes"
+            for row, own_pairs in zip(self.rows, self._row_pairs):
+                for _, continuation in own_pairs:
+                    if continuation in empty:
+                        raise DataError(f"{self.dataset.name}: row {row.index + 1}: field '{field_name}': "
+                                        f"{continuation!r} has no tokens")
 
-    def _check_predictable(self, rows, suffixes) -> None:
+    def _check_predictable(self, seq_ids: list[int], suffixes) -> None:
         """A continuation whose tokens would be the whole sequence (no BOS, and a context that
         merged into it) has nothing to predict its first token: refused with the row named."""
         preface, task_type = len(self.pairs.preface), self.dataset.task_type
-        owners = [row for row in rows for _ in continuations(row, task_type)]
-        for row, (tokens, n_target) in zip(owners, suffixes):
+        for seq_id, (tokens, n_target) in zip(seq_ids, suffixes):
             if n_target >= preface + len(tokens):
+                row = self.rows[int(np.searchsorted(self._first_sequence, seq_id, side="right")) - 1]
                 field_name = "completion" if task_type is TaskType.sequence_prob else "classes"
                 raise DataError(f"{self.dataset.name}: row {row.index + 1}: field '{field_name}': the continuation "
                                 "would be the whole sequence; nothing predicts its first token")
 
     def plan(self) -> list[Pack]:
         """Every pack of the job, built now (what :meth:`results` streams)."""
-        return list(self._built_packs())
+        return list(self.iter_packs())
 
-    def _built_packs(self) -> Iterator[Pack]:
-        """Packs in order, a chunk of rows tokenized and planned at a time."""
+    def iter_packs(self) -> Iterator[Pack]:
+        """The job's packs in order, a chunk of rows tokenized, planned and built at a time (what
+        :meth:`results` runs, on a background thread). A pair repeated within a chunk (the same
+        context and continuation on another row) is tokenized and packed once; the repeats are
+        recorded as its aliases."""
         held: list[SequenceRef] = []
-        task_type = self.dataset.task_type
         for start in range(0, len(self.rows), self.chunk_rows):
-            rows = self.rows[start:start + self.chunk_rows]
+            stop = min(start + self.chunk_rows, len(self.rows))
             first = int(self._first_sequence[start])
+            distinct: dict[tuple[str, str], int] = {}
+            owners: list[int] = []  # the id of each distinct pair's first sequence
+            numbers = []  # each sequence's distinct pair
+            for offset, pair in enumerate(pair for pairs in self._row_pairs[start:stop] for pair in pairs):
+                number = distinct.setdefault(pair, len(distinct))
+                numbers.append(number)
+                if number == len(owners):
+                    owners.append(first + offset)
+                else:
+                    self._aliases.setdefault(owners[number], []).append(first + offset)
             if self._eager is not None:
-                suffixes = self._eager[first:int(self._first_sequence[start + len(rows)])]
+                suffixes = [self._eager[seq_id] for seq_id in owners]
             else:
-                suffixes = self.pairs.suffixes(row_pairs(rows, task_type))
-            self._check_predictable(rows, suffixes)
-            self.stats.naive_tokens += sum(len(tokens) for tokens, _ in suffixes) + len(self.preface) * len(suffixes)
-            self.stats.answer_tokens += sum(n for _, n in suffixes)
-            refs = held + [SequenceRef(first + i, tokens, n) for i, (tokens, n) in enumerate(suffixes)]
-            last = start + self.chunk_rows >= len(self.rows)
-            packs, held = build_packs(refs, self.max_tokens_per_pack, self.preface, keep_last=not last)
+                suffixes = self.pairs.suffixes(list(distinct))
+            self._check_predictable(owners, suffixes)
+            repeats = np.bincount(numbers, minlength=len(owners))
+            lengths = np.fromiter((len(tokens) + len(self.preface) for tokens, _ in suffixes), dtype=np.int64)
+            self.stats.naive_tokens += int((lengths * repeats).sum())
+            self.stats.answer_tokens += int((np.fromiter((n for _, n in suffixes), dtype=np.int64) * repeats).sum())
+            refs = held + [SequenceRef(seq_id, tokens, n) for seq_id, (tokens, n) in zip(owners, suffixes)]
+            packs, held = build_packs(refs, self.max_tokens_per_pack, self.preface, keep_last=stop < len(self.rows))
             yield from packs
 
     def _packs_beside(self) -> Iterator[Pack]:
-        """:meth:`_built_packs` run on a background thread, at most ``QUEUED_PACKS`` ahead."""
+        """:meth:`iter_packs` run on a background thread, at most ``QUEUED_PACKS`` ahead."""
         waiting: queue.Queue = queue.Queue(maxsize=QUEUED_PACKS)
         done = object()
         stop = threading.Event()
 
         def produce():
             try:
-                for pack in self._built_packs():
+                for pack in self.iter_packs():
                     while not stop.is_set():
                         try:
                             waiting.put(pack, timeout=0.1)
@@ -247,11 +270,13 @@ class ScoringJob:
             self.stats.packs += 1
             finished = []
             for seq_id, pairs in zip(pack.seq_ids, pack.seq_pairs):
-                logprobs[seq_id] = pair_logprobs[pairs].sum()
-                r = owner[seq_id]
-                remaining[r] -= 1
-                if remaining[r] == 0:
-                    finished.append(r)
+                value = pair_logprobs[pairs].sum()
+                for same in (seq_id, *self._aliases.pop(seq_id, ())):
+                    logprobs[same] = value
+                    r = owner[same]
+                    remaining[r] -= 1
+                    if remaining[r] == 0:
+                        finished.append(r)
             for r in finished:
                 yield example_metrics(self.dataset.task_type, self.rows[r], logprobs[first[r]:first[r + 1]].tolist())
             if on_pack is not None:

@@ -47,7 +47,16 @@ class SpliceRule:
     unicode_forms: tuple[str, ...]
     trims_offsets: bool
     added: re.Pattern | None
-    margin: int
+    longest_added: int
+    margin: int = MARGIN
+
+    def added_across(self, text: str, cut: int) -> bool:
+        """True when an added token of the tokenizer (matched before pre-tokenization, so it cuts
+        across pre-tokens) occurs in ``text`` over position ``cut``."""
+        if self.added is None:
+            return False
+        return any(m.start() < cut < m.end() for m in
+                   self.added.finditer(text, max(0, cut - self.longest_added + 1), cut + self.longest_added))
 
 
 def splice_rule(tokenizer) -> SpliceRule | None:
@@ -66,10 +75,9 @@ def splice_rule(tokenizer) -> SpliceRule | None:
         return None
     contents = [token.content for token in backend.get_added_tokens_decoder().values() if token.content]
     added = re.compile("|".join(map(re.escape, sorted(contents, key=len, reverse=True)))) if contents else None
-    margin = max([MARGIN] + [len(c) + 1 for c in contents])
     forms = tuple(_unicode_forms(normalizer)) if normalizer is not None else ()
     trims = processor is not None and '"trim_offsets":true' in json.dumps(processor, separators=(",", ":"))
-    return SpliceRule(backend, prefix, normalizer is not None, forms, trims, added, margin)
+    return SpliceRule(backend, prefix, normalizer is not None, forms, trims, added, max(map(len, contents), default=0))
 
 
 def _state(component) -> dict | None:

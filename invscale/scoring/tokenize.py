@@ -62,6 +62,8 @@ class PairTokenizer:
         distinct = set(contexts)
         common = os.path.commonprefix(list(distinct)) if distinct else ""
         self.preface, self._preface_chars = self._cut(common)
+        if self._preface_chars and any(self.rule.added_across(c, self._preface_chars) for c in distinct):
+            self.preface, self._preface_chars = self.rule.special_prefix, 0  # an added token spans the cut
 
     def _cut(self, common: str) -> tuple[tuple[int, ...], int]:
         """(tokens of ``common`` up to its last safe cut, with the special prefix; the cut's
@@ -99,11 +101,12 @@ class PairTokenizer:
         """(joint tokens after the preface, target count) of each (context, continuation) pair."""
         targets = self.target_counts(pair[1] for pair in pairs)
         contexts = self._contexts({context for context, _ in pairs}) if self.rule is not None else {}
-        self._encode_junctions(list({contexts[c][1] + k: None for c, k in pairs if c in contexts}))
+        spliced = [contexts.get(c) if c in contexts and not self._added_across(contexts[c], k) else None
+                   for c, k in pairs]
+        self._encode_junctions(list({part[1] + k: None for part, (_, k) in zip(spliced, pairs) if part is not None}))
         out, whole = [], []
-        for number, (context, continuation) in enumerate(pairs):
-            part = contexts.get(context)
-            if part is None:  # no safe cut in this context, or no splice rule: the whole string
+        for number, (part, (_, continuation)) in enumerate(zip(spliced, pairs)):
+            if part is None:  # no safe cut, an added token across it, or no splice rule: the whole string
                 out.append(None)
                 whole.append(number)
             else:
@@ -117,9 +120,15 @@ class PairTokenizer:
         self.spliced += len(pairs) - len(whole)
         return out
 
-    def _contexts(self, contexts: set[str]) -> dict[str, tuple[tuple[int, ...], str]]:
-        """Each context's (tokens after the preface up to its last safe cut, text from the cut on),
-        its own text (after the preface) tokenized once; contexts with no safe cut are left out."""
+    def _added_across(self, part: tuple, continuation: str) -> bool:
+        """An added token over the cut of a context joined with ``continuation``."""
+        lead = part[2]
+        return self.rule.added is not None and self.rule.added_across(lead + part[1] + continuation, len(lead))
+
+    def _contexts(self, contexts: set[str]) -> dict[str, tuple[tuple[int, ...], str, str]]:
+        """Each context's (tokens after the preface up to its last safe cut, text from the cut on,
+        the few characters before the cut that an added token could start in), its own text (after
+        the preface) tokenized once; contexts with no safe cut are left out."""
         rule, start = self.rule, self._preface_chars
         texts = [c for c in contexts if len(c) > start]
         encodings = rule.backend.encode_batch([c[start:] for c in texts], add_special_tokens=False)
@@ -129,7 +138,8 @@ class PairTokenizer:
             cut = last_cut(rule, own, encoding)
             if cut is not None:
                 chars, tokens = cut
-                found[context] = (tuple(encoding.ids[:tokens]), own[chars:])
+                lead = own[max(0, chars - rule.longest_added + 1):chars]
+                found[context] = (tuple(encoding.ids[:tokens]), own[chars:], lead)
         return found
 
     def _encode_junctions(self, texts: list[str]) -> None:
@@ -145,6 +155,13 @@ class PairTokenizer:
         if self.rule is not None:
             return [tuple(e.ids) for e in self.rule.backend.encode_batch(texts, add_special_tokens=special)]
         return [tuple(ids) for ids in self.tokenizer(texts, add_special_tokens=special)["input_ids"]]
+
+
+def contexts(row: Row, task_type: TaskType) -> tuple[str, ...]:
+    """The distinct contexts a row's pairs are scored after."""
+    if task_type in (TaskType.logodds, TaskType.absolute_logodds):
+        return row.prompt, row.other_prompt
+    return (row.prompt,)
 
 
 def row_pairs(rows: list[Row], task_type: TaskType) -> list[tuple[str, str]]:
