@@ -18,9 +18,9 @@ from invscale.benchmark.run import METHODS, BenchmarkMismatch, available_methods
 from invscale.benchmark.workload import OPT_SHAPES, WordIdTokenizer, build_opt, synthetic_dataset
 from invscale.data import DataError, TaskType, read_dataset
 from invscale.kernels.launch import KernelUnavailable, resolve_kernels
-from invscale.models import (DTYPES, ModelLoadError, load_for_scoring, load_model, parse_memory, resolve_device,
-                             resolve_dtype)
-from invscale.results import ResultsError, ResultsFile, open_results
+from invscale.models import (DTYPES, ModelLoadError, NotLocal, fingerprint, load_for_scoring, load_model,
+                             parse_memory, resolve_device, resolve_dtype)
+from invscale.results import ResultsError, ResultsStore, check_out_path, open_results
 from invscale.scoring.attention import backends
 from invscale.scoring.metrics import summarize
 from invscale.scoring.scorer import DEFAULT_MAX_TOKENS_PER_PACK, ScoreStats, ScoringJob
@@ -50,7 +50,7 @@ def _fail(message: str, code: int = 2) -> None:
 def generate(
     task: Optional[str] = typer.Argument(None, help="Task name (see --list)."),
     n: int = typer.Option(100, "--n", min=1, help="Number of rows."),
-    seed: int = typer.Option(0, help="Random seed: the same seed gives the same rows."),
+    seed: int = typer.Option(0, min=0, help="Random seed (0 or more): the same seed gives the same rows."),
     shots: Optional[int] = typer.Option(None, min=0, help="Worked examples in the shared preface (task default if unset)."),
     out_path: Optional[Path] = typer.Option(None, "--out", "-o", help="Output .jsonl or .csv; standard output if unset."),
     list_tasks: bool = typer.Option(False, "--list", help="List the tasks with a one-line description."),
@@ -72,7 +72,12 @@ def generate(
         _fail(str(exc))
     for note in generated.notes:
         err.print(f"[yellow]note:[/yellow] {note}", highlight=False, soft_wrap=True)
-    write_dataset(dataset, out_path)
+    try:
+        if out_path is not None and out_path.suffix.lower() not in (".jsonl", ".csv"):
+            raise ValueError(f"--out {out_path}: name a .jsonl or .csv file")
+        write_dataset(dataset, out_path)
+    except (OSError, ValueError) as exc:
+        _fail(_one_line(exc))
 
 
 def _default_out(data: str) -> Path:
@@ -106,29 +111,59 @@ def score(
 ) -> None:
     """Score every row of DATA with MODEL and write per-example results; resumes an interrupted run."""
     started = time.perf_counter()
+    budget = None
+
+    def load():
+        return load_for_scoring(model, dtype=dtype, device=device, offload=offload, memory_budget=budget)
+
     try:
         dataset = read_dataset(data, task_type)
         for warning in dataset.warnings:
             err.print(f"[yellow]warning:[/yellow] {warning}", highlight=False, soft_wrap=True)
         out_path = out_path or _default_out(data)
-        results_file = open_results(out_path, dataset, model, dtype, overwrite=overwrite)
-        done = results_file.done_indexes()
-        job = None
-        if len(done) < len(dataset.rows):
-            budget = parse_memory(gpu_memory) if gpu_memory is not None else None
-            loaded = load_for_scoring(model, dtype=dtype, device=device, offload=offload, memory_budget=budget)
-            job = ScoringJob(loaded.model, loaded.tokenizer, dataset, max_tokens_per_pack=max_tokens_per_pack,
-                             backend=attention, skip_indexes=done, kernels=kernels, streamed=loaded.streamed,
-                             memory_budget=budget)
-    except (DataError, ModelLoadError, ResultsError, KernelUnavailable, ValueError) as exc:
-        _fail(str(exc))
-    if results_file.existing:
-        err.print(f"resuming: {len(results_file.existing)} of {len(dataset.rows)} rows already in {out_path}",
-                  soft_wrap=True)
-    results = results_file.existing + (_run_with_progress(job, results_file) if job else [])
-    results_file.finalize(results)
+        check_out_path(out_path, data)
+        budget = parse_memory(gpu_memory) if gpu_memory is not None else None
+        resolve_device(device)
+        identity, loaded = _identify(model, load)
+        with open_results(out_path, dataset, identity, dtype, overwrite=overwrite) as store:
+            for warning in store.warnings:
+                err.print(f"[yellow]warning:[/yellow] {warning}", highlight=False, soft_wrap=True)
+            done, job = store.done_indexes(), None
+            if len(done) < len(dataset.rows):
+                loaded = loaded or load()
+                job = ScoringJob(loaded.model, loaded.tokenizer, dataset, max_tokens_per_pack=max_tokens_per_pack,
+                                 backend=attention, skip_indexes=done, kernels=kernels, streamed=loaded.streamed,
+                                 memory_budget=budget)
+            store.start()
+            if store.existing:
+                err.print(f"resuming: {len(store.existing)} of {len(dataset.rows)} rows already in {out_path}",
+                          soft_wrap=True)
+            results = store.existing + (_run_with_progress(job, store) if job else [])
+            store.finalize(results)
+    except (DataError, ModelLoadError, ResultsError, KernelUnavailable, ValueError, OSError) as exc:
+        _fail(_one_line(exc))
+    except KeyboardInterrupt:
+        _fail("interrupted before scoring began; nothing was written", 130)
     _print_summary(dataset.name, model, results, job.stats if job else None, out_path,
                    time.perf_counter() - started, job.stream_times if job else None)
+
+
+def _identify(model: str, load) -> tuple[dict, object]:
+    """(the model's fingerprint, the loaded model when it had to be loaded first: a hub id not yet
+    in the local cache)."""
+    try:
+        return fingerprint(model), None
+    except NotLocal:
+        loaded = load()
+        return fingerprint(model), loaded
+
+
+def _one_line(exc: Exception) -> str:
+    """An error's message as one line (an OSError says what and where)."""
+    if isinstance(exc, OSError) and not isinstance(exc, (ModelLoadError,)):
+        where = f"{exc.filename}: " if getattr(exc, "filename", None) else ""
+        return f"{where}{exc.strerror or exc}"
+    return str(exc).splitlines()[0] if str(exc) else type(exc).__name__
 
 
 SEED_TASKS = "triviamod,gambling,decoy,expert,pretend"
@@ -158,25 +193,32 @@ def evaluate(
     loaded = None
     rows = []
     try:
+        resolve_device(device)
         out_dir.mkdir(parents=True, exist_ok=True)
+        identity, loaded = _identify(model, lambda: load_model(model, dtype=dtype, device=device))
+        for task in tasks.split(","):
+            generate_task(task, 1, seed)  # every task name is checked before any is scored
         for task in tasks.split(","):
             started = time.perf_counter()
             dataset, _ = generate_task(task, n, seed)
             write_dataset(dataset, out_dir / f"{task}.jsonl")
-            results_file = open_results(out_dir / f"{task}.results.jsonl", dataset, model, dtype, overwrite=overwrite)
-            done = results_file.done_indexes()
-            new_results = []
-            if len(done) < len(dataset.rows):
-                loaded = loaded or load_model(model, dtype=dtype, device=device)
-                job = ScoringJob(loaded.model, loaded.tokenizer, dataset, skip_indexes=done, kernels=kernels)
-                err.print(f"{task}: scoring {job.stats.items} items", soft_wrap=True)
-                new_results = _run_with_progress(job, results_file)
-            results = results_file.existing + new_results
-            results_file.finalize(results)
+            with open_results(out_dir / f"{task}.results.jsonl", dataset, identity, dtype, overwrite=overwrite) as store:
+                done = store.done_indexes()
+                new_results = []
+                job = None
+                if len(done) < len(dataset.rows):
+                    loaded = loaded or load_model(model, dtype=dtype, device=device)
+                    job = ScoringJob(loaded.model, loaded.tokenizer, dataset, skip_indexes=done, kernels=kernels)
+                store.start()
+                if job is not None:
+                    err.print(f"{task}: scoring {job.stats.items} items", soft_wrap=True)
+                    new_results = _run_with_progress(job, store)
+                results = store.existing + new_results
+                store.finalize(results)
             rows.append({"task": task, **summarize(results), **chance_levels(dataset),
                          "seconds": time.perf_counter() - started})
-    except (DataError, ModelLoadError, ResultsError, KernelUnavailable, ValueError) as exc:
-        _fail(str(exc))
+    except (DataError, ModelLoadError, ResultsError, KernelUnavailable, ValueError, OSError) as exc:
+        _fail(_one_line(exc))
     _write_summary_csv(out_dir / "summary.csv", rows)
     table = Table(title=f"{model} · {n} items per task, seed {seed}")
     for column in ("task", "n", "accuracy", "chance", "mean loss", "chance loss", "seconds"):
@@ -207,7 +249,7 @@ def sweep(
 
     One model is loaded at a time; finished (dataset, model, dtype) pairs are not redone."""
     from invscale.sweep.family import family_members
-    from invscale.sweep.run import run_sweep
+    from invscale.sweep.run import read_manifest, run_sweep
 
     try:
         if (family is None) == (models is None):
@@ -230,6 +272,11 @@ def sweep(
         _print_report(out_dir, x_axis)
     except ValueError as exc:
         _fail(str(exc))
+    unfinished = [m for m in read_manifest(out_dir)["models"] if m["status"] != "done"]
+    if unfinished:
+        err.print(f"{len(unfinished)} of {len(chosen)} models did not finish every dataset "
+                  f"({', '.join(m['name'] for m in unfinished)}); run the same command again to retry", soft_wrap=True)
+        raise typer.Exit(1)
 
 
 @app.command()
@@ -274,7 +321,7 @@ def _write_summary_csv(path: Path, rows: list[dict]) -> None:
         writer.writerows(rows)
 
 
-def _run_with_progress(job: ScoringJob, results_file: ResultsFile) -> list[dict]:
+def _run_with_progress(job: ScoringJob, results_file: ResultsStore) -> list[dict]:
     new_results: list[dict] = []
     started = time.perf_counter()
     tokens = 0
@@ -420,6 +467,7 @@ def _print_summary(name: str, model: str, results: list[dict], stats: ScoreStats
     table.add_row("examples", str(summary["n"]))
     if "accuracy" in summary:
         table.add_row("accuracy", f"{summary['accuracy']:.4f}")
+    if "acc_norm" in summary:
         table.add_row("acc_norm", f"{summary['acc_norm']:.4f}")
     if "mean_loss" in summary:
         table.add_row("mean loss", f"{summary['mean_loss']:.4f}")

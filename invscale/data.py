@@ -46,6 +46,12 @@ class DataError(ValueError):
     """A malformed input file; the message is one line naming file, row and field."""
 
 
+# Columns results are written under; an input column of the same name is kept as ``input_<name>``.
+RESULT_NAMES = frozenset({"index", "loss", "correct", "predicted", "total_logprob", "class_logprobs",
+                          "predicted_norm", "correct_norm", "logodds_difference", "logodds", "other_logodds",
+                          "other_class_logprobs", "logprob"})
+
+
 @dataclass(frozen=True)
 class Row:
     """One validated example. ``index`` is its 0-based position among the file's data rows."""
@@ -113,16 +119,32 @@ def _looks_like_jsonl(name: str, text: str) -> bool:
     return text.lstrip().startswith("{")
 
 
+class _RepeatedKey(ValueError):
+    pass
+
+
+def _unique_keys(pairs: list[tuple[str, Any]]) -> dict:
+    record = {}
+    for key, value in pairs:
+        if key in record:
+            raise _RepeatedKey(key)
+        record[key] = value
+    return record
+
+
 def _parse_records(name: str, text: str) -> tuple[list[dict[str, Any]], list[str]]:
     if _looks_like_jsonl(name, text):
         records, columns = [], []
-        for line_number, line in enumerate(text.splitlines(), start=1):
+        for line_number, line in enumerate(text.split("\n"), start=1):  # JSON text may hold U+2028, U+0085
             if not line.strip():
                 continue
             try:
-                record = json.loads(line)
+                record = json.loads(line, object_pairs_hook=_unique_keys)
             except json.JSONDecodeError as exc:
                 raise DataError(f"{name}: row {len(records) + 1} (line {line_number}): not valid JSON: {exc.msg}") from None
+            except _RepeatedKey as exc:
+                raise DataError(f"{name}: row {len(records) + 1} (line {line_number}): field '{exc}' appears twice "
+                                "in the object") from None
             if not isinstance(record, dict):
                 raise DataError(f"{name}: row {len(records) + 1} (line {line_number}): expected a JSON object")
             for key in record:
@@ -132,6 +154,10 @@ def _parse_records(name: str, text: str) -> tuple[list[dict[str, Any]], list[str
         return records, columns
     reader = csv.DictReader(io.StringIO(text, newline=""))
     columns = list(reader.fieldnames or [])
+    repeated = sorted({c for c in columns if columns.count(c) > 1})
+    if repeated:
+        raise DataError(f"{name}: header: column '{repeated[0]}' appears {columns.count(repeated[0])} times; "
+                        "each column may appear once")
     records = []
     for record in reader:
         if None in record:
@@ -154,20 +180,40 @@ def validate_records(
     if not records:
         raise DataError(f"{name}: no data rows")
     known = set(REQUIRED_COLUMNS[task_type])
-    rows = [_validate_record(name, i, record, task_type, known) for i, record in enumerate(records)]
-    return Dataset(name, task_type, rows, columns, _space_warnings(name, rows))
+    renamed = _renamed_columns(columns, known)
+    rows = [_validate_record(name, i, record, task_type, known, renamed) for i, record in enumerate(records)]
+    warnings = _space_warnings(name, rows)
+    if renamed:
+        warnings.append(f"{name}: column(s) {', '.join(renamed)} share a name with result columns; kept in the "
+                        f"results as {', '.join(renamed.values())}")
+    return Dataset(name, task_type, rows, [renamed.get(c, c) for c in columns], warnings)
 
 
-def _validate_record(name: str, index: int, record: dict, task_type: TaskType, known: set[str]) -> Row:
+def _renamed_columns(columns: list[str], known: set[str]) -> dict[str, str]:
+    """Extra columns named like a result column, and the ``input_`` name each is kept under."""
+    renamed = {}
+    for column in columns:
+        if column in RESULT_NAMES and column not in known:
+            new = "input_" + column
+            while new in columns or new in renamed.values():
+                new = "input_" + new
+            renamed[column] = new
+    return renamed
+
+
+def _validate_record(name: str, index: int, record: dict, task_type: TaskType, known: set[str],
+                     renamed: dict[str, str]) -> Row:
     where = f"{name}: row {index + 1}"
 
     def text(column: str) -> str:
         value = record.get(column)
         if not isinstance(value, str):
             raise DataError(f"{where}: field '{column}': expected text, got {_describe(value)}")
+        if "\x00" in value:
+            raise DataError(f"{where}: field '{column}': contains a NUL character")
         return value
 
-    extra = {key: value for key, value in record.items() if key not in known}
+    extra = {renamed.get(key, key): value for key, value in record.items() if key not in known}
     if task_type is TaskType.sequence_prob:
         completion = text("completion")
         if not completion:
@@ -202,6 +248,10 @@ def _parse_classes(where: str, value: Any) -> tuple[str, ...]:
             raise DataError(f"{where}: field 'classes': class {position} is not a string ({_describe(item)})")
         if not item:
             raise DataError(f"{where}: field 'classes': class {position} is an empty string")
+        if "\x00" in item:
+            raise DataError(f"{where}: field 'classes': class {position} contains a NUL character")
+        if item in value[:position]:
+            raise DataError(f"{where}: field 'classes': class {position} repeats class {value.index(item)} ({item!r})")
     return tuple(value)
 
 

@@ -34,9 +34,14 @@ class LoadedModel:
 
 
 def resolve_device(device: str) -> torch.device:
-    """``auto`` picks CUDA when present, else CPU."""
+    """``auto`` picks CUDA when present, else CPU; ``cpu``, ``cuda`` and ``cuda:N`` are taken as
+    asked (other devices are not supported: one line says so)."""
+    import re
+
     if device == "auto":
         return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    if not re.fullmatch(r"cpu|cuda(:\d+)?", device):
+        raise ModelLoadError(f"--device {device}: choose cpu, cuda, cuda:N or auto")
     if device.startswith("cuda") and not torch.cuda.is_available():
         raise ModelLoadError(f"--device {device}: CUDA is not available on this machine")
     return torch.device(device)
@@ -121,6 +126,54 @@ def load_model(name: str, dtype: str = "float32", device: str = "auto") -> Loade
         ) from None
     model.to(torch_device).eval()
     return LoadedModel(name, model, tokenizer, torch_device, torch_dtype)
+
+
+WEIGHT_SUFFIXES = (".safetensors", ".bin", ".gguf", ".pt", ".pth")
+TOKENIZER_FILES = ("tokenizer.json", "tokenizer_config.json", "special_tokens_map.json", "vocab.json", "merges.txt",
+                   "tokenizer.model", "vocab.txt", "added_tokens.json", "chat_template.jinja")
+
+
+class NotLocal(ModelLoadError):
+    """A hub model not in the local cache yet: it can be fingerprinted once it is loaded."""
+
+
+def fingerprint(name: str) -> dict:
+    """What a model's scores depend on, from its files and cheaply: the model's config and weight
+    files (size and the first and last MiB of each), and its tokenizer files. Raises
+    :class:`NotLocal` for a hub id that is not in the local cache."""
+    import hashlib
+
+    source, gguf_file = _model_source(name)
+    directory = Path(source).expanduser()
+    if not directory.is_dir():
+        directory = _cached_snapshot(source)
+    files = sorted(p for p in directory.iterdir() if p.is_file())
+    if gguf_file is not None:
+        files = [directory / gguf_file]
+    model, tokenizer = hashlib.sha256(), hashlib.sha256()
+    for path in files:
+        if path.name == "config.json":
+            model.update(path.read_bytes())
+        elif path.suffix in WEIGHT_SUFFIXES:
+            size = path.stat().st_size
+            model.update(f"{path.name}:{size}".encode())
+            with open(path, "rb") as handle:
+                model.update(handle.read(2**20))
+                handle.seek(max(0, size - 2**20))
+                model.update(handle.read(2**20))
+        elif path.name in TOKENIZER_FILES:
+            tokenizer.update(path.name.encode() + path.read_bytes())
+    return {"model": name, "model_fingerprint": model.hexdigest()[:16],
+            "tokenizer_fingerprint": tokenizer.hexdigest()[:16] if gguf_file is None else "in the GGUF file"}
+
+
+def _cached_snapshot(source: str) -> Path:
+    try:
+        from huggingface_hub import snapshot_download
+
+        return Path(snapshot_download(source, local_files_only=True))
+    except Exception:  # the hub client raises many kinds; all mean "not cached here"
+        raise NotLocal(f"model '{source}': not in the local cache yet") from None
 
 
 def load_tokenizer(name: str):

@@ -1,14 +1,26 @@
-"""Per-example results files (JSONL or CSV) that survive interruption and resume.
+"""Per-example results that survive interruption, a second run on the same file, and torn lines.
 
-Results are appended and flushed as examples finish. A sidecar ``<out>.meta.json`` records what
-produced them (data hash, model, dtype, task type); a later run with the same settings skips
-the indexes already present, and one with other settings refuses to mix results. A line cut off
-by an interruption is dropped and recomputed.
+The store is JSONL: one result per line, appended and flushed as packs finish, every line ending
+in ``\\n`` and read by splitting on ``\\n`` alone (so text holding U+2028 or U+0085 reads back as
+written). For a ``.csv`` output the store is ``<out>.store.jsonl`` beside it and the CSV is
+rendered from the store when the run finishes, so a CSV is never resumed half-written.
+
+- One writer: ``<out>.lock`` is held (``flock``) from opening to closing; a second run on the same
+  output fails at once with one line naming the process holding it.
+- Provenance: ``<out>.meta.json`` records what produced the results (data hash, task type, the
+  model's and tokenizer's content fingerprints, dtype, invscale version); a run whose provenance
+  differs is refused instead of mixing results. Nothing but the lock is created until
+  :meth:`ResultsStore.start`, which the caller runs once the model has loaded and the data passed
+  every check, so a run that fails at start-up leaves no file behind.
+- Reading: a torn last line (a killed write) is dropped and recomputed; a damaged line before it is
+  one error naming the file and line; a second result for an index already read is reported and
+  dropped (one result per index, always).
 """
 
 from __future__ import annotations
 
 import csv
+import fcntl
 import io
 import json
 import os
@@ -17,115 +29,220 @@ from pathlib import Path
 from invscale.data import Dataset
 from invscale.scoring.metrics import result_columns
 
+RESULT_SUFFIXES = (".jsonl", ".csv")
+
 
 class ResultsError(RuntimeError):
-    """A results file that cannot be resumed; the message is one line."""
-
-
-def _decode_csv_value(value: str):
-    if value in ("True", "False"):
-        return value == "True"
-    try:
-        return json.loads(value)
-    except (json.JSONDecodeError, ValueError):
-        return value
+    """A results file that cannot be written or resumed; the message is one line."""
 
 
 def _encode_csv_value(value):
     if isinstance(value, bool):
         return str(value)
     if isinstance(value, (list, dict)):
-        return json.dumps(value)
-    if isinstance(value, str) and _decode_csv_value(value) != value:  # e.g. a class " 1": keep it a string
-        return json.dumps(value)
+        return json.dumps(value, ensure_ascii=False)
     return value
 
 
+def read_store(path: str | Path) -> tuple[list[dict], list[str]]:
+    """(results, warnings) of a JSONL store: one result per index (later repeats reported and
+    dropped), a torn last line ignored; a damaged earlier line raises :class:`ResultsError`."""
+    path = Path(path)
+    try:
+        text = path.read_text(encoding="utf-8")
+    except UnicodeDecodeError as exc:
+        raise ResultsError(f"{path}: not UTF-8 text ({exc.reason} at byte {exc.start})") from None
+    lines = text.split("\n")
+    results, seen, repeated = [], set(), []
+    for number, line in enumerate(lines, start=1):
+        if not line.strip():
+            continue
+        try:
+            result = json.loads(line)
+            index = int(result["index"])
+        except (json.JSONDecodeError, KeyError, TypeError, ValueError):
+            if number == len(lines):  # the last line, with no newline after it: a write that was cut off
+                break
+            raise ResultsError(f"{path}: line {number} is damaged (not a result written by invscale); "
+                               f"remove the line or pass --overwrite") from None
+        if index in seen:
+            repeated.append(index)
+            continue
+        seen.add(index)
+        results.append(result)
+    warnings = [f"{path}: {len(repeated)} repeated result(s) for index {', '.join(map(str, repeated[:5]))}"
+                f"{' …' if len(repeated) > 5 else ''}; kept the first of each"] if repeated else []
+    return results, warnings
+
+
 def read_results(path: str | Path) -> list[dict]:
-    """The complete results in a results file (JSONL or CSV), ignoring a cut-off last line."""
-    text = Path(path).read_text(encoding="utf-8")
-    complete = text[: text.rfind("\n") + 1]
-    if Path(path).suffix.lower() == ".csv":
-        return [{k: _decode_csv_value(v) for k, v in record.items()}
-                for record in csv.DictReader(io.StringIO(complete, newline=""))]
-    return [json.loads(line) for line in complete.splitlines() if line.strip()]
+    """The results of a results file: its store (the file itself for ``.jsonl``, its
+    ``.store.jsonl`` for ``.csv``)."""
+    return read_store(store_path(Path(path)))[0]
 
 
-class ResultsFile:
-    """An append-only results file; ``existing`` holds the results already in it."""
+def store_path(out: Path) -> Path:
+    """Where the JSONL store of an output file lives."""
+    return out.with_name(out.name + ".store.jsonl") if out.suffix.lower() == ".csv" else out
+
+
+def check_out_path(out: Path, data: str | None = None) -> None:
+    """Refuse an output path that is not a results file we can write: one line naming the problem."""
+    if out.suffix.lower() not in RESULT_SUFFIXES:
+        raise ResultsError(f"--out {out}: name a .jsonl or .csv file (results are written as JSONL or CSV)")
+    if out.is_dir():
+        raise ResultsError(f"--out {out}: is a directory; name a .jsonl or .csv file")
+    if data not in (None, "-") and Path(data).exists() and out.exists() and out.resolve() == Path(data).resolve():
+        raise ResultsError(f"--out {out}: is the input file; results would overwrite the data")
+    for special in ("/proc", "/sys", "/dev"):
+        if str(out.resolve()).startswith(special + "/"):
+            raise ResultsError(f"--out {out}: is under {special}, not a place for files")
+
+
+class ResultsStore:
+    """The results of one (data, model, settings) run: resumable, one writer at a time.
+
+    Use as a context manager: entering takes the lock and reads what a compatible earlier run left
+    (``existing``); :meth:`start` writes the provenance (and, with ``overwrite``, discards the old
+    results) once the run is sure to start; :meth:`append` adds finished results; :meth:`finalize`
+    writes the sorted file (and renders the CSV); leaving releases the lock.
+    """
 
     def __init__(self, path: str | Path, provenance: dict, columns: list[str], overwrite: bool = False):
         self.path = Path(path)
+        check_out_path(self.path)
+        self.store = store_path(self.path)
         self.meta_path = self.path.with_name(self.path.name + ".meta.json")
-        self.is_csv = self.path.suffix.lower() == ".csv"
-        self.columns = columns
+        self.lock_path = self.path.with_name(self.path.name + ".lock")
+        self.provenance, self.columns, self.overwrite = provenance, columns, overwrite
         self.existing: list[dict] = []
-        if self.path.exists() and not overwrite:
-            self._check_provenance(provenance)
-            self.existing = self._read_existing()
-        else:
-            self.path.parent.mkdir(parents=True, exist_ok=True)
-            self.path.write_text(self._csv_line(columns) if self.is_csv else "", encoding="utf-8")
-        self.meta_path.write_text(json.dumps(provenance, indent=2) + "\n", encoding="utf-8")
+        self.warnings: list[str] = []
+        self._lock = None
+        self._written: set[int] = set()
+        self.started = False
 
-    def _check_provenance(self, provenance: dict) -> None:
+    def __enter__(self) -> "ResultsStore":
+        self._acquire()
+        try:
+            if not self.overwrite and self.store.exists():
+                self._check_provenance()
+                self.existing, self.warnings = read_store(self.store)
+        except BaseException:
+            self._release()
+            raise
+        self._written = {int(r["index"]) for r in self.existing}
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self._release()
+
+    def _acquire(self) -> None:
+        try:
+            self.path.parent.mkdir(parents=True, exist_ok=True)
+            handle = open(self.lock_path, "a+", encoding="utf-8")
+        except OSError as exc:
+            raise ResultsError(f"--out {self.path}: cannot write there: {exc.strerror or exc}") from None
+        try:
+            fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except OSError:
+            handle.seek(0)
+            holder = handle.read().strip() or "another process"
+            handle.close()
+            raise ResultsError(f"{self.path}: another invscale run ({holder}) is writing these results; "
+                               f"wait for it to finish or pick another --out") from None
+        handle.seek(0)
+        handle.truncate()
+        handle.write(f"pid {os.getpid()}")
+        handle.flush()
+        self._lock = handle
+
+    def _release(self) -> None:
+        if self._lock is not None:
+            try:
+                self.lock_path.unlink()
+            except OSError:
+                pass
+            self._lock.close()  # closing the file releases the flock
+            self._lock = None
+
+    def _check_provenance(self) -> None:
         if not self.meta_path.exists():
             raise ResultsError(f"{self.path}: exists but has no {self.meta_path.name}; pass --overwrite or another --out")
-        recorded = json.loads(self.meta_path.read_text(encoding="utf-8"))
-        differing = [key for key in provenance if recorded.get(key) != provenance[key]]
+        try:
+            recorded = json.loads(self.meta_path.read_text(encoding="utf-8"))
+        except (json.JSONDecodeError, UnicodeDecodeError):
+            raise ResultsError(f"{self.meta_path}: damaged; pass --overwrite or another --out") from None
+        differing = [key for key in self.provenance if recorded.get(key) != self.provenance[key]]
         if differing:
-            raise ResultsError(
-                f"{self.path}: holds results for another {', '.join(differing)} "
-                f"({', '.join(f'{k}={recorded.get(k)!r}' for k in differing)}); pass --overwrite or another --out"
-            )
-
-    def _read_existing(self) -> list[dict]:
-        text = self.path.read_text(encoding="utf-8")
-        complete = text[: text.rfind("\n") + 1]
-        if complete != text:  # a line cut off mid-write
-            self.path.write_text(complete, encoding="utf-8")
-        if self.is_csv:
-            header = next(csv.reader(io.StringIO(complete, newline="")), None)
-            if header is not None and header != self.columns:
-                raise ResultsError(f"{self.path}: its columns differ from this run's; pass --overwrite or another --out")
-        return read_results(self.path)
-
-    def _csv_line(self, values: list) -> str:
-        buffer = io.StringIO()
-        csv.writer(buffer).writerow(values)
-        return buffer.getvalue()
-
-    def append(self, results: list[dict]) -> None:
-        """Write finished results and flush them to disk."""
-        if not results:
-            return
-        with open(self.path, "a", encoding="utf-8", newline="") as handle:
-            handle.writelines(self._format(result) for result in results)
-            handle.flush()
-
-    def finalize(self, results: list[dict]) -> None:
-        """Rewrite the file with ``results`` sorted by index, so finished runs diff cleanly."""
-        staging = self.path.with_name(self.path.name + ".tmp")
-        with open(staging, "w", encoding="utf-8", newline="") as handle:
-            if self.is_csv:
-                handle.write(self._csv_line(self.columns))
-            for result in sorted(results, key=lambda r: int(r["index"])):
-                handle.write(self._format(result))
-        os.replace(staging, self.path)
-
-    def _format(self, result: dict) -> str:
-        if self.is_csv:
-            return self._csv_line([_encode_csv_value(result.get(c, "")) for c in self.columns])
-        return json.dumps(result, ensure_ascii=False) + "\n"
+            shown = ", ".join(f"{key}: {recorded.get(key)!r:.40} there, {self.provenance[key]!r:.40} now"
+                              for key in differing)
+            raise ResultsError(f"{self.path}: holds results made with another {', '.join(differing)} ({shown}); "
+                               f"pass --overwrite or another --out")
 
     def done_indexes(self) -> set[int]:
         """Row indexes already scored."""
         return {int(result["index"]) for result in self.existing}
 
+    def start(self) -> None:
+        """Write the provenance and open the store for appending (emptied with ``overwrite``)."""
+        if self.overwrite or not self.store.exists():
+            self.store.write_text("", encoding="utf-8")
+            if self.store != self.path and self.path.exists():
+                self.path.unlink()
+        self.meta_path.write_text(json.dumps(self.provenance, indent=2) + "\n", encoding="utf-8")
+        self.started = True
 
-def open_results(path: str | Path, dataset: Dataset, model: str, dtype: str, overwrite: bool = False) -> ResultsFile:
-    """The results file of ``dataset`` scored by ``model`` in ``dtype``: its provenance is the
-    data's content hash, the model, the dtype and the task type, its columns the task type's."""
-    provenance = {"data_sha256": dataset.content_sha256, "model": model, "dtype": dtype,
-                  "task_type": dataset.task_type.value}
-    return ResultsFile(path, provenance, result_columns(dataset.task_type, dataset.extra_columns), overwrite=overwrite)
+    def append(self, results: list[dict]) -> None:
+        """Write finished results (one per index, ever) and flush them to disk."""
+        fresh = [r for r in results if int(r["index"]) not in self._written]
+        if not fresh:
+            return
+        with open(self.store, "a", encoding="utf-8", newline="") as handle:
+            if handle.tell() and not self._ends_with_newline():
+                handle.write("\n")  # after a torn last line: start a clean one
+            handle.writelines(json.dumps(result, ensure_ascii=False) + "\n" for result in fresh)
+            handle.flush()
+            os.fsync(handle.fileno())
+        self._written.update(int(r["index"]) for r in fresh)
+
+    def _ends_with_newline(self) -> bool:
+        with open(self.store, "rb") as handle:
+            handle.seek(-1, os.SEEK_END)
+            return handle.read(1) == b"\n"
+
+    def finalize(self, results: list[dict]) -> None:
+        """Rewrite the store with ``results`` sorted by index (one each), and render the CSV."""
+        unique = {int(r["index"]): r for r in reversed(results)}
+        ordered = [unique[index] for index in sorted(unique)]
+        _replace(self.store, "".join(json.dumps(r, ensure_ascii=False) + "\n" for r in ordered))
+        if self.store != self.path:
+            buffer = io.StringIO()
+            writer = csv.writer(buffer)
+            writer.writerow(self.columns)
+            writer.writerows([_encode_csv_value(r.get(c, "")) for c in self.columns] for r in ordered)
+            _replace(self.path, buffer.getvalue())
+
+
+def _replace(path: Path, text: str) -> None:
+    staging = path.with_name(path.name + ".tmp")
+    staging.write_text(text, encoding="utf-8", newline="")
+    os.replace(staging, path)
+
+
+def provenance(dataset: Dataset, model: dict, dtype: str) -> dict:
+    """What a results file's results depend on: the data's content and task type, the model's and
+    tokenizer's content (``model``: from :func:`invscale.models.fingerprint`), dtype, version."""
+    from importlib import metadata
+
+    try:
+        version = metadata.version("invscale")
+    except metadata.PackageNotFoundError:
+        version = "unknown"
+    return {"data_sha256": dataset.content_sha256, "task_type": dataset.task_type.value, **model, "dtype": dtype,
+            "invscale_version": version}
+
+
+def open_results(path: str | Path, dataset: Dataset, model: dict, dtype: str, overwrite: bool = False) -> ResultsStore:
+    """The results store of ``dataset`` scored by ``model`` (a fingerprint) in ``dtype``."""
+    return ResultsStore(path, provenance(dataset, model, dtype),
+                        result_columns(dataset.task_type, dataset.extra_columns), overwrite=overwrite)

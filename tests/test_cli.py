@@ -56,23 +56,23 @@ def test_interrupted_run_resumes(checkpoint_dirs, tmp_path, monkeypatch, suffix)
     assert run("score", data, "--model", model, "--out", reference, "--max-tokens-per-pack", 100).exit_code == 0
 
     calls = {"n": 0}
-    original_append = results_module.ResultsFile.append
+    original_append = results_module.ResultsStore.append
 
     def append_then_interrupt(self, results):
         original_append(self, results)
         calls["n"] += 1
         if calls["n"] == 3:
-            with open(self.path, "a") as handle:  # a line cut off mid-write
-                handle.write('{"index": 9' if suffix == "jsonl" else "9,0.5")
+            with open(self.store, "a") as handle:  # a line cut off mid-write
+                handle.write('{"index": 9, "loss": 0.')
             raise KeyboardInterrupt
 
-    monkeypatch.setattr(results_module.ResultsFile, "append", append_then_interrupt)
+    monkeypatch.setattr(results_module.ResultsStore, "append", append_then_interrupt)
     out = tmp_path / f"out.{suffix}"
     interrupted = run("score", data, "--model", model, "--out", out, "--max-tokens-per-pack", 100)
     assert interrupted.exit_code == 130 and "run the same command again to resume" in interrupted.output
-    kept = [line for line in out.read_text().splitlines()[(suffix == "csv"):]]
+    kept = results_module.read_results(out)
     assert 0 < len(kept) < 31, "finished results were kept, not all rows were done"
-    monkeypatch.setattr(results_module.ResultsFile, "append", original_append)
+    monkeypatch.setattr(results_module.ResultsStore, "append", original_append)
 
     resumed = run("score", data, "--model", model, "--out", out, "--max-tokens-per-pack", 100)
     assert resumed.exit_code == 0, resumed.output
@@ -112,7 +112,7 @@ def test_refuses_to_mix_results_of_another_model(checkpoint_dirs, tmp_path):
     out = tmp_path / "o.jsonl"
     assert run("score", data, "--model", checkpoint_dirs["opt-plain"], "--out", out).exit_code == 0
     other = run("score", data, "--model", checkpoint_dirs["opt-350m-shape"], "--out", out)
-    assert other.exit_code == 2 and "holds results for another model" in other.output
+    assert other.exit_code == 2 and "holds results made with another model" in " ".join(other.output.split())
     again = run("score", data, "--model", checkpoint_dirs["opt-350m-shape"], "--out", out, "--overwrite")
     assert again.exit_code == 0
 
@@ -200,11 +200,18 @@ def test_evaluate_generates_scores_and_summarises(checkpoint_dirs, tmp_path):
     assert again.exit_code == 0 and "scoring" not in again.stderr, "finished tasks are not scored again"
 
 
-def test_csv_results_keep_class_texts_that_look_like_numbers(tmp_path):
-    from invscale.results import ResultsFile, read_results
+def test_csv_results_are_rendered_from_the_store(tmp_path):
+    """A CSV output is written from the JSONL store when the run finishes: class texts that look
+    like numbers read back as the store holds them, and text is written once, not JSON-quoted."""
+    from invscale.results import ResultsStore, read_results
 
     path = tmp_path / "r.csv"
-    results = [{"index": 0, "predicted": " 1", "class_logprobs": [-1.5, -2.0], "correct": True},
-               {"index": 1, "predicted": " A", "class_logprobs": [-0.5, -3.0], "correct": False}]
-    ResultsFile(path, {"model": "m"}, ["index", "predicted", "class_logprobs", "correct"]).append(results)
-    assert read_results(path) == results
+    results = [{"index": 1, "predicted": " A", "class_logprobs": [-0.5, -3.0], "correct": False},
+               {"index": 0, "predicted": " 1", "class_logprobs": [-1.5, -2.0], "correct": True}]
+    with ResultsStore(path, {"model": "m"}, ["index", "predicted", "class_logprobs", "correct"]) as store:
+        store.start()
+        store.append(results)
+        store.finalize(results)
+    assert read_results(path) == sorted(results, key=lambda r: r["index"])
+    rows = list(csv.DictReader(path.open(newline="")))
+    assert [r["predicted"] for r in rows] == [" 1", " A"] and rows[0]["class_logprobs"] == "[-1.5, -2.0]"

@@ -46,7 +46,8 @@ def test_sweep_writes_results_summary_plots_and_verdicts(family_dirs, task_files
     broken = tmp_path / "not-a-checkpoint"
     broken.mkdir()
     result = sweep(task_files, [family_dirs[0], str(broken), *family_dirs[1:]], out)
-    assert result.exit_code == 0, result.output
+    assert result.exit_code == 1, result.output  # one model failed: reported, the others scored
+    assert "1 of 4 models did not finish every dataset" in " ".join(result.output.split())
     manifest = json.loads((out / "sweep.json").read_text())
     status = {m["name"]: m["status"] for m in manifest["models"]}
     assert status[str(broken)] == "failed" and "no config.json" in manifest["models"][1]["reason"]
@@ -105,7 +106,7 @@ def test_resume_loads_only_models_with_unfinished_datasets(family_dirs, task_fil
 def test_family_members_that_do_not_fit_or_load_are_reported(task_files, tmp_path, monkeypatch):
     monkeypatch.setattr(family, "device_memory", lambda device: 8 * 2**30)
     result = runner.invoke(app, ["sweep", task_files[0], "--family", "opt", "--out", str(tmp_path / "run")])
-    assert result.exit_code == 0 and "Traceback" not in result.output
+    assert result.exit_code == 1 and "Traceback" not in result.output
     models = {m["name"]: m for m in json.loads((tmp_path / "run" / "sweep.json").read_text())["models"]}
     assert list(models) == [member.model for member in family.family_members("opt")]
     assert models["facebook/opt-66b"]["non_embedding_params"] == 65_237_501_952

@@ -65,8 +65,9 @@ class ScoringJob:
     """Checks a dataset against the model, then yields per-example results as packs finish.
 
     ``max_tokens_per_pack``: unique tokens per forward pass (default by device, see above).
-    ``skip_indexes``: row indexes already scored (a resumed run); they are not packed or run, but
-    still count towards the dataset-wide preface so it does not change between runs.
+    ``skip_indexes``: row indexes already scored (a resumed run). Every row is still planned, so the
+    packs (and so the results, to the bit) are the same however often a run was resumed; only
+    packs holding a row still to score are run.
     ``streamed``: run with the decoder layers streamed from the checkpoint (see
     :mod:`invscale.scoring.streamed`), in groups of packs whose activations fit ``memory_budget``
     bytes (the whole plan is built first); ``on_layer(index, count)`` is called after each layer.
@@ -90,40 +91,34 @@ class ScoringJob:
         task_type = dataset.task_type
         self.pairs = PairTokenizer(tokenizer, (c for row in dataset.rows for c in contexts(row, task_type)),
                                    splice=splice)
-        self.rows = sorted((row for row in dataset.rows if row.index not in skip_indexes),
-                           key=lambda row: (row.prompt, row.index))  # neighbours share prompt text
+        self.rows = sorted(dataset.rows, key=lambda row: (row.prompt, row.index))  # neighbours share prompt text
+        self._pending = np.fromiter((row.index not in skip_indexes for row in self.rows), dtype=bool,
+                                    count=len(self.rows))
         self._row_pairs = [continuations(row, task_type) for row in self.rows]
         counts = np.fromiter(map(len, self._row_pairs), dtype=np.int64, count=len(self.rows))
         self._first_sequence = np.concatenate([[0], np.cumsum(counts)])
+        self._pending_sequence = np.repeat(self._pending, counts)
         self._eager: list[tuple[tuple[int, ...], int]] | None = None
         self._aliases: dict[int, list[int]] = {}  # a packed sequence's id -> ids of the same pair on other rows
         if self.pairs.rule is None:
             self._tokenize_whole_strings(dataset)
         self._check_before_any_work()
         self.preface = self.pairs.preface
-        self.stats = ScoreStats(items=len(self.rows), sequences=int(counts.sum()),
-                                preface_tokens=len(self.preface) if self.rows else 0)
+        self.stats = ScoreStats(items=int(self._pending.sum()), sequences=int(counts[self._pending].sum()),
+                                preface_tokens=len(self.preface) if self._pending.any() else 0)
         if streamed is not None:
             self.packs = self.plan()
             self.groups = plan_groups(streamed, len(self.preface), [p.n_tokens for p in self.packs], memory_budget,
                                       self.backend)
 
     def _tokenize_whole_strings(self, dataset: Dataset) -> None:
-        """No splice rule: tokenize every row now (all rows, so a resumed run finds the same
-        preface), and take their common token prefix as the preface."""
-        all_rows = dataset.rows
-        sequences = self.pairs.suffixes(row_pairs(all_rows, dataset.task_type))
+        """No splice rule: tokenize every row now, and take their common token prefix as the preface."""
+        sequences = self.pairs.suffixes(row_pairs(self.rows, dataset.task_type))
         preface = sequences[0][0] if sequences else ()
         for tokens, _ in sequences:
             preface = preface[:common_prefix_length(preface, tokens)]
         self.pairs.adopt_preface(preface)
-        by_row = dict(zip((row.index for row in all_rows), np.cumsum(
-            [0] + [len(continuations(row, dataset.task_type)) for row in all_rows]).tolist()))
-        self._eager = []
-        for row in self.rows:
-            start = by_row[row.index]
-            self._eager += [(tokens[len(preface):], n) for tokens, n in
-                            sequences[start:start + len(continuations(row, dataset.task_type))]]
+        self._eager = [(tokens[len(preface):], n) for tokens, n in sequences]
 
     def _check_before_any_work(self) -> None:
         """Refuse, before the first pack, rows the model cannot score (too long for its positions
@@ -185,10 +180,10 @@ class ScoringJob:
         return list(self.iter_packs())
 
     def iter_packs(self) -> Iterator[Pack]:
-        """The job's packs in order, a chunk of rows tokenized, planned and built at a time (what
-        :meth:`results` runs, on a background thread). A pair repeated within a chunk (the same
-        context and continuation on another row) is tokenized and packed once; the repeats are
-        recorded as its aliases."""
+        """The packs that hold a row still to score, in order, a chunk of rows tokenized, planned and
+        built at a time (what :meth:`results` runs, on a background thread). A pair repeated
+        within a chunk (the same context and continuation on another row) is tokenized and packed
+        once; the repeats are recorded as its aliases."""
         held: list[SequenceRef] = []
         for start in range(0, len(self.rows), self.chunk_rows):
             stop = min(start + self.chunk_rows, len(self.rows))
@@ -208,13 +203,20 @@ class ScoringJob:
             else:
                 suffixes = self.pairs.suffixes(list(distinct))
             self._check_predictable(owners, suffixes)
-            repeats = np.bincount(numbers, minlength=len(owners))
+            pending = np.bincount(numbers, weights=self._pending_sequence[first:first + len(numbers)],
+                                  minlength=len(owners))  # how many of each pair's sequences are to score
             lengths = np.fromiter((len(tokens) + len(self.preface) for tokens, _ in suffixes), dtype=np.int64)
-            self.stats.naive_tokens += int((lengths * repeats).sum())
-            self.stats.answer_tokens += int((np.fromiter((n for _, n in suffixes), dtype=np.int64) * repeats).sum())
+            self.stats.naive_tokens += int((lengths * pending).sum())
+            self.stats.answer_tokens += int((np.fromiter((n for _, n in suffixes), dtype=np.int64) * pending).sum())
             refs = held + [SequenceRef(seq_id, tokens, n) for seq_id, (tokens, n) in zip(owners, suffixes)]
             packs, held = build_packs(refs, self.max_tokens_per_pack, self.preface, keep_last=stop < len(self.rows))
-            yield from packs
+            yield from (pack for pack in packs if self._any_pending(pack))
+
+    def _any_pending(self, pack: Pack) -> bool:
+        """Whether ``pack`` holds a sequence (or a repeat of one) of a row still to score."""
+        return any(self._pending_sequence[seq_id] or any(self._pending_sequence[same] for same in
+                                                          self._aliases.get(seq_id, ()))
+                   for seq_id in pack.seq_ids)
 
     def _packs_beside(self) -> Iterator[Pack]:
         """:meth:`iter_packs` run on a background thread, at most ``QUEUED_PACKS`` ahead."""
@@ -256,11 +258,11 @@ class ScoringJob:
 
         ``on_pack(rows_finished, tokens_computed)`` is called after each pack.
         """
-        if not self.rows:
+        if not self._pending.any():
             return
         first = self._first_sequence
         owner = np.repeat(np.arange(len(self.rows)), np.diff(first))
-        remaining = np.diff(first).copy()
+        remaining = np.where(self._pending, np.diff(first), -1)  # rows already scored never finish again
         logprobs = np.zeros(int(first[-1]), dtype=np.float64)
         self.stats.unique_tokens = self.stats.preface_tokens
         passes = self._streamed_passes() if self.streamed is not None else self._resident_passes()

@@ -48,7 +48,7 @@ def build_report(run_dir: Path, x_axis: str = "params") -> tuple[list[dict], dic
                               **summarize_model(results)})
             params.append(model["params"])
             losses.append([r["loss"] for r in results])
-        verdict = trend_verdict(params, np.array(losses)) if task_rows else Verdict("flat", "no model has results")
+        verdict = trend_verdict(params, np.array(losses)) if task_rows else Verdict("no results", "no model has results for this task")
         verdicts[dataset["name"]] = verdict
         summary += task_rows
         if task_rows:

@@ -3,8 +3,9 @@
 A run folder holds ``sweep.json`` (the datasets with their content hashes and chance levels, the
 models with their sizes and what happened to each) and ``results/<model>--<dtype>/<dataset>-<hash>
 .results.jsonl`` per pair, so finished pairs are keyed by dataset content, model and dtype and
-never redone. A model that fails to load, does not fit, or runs out of memory is recorded with
-the reason and the sweep goes on.
+never redone. A model that fails to load, does not fit, or runs out of memory, and a dataset a
+model cannot score (a row longer than its context), are recorded with the reason and the sweep
+goes on.
 """
 
 from __future__ import annotations
@@ -17,9 +18,9 @@ from typing import Callable
 
 import torch
 
-from invscale.data import Dataset
-from invscale.models import ModelLoadError, load_for_scoring, resolve_device, resolve_dtype
-from invscale.results import ResultsFile, open_results, read_results
+from invscale.data import DataError, Dataset
+from invscale.models import ModelLoadError, fingerprint, load_for_scoring, resolve_device, resolve_dtype
+from invscale.results import ResultsError, ResultsStore, open_results, read_results
 from invscale.scoring.metrics import chance_levels
 from invscale.scoring.scorer import ScoringJob
 from invscale.sweep.family import Member, fit_problem, non_embedding_params
@@ -52,7 +53,7 @@ def _scored(path: Path) -> int:
 
 def run_sweep(run_dir: Path, datasets: dict[str, tuple[str, Dataset]], models: list[tuple[str, Member | None]],
               dtype: str, device: str, kernels: str, max_tokens_per_pack: int | None,
-              score: Callable[[ScoringJob, ResultsFile], list[dict]], log: Callable[[str], None],
+              score: Callable[[ScoringJob, ResultsStore], list[dict]], log: Callable[[str], None],
               offload: str = "none", memory_budget: int | None = None) -> dict:
     """Score ``datasets`` ({name: (path, dataset)}) on ``models`` ([(name, its family entry or None)]).
 
@@ -93,6 +94,7 @@ def run_sweep(run_dir: Path, datasets: dict[str, tuple[str, Dataset]], models: l
             continue
         try:
             loaded = load_for_scoring(name, dtype=dtype, device=device, offload=offload, memory_budget=memory_budget)
+            identity = fingerprint(name)
         except ModelLoadError as exc:
             entry.update(status="failed", reason=str(exc))
             log(f"{name}: failed to load: {exc}")
@@ -100,16 +102,26 @@ def run_sweep(run_dir: Path, datasets: dict[str, tuple[str, Dataset]], models: l
             continue
         entry["params"] = sum(p.numel() for p in loaded.model.parameters())
         entry["non_embedding_params"] = non_embedding_params(loaded.model)
+        entry["failures"] = {}
+        write_manifest(run_dir, manifest)  # sizes known even if the run is killed while scoring
         try:
             for dataset_entry in pending:
                 dataset = datasets[dataset_entry["name"]][1]
-                results_file = open_results(results_path(run_dir, name, dtype, dataset_entry), dataset, name, dtype)
-                job = ScoringJob(loaded.model, loaded.tokenizer, dataset, max_tokens_per_pack=max_tokens_per_pack,
-                                 skip_indexes=results_file.done_indexes(), kernels=kernels, streamed=loaded.streamed,
-                                 memory_budget=memory_budget)
-                log(f"{name}: {dataset_entry['name']} ({job.stats.items} items)")
-                results_file.finalize(results_file.existing + score(job, results_file))
-            entry["status"] = "done"
+                try:
+                    with open_results(results_path(run_dir, name, dtype, dataset_entry), dataset, identity,
+                                      dtype) as store:
+                        job = ScoringJob(loaded.model, loaded.tokenizer, dataset, max_tokens_per_pack=max_tokens_per_pack,
+                                         skip_indexes=store.done_indexes(), kernels=kernels, streamed=loaded.streamed,
+                                         memory_budget=memory_budget)
+                        store.start()
+                        log(f"{name}: {dataset_entry['name']} ({job.stats.items} items)")
+                        store.finalize(store.existing + score(job, store))
+                except (DataError, ResultsError, ValueError) as exc:  # this pair only; the sweep goes on
+                    entry["failures"][dataset_entry["name"]] = str(exc)
+                    log(f"{name}: {dataset_entry['name']}: failed: {exc}")
+            entry["status"] = "failed" if entry["failures"] else "done"
+            if entry["failures"]:
+                entry["reason"] = "; ".join(f"{task}: {reason}" for task, reason in entry["failures"].items())
         except torch.cuda.OutOfMemoryError:
             entry.update(status="failed", reason="out of GPU memory; lower --max-tokens-per-pack")
             log(f"{name}: failed: out of GPU memory")

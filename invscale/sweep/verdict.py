@@ -51,7 +51,7 @@ def trend_verdict(params: list[int], losses: np.ndarray, seed: int = 0) -> Verdi
     losses = np.asarray(losses, dtype=float)[order]
     n_models, n_examples = losses.shape
     if n_models < 2:
-        return Verdict("flat", "fewer than two models: no trend can be measured")
+        return Verdict("insufficient data", "fewer than two models have results: no trend can be measured")
     rng = np.random.default_rng(seed)
     picks = rng.integers(0, n_examples, size=(BOOTSTRAP_SAMPLES, n_examples))
     means = losses[:, picks].mean(axis=2).T  # [samples, models]
