@@ -12,9 +12,11 @@ times each, with medians:
   of each);
 - whole commands as a user runs them: ``invscale score FILE --model DIR`` and ``lm_eval --model hf
   ... --tasks T`` on the same rows as a local task (``target_delimiter: ""``, so both score
-  exactly prompt + class, as the prize pipeline does).
+  exactly prompt + class, as the prize pipeline does);
+- and lm-eval with ``--model invscale`` (invscale's trie scorer inside lm-eval): scoring alone and
+  ``invscale lm-eval --model invscale ...``, against ``--model hf``.
 
-Before timing, both tools' per-option log-probs are compared (max |difference| is reported).
+Before timing, the tools' per-option log-probs are compared (max |difference| is reported).
 """
 
 from __future__ import annotations
@@ -87,9 +89,11 @@ class Scorers:
 
         from invscale.models import load_model
 
+        from invscale.integrations.lm_eval import InvscaleLM
+
         self.invscale = load_model(model, dtype="float32", device="cpu")
         self.hflm_for = lambda batch: HFLM(pretrained=model, dtype="float32", device="cpu", batch_size=batch)
-        self._hflm = {}
+        self._hflm = {"invscale": InvscaleLM(pretrained=model, dtype="float32", device="cpu")}
 
     def invscale_run(self, path: Path) -> tuple[float, dict]:
         from invscale.data import read_dataset
@@ -101,7 +105,8 @@ class Scorers:
         results = {r["index"]: r["class_logprobs"] for r in job.results()}
         return time.perf_counter() - began, results
 
-    def lm_eval_run(self, path: Path, batch: int) -> tuple[float, dict]:
+    def lm_eval_run(self, path: Path, batch: int | str) -> tuple[float, dict]:
+        """lm-eval's loglikelihood on the rows: the HF backend at ``batch``, or ``"invscale"``."""
         from lm_eval.api.instance import Instance
 
         from invscale.data import read_dataset
@@ -158,29 +163,33 @@ def main() -> None:
             by_batch[batch], theirs = scorers.lm_eval_run(path, batch)
         batch = min(by_batch, key=by_batch.get)
         difference = max(abs(a - b) for index in ours for a, b in zip(ours[index], theirs[index]))
-        scoring = {"invscale": [], "lm-eval": []}
-        commands = {"invscale": [], "lm-eval": []}
+        _, inside = scorers.lm_eval_run(path, "invscale")
+        inside_difference = max(abs(a - b) for index in inside for a, b in zip(inside[index], theirs[index]))
+        scoring = {"invscale": [], "lm-eval": [], "lm-eval-invscale": []}
+        commands = {"invscale": [], "lm-eval": [], "lm-eval-invscale": []}
         task = lm_eval_task(name, path, folder)
-        for _ in range(args.repeats):  # interleaved, so drift in the machine's speed hits both alike
+        lm_eval_args = ["--model_args", f"pretrained={args.model},dtype=float32", "--device", "cpu", "--tasks", task,
+                        "--include_path", str(folder)]
+        for _ in range(args.repeats):  # interleaved, so drift in the machine's speed hits all alike
             scoring["invscale"].append(scorers.invscale_run(path)[0])
             scoring["lm-eval"].append(scorers.lm_eval_run(path, batch)[0])
+            scoring["lm-eval-invscale"].append(scorers.lm_eval_run(path, "invscale")[0])
             if not args.no_commands:
                 commands["invscale"].append(whole_command(
                     [sys.executable, "-m", "invscale.cli", "score", str(path), "--model", args.model, "--device", "cpu",
                      "--out", str(folder / f"{name}.results.jsonl"), "--overwrite"]))
                 commands["lm-eval"].append(whole_command(
-                    [sys.executable, "-m", "lm_eval", "--model", "hf", "--model_args",
-                     f"pretrained={args.model},dtype=float32", "--device", "cpu", "--batch_size", str(batch),
-                     "--tasks", task, "--include_path", str(folder)]))
+                    [sys.executable, "-m", "lm_eval", "--model", "hf", "--batch_size", str(batch), *lm_eval_args]))
+                commands["lm-eval-invscale"].append(whole_command(
+                    [sys.executable, "-m", "invscale.cli", "lm-eval", "--model", "invscale", *lm_eval_args]))
         row = {"workload": name, "lm_eval_batch": batch, "lm_eval_batch_seconds": by_batch,
-               "max_abs_logprob_difference": difference,
-               "scoring_invscale_s": median_seconds(scoring["invscale"]),
-               "scoring_lm_eval_s": median_seconds(scoring["lm-eval"])}
-        row["scoring_ratio"] = row["scoring_lm_eval_s"] / row["scoring_invscale_s"]
-        if commands["invscale"]:
-            row["command_invscale_s"] = median_seconds(commands["invscale"])
-            row["command_lm_eval_s"] = median_seconds(commands["lm-eval"])
-            row["command_ratio"] = row["command_lm_eval_s"] / row["command_invscale_s"]
+               "max_abs_logprob_difference": difference, "lm_eval_invscale_max_abs_difference": inside_difference}
+        for kind, runs in (("scoring", scoring), ("command", commands)):
+            if runs["invscale"]:
+                for tool in runs:
+                    row[f"{kind}_{tool.replace('-', '_')}_s"] = median_seconds(runs[tool])
+                row[f"{kind}_ratio"] = row[f"{kind}_lm_eval_s"] / row[f"{kind}_invscale_s"]
+                row[f"{kind}_ratio_inside_lm_eval"] = row[f"{kind}_lm_eval_s"] / row[f"{kind}_lm_eval_invscale_s"]
         figures["workloads"].append(row)
         print(json.dumps(row), flush=True)
     if args.json:

@@ -425,6 +425,18 @@ def bench(
         json_path.write_text(json.dumps(figures, indent=2) + "\n")
 
 
+@app.command("lm-eval", context_settings={"allow_extra_args": True, "ignore_unknown_options": True,
+                                         "help_option_names": []})
+def lm_eval_command(ctx: typer.Context) -> None:
+    """lm-evaluation-harness's command line with --model invscale available; takes lm_eval's own
+    arguments (see invscale lm-eval --help)."""
+    try:
+        from invscale.integrations import lm_eval as integration
+    except ImportError:
+        _fail("lm-evaluation-harness is not installed; install it with: pip install -e '.[lm-eval]'")
+    integration.main(ctx.args)
+
+
 def _bench_host(model: Optional[str], data: Optional[str], max_tokens_per_pack: Optional[int],
                 json_path: Optional[Path]) -> None:
     import json

@@ -137,19 +137,26 @@ class ResultsStore:
         self._release()
 
     def _acquire(self) -> None:
-        try:
-            self.path.parent.mkdir(parents=True, exist_ok=True)
-            handle = open(self.lock_path, "a+", encoding="utf-8")
-        except OSError as exc:
-            raise ResultsError(f"--out {self.path}: cannot write there: {exc.strerror or exc}") from None
-        try:
-            fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except OSError:
-            handle.seek(0)
-            holder = handle.read().strip() or "another process"
+        while True:
+            try:
+                self.path.parent.mkdir(parents=True, exist_ok=True)
+                handle = open(self.lock_path, "a+", encoding="utf-8")
+            except OSError as exc:
+                raise ResultsError(f"--out {self.path}: cannot write there: {exc.strerror or exc}") from None
+            try:
+                fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            except OSError:
+                handle.seek(0)
+                holder = handle.read().strip() or "another process"
+                handle.close()
+                raise ResultsError(f"{self.path}: another invscale run ({holder}) is writing these results; "
+                                   f"wait for it to finish or pick another --out") from None
+            try:  # a run that finished meanwhile removed the file we locked: lock the current one
+                if os.fstat(handle.fileno()).st_ino == os.stat(self.lock_path).st_ino:
+                    break
+            except FileNotFoundError:
+                pass
             handle.close()
-            raise ResultsError(f"{self.path}: another invscale run ({holder}) is writing these results; "
-                               f"wait for it to finish or pick another --out") from None
         handle.seek(0)
         handle.truncate()
         handle.write(f"pid {os.getpid()}")

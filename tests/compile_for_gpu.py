@@ -47,7 +47,7 @@ def main():
 def compile_all(capability):
     head_ints = {n: "i32" for n in ("T", "V", "D", "T_BUCKET", "stride_ht", "stride_hd", "stride_wv", "stride_wd")}
     head_scalars = {**head_ints, "target_ptr": "*i64", "max_ptr": "*fp32", "sum_ptr": "*fp32", "picked_ptr": "*fp32",
-                    "scale": "fp32", "softcap": "fp32"}
+                    "argmax_ptr": "*i32", "scale": "fp32", "softcap": "fp32"}
     attention_ints = {n: "i32" for n in ("N", "P", "N_BUCKET", "heads_per_kv", "blocks_width", "window", "sq_h",
                                           "sq_n", "sq_d", "sk_h", "sk_n", "sk_d", "sv_h", "sv_n", "sv_d", "so_h",
                                           "so_n", "so_d")}
@@ -59,15 +59,18 @@ def compile_all(capability):
     for dtype in ("bfloat16", "float16", "float32"):
         configs = fused_head._CONFIGS if dtype == "bfloat16" else fused_head._CONFIGS[:1]
         for config in configs:
-            flags = {"HAS_BIAS": dtype == "float16", "HAS_SCALE": False, "HAS_SOFTCAP": False, "UPCAST": False,
-                     "IEEE": dtype == "float32"}
+            flags = {"HAS_BIAS": dtype == "float16", "HAS_SCALE": False, "HAS_SOFTCAP": False, "TRACK_ARGMAX": False,
+                     "UPCAST": False, "IEEE": dtype == "float32"}
             report = compile_variant(fused_head._partials_kernel, TYPES[dtype], head_scalars, flags, config, capability)
             print(json.dumps({"kernel": "fused_head", "capability": capability, "dtype": dtype, **config.kwargs, **report}),
                   flush=True)
-    flags = {"HAS_BIAS": False, "HAS_SCALE": True, "HAS_SOFTCAP": True, "UPCAST": False, "IEEE": False}
-    report = compile_variant(fused_head._partials_kernel, "bf16", head_scalars, flags, fused_head._CONFIGS[0], capability)
-    print(json.dumps({"kernel": "fused_head", "capability": capability, "dtype": "bfloat16", "softcap": True,
-                      **fused_head._CONFIGS[0].kwargs, **report}), flush=True)
+    for softcap, greedy in ((True, False), (False, True)):  # Gemma2's head; is_greedy for lm-eval
+        flags = {"HAS_BIAS": False, "HAS_SCALE": softcap, "HAS_SOFTCAP": softcap, "TRACK_ARGMAX": greedy,
+                 "UPCAST": False, "IEEE": False}
+        report = compile_variant(fused_head._partials_kernel, "bf16", head_scalars, flags, fused_head._CONFIGS[0],
+                                 capability)
+        print(json.dumps({"kernel": "fused_head", "capability": capability, "dtype": "bfloat16", "softcap": softcap,
+                          "argmax": greedy, **fused_head._CONFIGS[0].kwargs, **report}), flush=True)
     for dtype, head_dim, gemma2 in attention_variants:
         flags = {"HEAD_DIM": head_dim, "BLOCK_D": head_dim, "BLOCK_M": tree_attention.BLOCK_M,
                  "BLOCK_N": tree_attention.BLOCK_N, "HAS_WINDOW": gemma2, "HAS_SOFTCAP": gemma2, "UPCAST": False,

@@ -78,6 +78,28 @@ def test_fused_head_applies_the_logit_transform(scale, softcap, dtype):
     assert float((plain.double() - exact).abs().max()) > 1e-2, "the transform changes these log-probs"
 
 
+@pytest.mark.parametrize("dtype", [torch.float32, torch.bfloat16])
+def test_fused_head_reports_whether_each_target_is_the_argmax(dtype):
+    """is_greedy without logits: the kernel tracks the first column holding each row's max."""
+    g = torch.Generator().manual_seed(5)
+    hidden = (torch.randn(40, 24, generator=g) * 2).to(dtype).to(DEVICE)
+    weight = torch.randn(530, 24, generator=g).to(dtype).to(DEVICE)
+    weight[7] = weight[3]  # a tie between columns 3 and 7: the first wins, as torch.argmax
+    hidden[0] = weight[3].float().sign().to(dtype) * 3
+    logits = hidden.double() @ weight.double().T
+    argmax = logits.argmax(dim=1)
+    targets = torch.where(torch.arange(40, device=DEVICE) % 2 == 0, argmax,
+                          torch.randint(0, 530, (40,), generator=g).to(DEVICE))
+    targets[1] = 7 if argmax[1] != 7 else 8
+    # the torch reference rounds logits to the model dtype (bf16 may tie them); the kernel does not
+    functions = (answer_logprobs_triton, answer_logprobs_torch) if dtype == torch.float32 else (answer_logprobs_triton,)
+    for function in functions:
+        logprobs, greedy = function(hidden, weight, targets, with_greedy=True)
+        assert greedy.tolist() == (argmax == targets).tolist()
+        assert float((logprobs.double() - fp64_answer_logprobs(hidden, weight, targets, None)[0]).abs().max()) <= 1e-4
+        assert greedy[::2].all() and not greedy.all()
+
+
 def test_fused_head_no_rows():
     weight = torch.randn(50, 16, device=DEVICE)
     out = answer_logprobs_triton(torch.empty(0, 16, device=DEVICE), weight, torch.empty(0, dtype=torch.long, device=DEVICE))
@@ -216,7 +238,7 @@ def test_kernels_compile_for_hopper_and_ampere():
                           timeout=600)
     assert done.returncode == 0, done.stderr[-3000:]
     variants = [json.loads(line) for line in done.stdout.splitlines()]
-    assert len(variants) == 2 * (len(fused_head._CONFIGS) + 2 + 1 + 2 * 3 + 1)
+    assert len(variants) == 2 * (len(fused_head._CONFIGS) + 2 + 2 + 2 * 3 + 1)
     for variant in variants:
         if variant["dtype"] != "float32":
             assert variant["wgmma" if variant["capability"] == 90 else "mma"], variant

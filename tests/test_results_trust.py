@@ -256,8 +256,10 @@ def test_chaos_kills_then_resume_give_the_uninterrupted_files(checkpoint_dirs, t
     out = tmp_path / "out.jsonl"
     kills = _kill_at_random(score + [str(out)], env, rng, 4, full_run)
     first = subprocess.Popen(score + [str(out)], env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
-    time.sleep(0.4 * full_run)
-    second = subprocess.run(score + [str(out)], env=env, capture_output=True, text=True)
+    lock = out.with_name(out.name + ".lock")
+    while first.poll() is None and not (lock.exists() and lock.read_text() == f"pid {first.pid}"):
+        time.sleep(0.05)  # until the first run holds the results (a killed run leaves a stale, unlocked file)
+    second = subprocess.run(score + [str(out)], env=env, capture_output=True, text=True)  # ...the second starts
     assert first.wait() == 0, first.stderr.read()[-2000:]
     if second.returncode != 0:  # the first still held the results when the second started
         assert "another invscale run" in " ".join(second.stderr.split())

@@ -49,19 +49,23 @@ PLAIN = LogitTransform()
 
 def answer_logprobs_torch(hidden: torch.Tensor, weight: torch.Tensor, targets: torch.Tensor,
                           bias: torch.Tensor | None = None, transform: LogitTransform = PLAIN,
-                          rows_per_chunk: int = 256) -> torch.Tensor:
+                          rows_per_chunk: int = 256, with_greedy: bool = False):
     """log p(targets[t] | hidden[t]) for the LM head ``weight`` [V, d] (+ ``bias`` [V]), its logits
     transformed by ``transform``.
 
-    hidden: [T, d] in the model's dtype; targets: [T] int64. Returns [T] float32.
+    hidden: [T, d] in the model's dtype; targets: [T] int64. Returns [T] float32, and with
+    ``with_greedy`` also [T] bool: whether the target is the argmax (the first, on ties).
     """
     out = torch.empty(hidden.shape[0], dtype=torch.float32, device=hidden.device)
+    greedy = torch.empty(hidden.shape[0], dtype=torch.bool, device=hidden.device)
     for start in range(0, hidden.shape[0], rows_per_chunk):
         rows = slice(start, start + rows_per_chunk)
         logits = transform.apply(torch.nn.functional.linear(hidden[rows], weight, bias).float())  # [rows, V]
         picked = logits.gather(1, targets[rows, None]).squeeze(1)
         out[rows] = picked - torch.logsumexp(logits, dim=1)
-    return out
+        if with_greedy:
+            greedy[rows] = logits.argmax(dim=1) == targets[rows]
+    return (out, greedy) if with_greedy else out
 
 
 _CONFIGS = [
@@ -75,12 +79,13 @@ _CONFIGS = [
 
 @tuned(_CONFIGS, key=["D", "V", "T_BUCKET"], fixed={"BLOCK_T": 32, "BLOCK_V": 128, "BLOCK_D": 64})
 @triton.jit
-def _partials_kernel(h_ptr, w_ptr, bias_ptr, target_ptr, max_ptr, sum_ptr, picked_ptr,
+def _partials_kernel(h_ptr, w_ptr, bias_ptr, target_ptr, max_ptr, sum_ptr, picked_ptr, argmax_ptr,
                      T, V, D, T_BUCKET, stride_ht, stride_hd, stride_wv, stride_wd, scale, softcap,
                      HAS_BIAS: tl.constexpr, HAS_SCALE: tl.constexpr, HAS_SOFTCAP: tl.constexpr,
-                     UPCAST: tl.constexpr, IEEE: tl.constexpr,
+                     TRACK_ARGMAX: tl.constexpr, UPCAST: tl.constexpr, IEEE: tl.constexpr,
                      BLOCK_T: tl.constexpr, BLOCK_V: tl.constexpr, BLOCK_D: tl.constexpr):
-    """Program (row block, split): running max / sum of exp / target logit over its vocab tiles."""
+    """Program (row block, split): running max / sum of exp / target logit (and, with
+    TRACK_ARGMAX, the first column holding the max) over its vocab tiles."""
     rows = tl.program_id(0) * BLOCK_T + tl.arange(0, BLOCK_T)
     split, n_splits = tl.program_id(1), tl.num_programs(1)
     row_ok = rows < T
@@ -92,6 +97,7 @@ def _partials_kernel(h_ptr, w_ptr, bias_ptr, target_ptr, max_ptr, sum_ptr, picke
     running_max = tl.full([BLOCK_T], float("-inf"), tl.float32)
     running_sum = tl.zeros([BLOCK_T], tl.float32)
     picked = tl.zeros([BLOCK_T], tl.float32)
+    best = tl.zeros([BLOCK_T], tl.int32)
     dims = tl.arange(0, BLOCK_D)
     for tile in range(first, last):
         cols = tile * BLOCK_V + tl.arange(0, BLOCK_V)
@@ -117,13 +123,19 @@ def _partials_kernel(h_ptr, w_ptr, bias_ptr, target_ptr, max_ptr, sum_ptr, picke
             logits = softcap * (1.0 - 2.0 / (tl.exp(2.0 * logits / softcap) + 1.0))
         logits = tl.where(col_ok[None, :], logits, float("-inf"))
         picked += tl.sum(tl.where(cols[None, :] == targets[:, None], logits, 0.0), axis=1)
-        new_max = tl.maximum(running_max, tl.max(logits, axis=1))
+        tile_max = tl.max(logits, axis=1)
+        if TRACK_ARGMAX:  # tiles go left to right: a later tile wins only with a larger max
+            first_max = tl.min(tl.where(logits == tile_max[:, None], cols[None, :], V), axis=1)
+            best = tl.where(tile_max > running_max, first_max, best)
+        new_max = tl.maximum(running_max, tile_max)
         running_sum = running_sum * tl.exp(running_max - new_max) + tl.sum(tl.exp(logits - new_max[:, None]), axis=1)
         running_max = new_max
     offsets = split * T + rows
     tl.store(max_ptr + offsets, running_max, mask=row_ok)
     tl.store(sum_ptr + offsets, running_sum, mask=row_ok)
     tl.store(picked_ptr + offsets, picked, mask=row_ok)
+    if TRACK_ARGMAX:
+        tl.store(argmax_ptr + offsets, best, mask=row_ok)
 
 
 def _n_splits(n_rows: int, block_t: int, vocab: int, block_v: int, device: torch.device) -> int:
@@ -135,35 +147,42 @@ def _n_splits(n_rows: int, block_t: int, vocab: int, block_v: int, device: torch
 
 def answer_logprobs_triton(hidden: torch.Tensor, weight: torch.Tensor, targets: torch.Tensor,
                            bias: torch.Tensor | None = None, transform: LogitTransform = PLAIN,
-                           return_lse: bool = False):
-    """Same as :func:`answer_logprobs_torch` through the fused Triton kernel: [T] float32, and
-    the per-row logsumexp [T] too when ``return_lse``."""
+                           return_lse: bool = False, with_greedy: bool = False):
+    """Same as :func:`answer_logprobs_torch` through the fused Triton kernel: [T] float32, then
+    the per-row logsumexp [T] when ``return_lse`` and whether each target is the argmax [T] when
+    ``with_greedy``."""
     n_rows, dim = hidden.shape
     vocab = weight.shape[0]
     if n_rows == 0:
         empty = torch.empty(0, dtype=torch.float32, device=hidden.device)
-        return (empty, empty.clone()) if return_lse else empty
+        extra = ((empty.clone(),) if return_lse else ()) + ((empty.bool(),) if with_greedy else ())
+        return (empty, *extra) if extra else empty
     shape = (MAX_SPLITS, n_rows)
     maxes = torch.full(shape, float("-inf"), dtype=torch.float32, device=hidden.device)
     sums = torch.zeros(shape, dtype=torch.float32, device=hidden.device)
     picked = torch.zeros(shape, dtype=torch.float32, device=hidden.device)
+    argmax = torch.zeros(shape if with_greedy else (1,), dtype=torch.int32, device=hidden.device)
 
     def splits(meta):
         return _n_splits(n_rows, meta["BLOCK_T"], vocab, meta["BLOCK_V"], hidden.device)
 
     _partials_kernel[lambda meta: (triton.cdiv(n_rows, meta["BLOCK_T"]), splits(meta))](
-        hidden, weight, bias if bias is not None else weight, targets, maxes, sums, picked,
+        hidden, weight, bias if bias is not None else weight, targets, maxes, sums, picked, argmax,
         n_rows, vocab, dim, triton.next_power_of_2(n_rows), hidden.stride(0), hidden.stride(1),
         weight.stride(0), weight.stride(1), transform.scale, transform.softcap or 1.0, HAS_BIAS=bias is not None,
-        HAS_SCALE=transform.scale != 1.0, HAS_SOFTCAP=transform.softcap is not None, UPCAST=interpreting(),
-        IEEE=hidden.dtype == torch.float32,
+        HAS_SCALE=transform.scale != 1.0, HAS_SOFTCAP=transform.softcap is not None, TRACK_ARGMAX=with_greedy,
+        UPCAST=interpreting(), IEEE=hidden.dtype == torch.float32,
     )
     used = splits(chosen_meta(_partials_kernel))  # rows past these may hold autotuning runs of other configs
     maxes, sums, picked = maxes[:used], sums[:used], picked[:used]
     top = maxes.max(dim=0).values
     lse = top + torch.log((sums * torch.exp(maxes - top)).sum(dim=0))
     logprobs = picked.sum(dim=0) - lse
-    return (logprobs, lse) if return_lse else logprobs
+    extra = (lse,) if return_lse else ()
+    if with_greedy:  # splits cover the vocabulary left to right: the first split with the max wins ties
+        first = argmax[:used].gather(0, maxes.argmax(dim=0)[None]).squeeze(0)
+        extra += (first.long() == targets,)
+    return (logprobs, *extra) if extra else logprobs
 
 
 def answer_logprobs_for(kernels: str):

@@ -63,10 +63,10 @@ class PackRunner:
         self.prefix = context.captured
 
     @torch.no_grad()
-    def pair_logprobs(self, pack: Pack) -> torch.Tensor:
+    def pair_logprobs(self, pack: Pack, with_greedy: bool = False):
         """log p(pair_target | pair_node's context) for every answer pair of ``pack``: [T] fp32 on the
-        model's device. On CUDA this returns before the GPU finishes, so the caller can prepare the
-        next pack meanwhile."""
+        model's device (and, with ``with_greedy``, [T] bool: whether each target is the argmax). On
+        CUDA this returns before the GPU finishes, so the caller can prepare the next pack meanwhile."""
         hidden = None
         if pack.n_tokens:  # a pack may hold only sequences that end inside the preface
             ids = torch.from_numpy(pack.tokens).to(self.device)
@@ -76,7 +76,7 @@ class PackRunner:
             hidden = self._forward(ids, positions, context)
         targets = torch.from_numpy(pack.pair_target).to(self.device)
         return self.answer_logprobs(answer_rows(hidden, self.preface_hidden, pack), self.head_weight, targets,
-                                    self.head_bias, self.logit_transform)
+                                    self.head_bias, self.logit_transform, with_greedy=with_greedy)
 
 
 def answer_rows(hidden: torch.Tensor | None, preface_hidden: torch.Tensor | None, pack: Pack) -> torch.Tensor:

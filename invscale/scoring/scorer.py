@@ -298,3 +298,36 @@ class ScoringJob:
         for group in self.groups:
             packs = [self.packs[i] for i in group]
             yield from zip(packs, runner.run(self.preface, packs))
+
+
+def score_token_sequences(model, sequences: list[tuple[tuple[int, ...], int]], max_tokens_per_pack: int | None = None,
+                          backend: str = "auto", kernels: str = "auto") -> tuple[list[float], list[bool]]:
+    """For token sequences given as (tokens, n_target): the summed log-prob of each one's last
+    ``n_target`` tokens and whether each of those tokens is the argmax of its prediction, from one
+    trie run (the preface is the tokens every sequence shares; a repeated sequence runs once).
+    What lm-evaluation-harness's ``loglikelihood`` asks, for requests it has tokenized itself."""
+    if not sequences:
+        return [], []
+    architectures.check_architecture(model.config, max(len(tokens) for tokens, _ in sequences))
+    kernels = resolve_kernels(kernels, model.device)
+    preface = sequences[0][0]
+    for tokens, _ in sequences:
+        preface = preface[:common_prefix_length(preface, tokens)]
+    distinct = {}
+    for number, (tokens, n_target) in enumerate(sequences):
+        if n_target < 1 or n_target >= len(tokens):
+            raise ValueError(f"sequence {number}: {n_target} scored tokens of {len(tokens)}; nothing would predict "
+                             "the first")
+        distinct.setdefault((tokens, n_target), len(distinct))
+    refs = [SequenceRef(number, tokens[len(preface):], n_target) for (tokens, n_target), number in distinct.items()]
+    packs, _ = build_packs(refs, max_tokens_per_pack or default_max_tokens_per_pack(model), preface)
+    logprobs, greedy = np.zeros(len(distinct)), np.zeros(len(distinct), dtype=bool)
+    with PackRunner(model, backend=resolve_backend(backend, model.device, kernels), kernels=kernels) as runner:
+        runner.set_preface(preface)
+        for pack in packs:
+            pair_logprobs, pair_greedy = runner.pair_logprobs(pack, with_greedy=True)
+            pair_logprobs, pair_greedy = pair_logprobs.double().cpu().numpy(), pair_greedy.cpu().numpy()
+            for seq_id, pairs in zip(pack.seq_ids, pack.seq_pairs):
+                logprobs[seq_id], greedy[seq_id] = pair_logprobs[pairs].sum(), pair_greedy[pairs].all()
+    order = [distinct[key] for key in sequences]
+    return logprobs[order].tolist(), greedy[order].tolist()

@@ -1,0 +1,1 @@
+"""invscale inside other tools (optional imports)."""

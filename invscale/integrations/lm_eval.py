@@ -1,0 +1,72 @@
+"""invscale as an lm-evaluation-harness model: ``--model invscale``.
+
+lm-eval's HF backend runs each (context, continuation) request as its own padded sequence. This
+model is that backend with one change: ``loglikelihood`` sends all of a run's requests through the
+trie scorer at once, so contexts that repeat across requests (few-shot examples, a question with
+several options) are computed once. It keeps lm-eval's own tokenization (context encoded alone,
+continuation = the joint encoding's remaining tokens, trailing context spaces moved to the
+continuation, left truncation to the model's length) and returns, in request order, the same
+(log-prob, is_greedy) pairs; ``is_greedy`` comes from the LM head pass without full logits.
+``loglikelihood_rolling`` and ``generate_until`` are the HF backend's own.
+
+``model_args``: everything the HF backend takes (``pretrained`` may also be one of invscale's
+built-in names or a ``.gguf`` file), plus ``attention``, ``kernels`` and ``max_tokens_per_pack`` as
+for ``invscale score``. Importing this module registers the model; ``invscale lm-eval ARGS`` runs
+lm-eval's command line with it registered.
+"""
+
+from __future__ import annotations
+
+from lm_eval.api.registry import register_model
+from lm_eval.models.huggingface import HFLM
+from tqdm import tqdm
+
+from invscale.scoring.architectures import UnsupportedModel, check_model_type
+from invscale.scoring.scorer import score_token_sequences
+
+
+@register_model("invscale")
+class InvscaleLM(HFLM):
+    """lm-eval's HF model, with ``loglikelihood`` computed on a packed trie."""
+
+    def __init__(self, pretrained, attention: str = "auto", kernels: str = "auto",
+                 max_tokens_per_pack: int | None = None, **kwargs):
+        if isinstance(pretrained, str) and "gguf_file" not in kwargs:
+            from invscale.models import _model_source
+
+            pretrained, gguf_file = _model_source(pretrained)
+            if gguf_file is not None:
+                kwargs["gguf_file"] = gguf_file
+        super().__init__(pretrained=pretrained, **kwargs)
+        try:
+            check_model_type(self.model.config)
+        except UnsupportedModel as exc:
+            raise ValueError(f"--model invscale: {exc}") from None
+        self.invscale_options = {"backend": attention, "kernels": kernels,
+                                 "max_tokens_per_pack": int(max_tokens_per_pack) if max_tokens_per_pack else None}
+
+    def _loglikelihood_tokens(self, requests, disable_tqdm: bool = False, override_bs=None):
+        """(log-prob, is_greedy) per (request, context tokens, continuation tokens), in order."""
+        sequences = []
+        for _, context, continuation in requests:
+            joint = (list(context) + list(continuation))[-(self.max_length + 1):]  # left truncation, as lm-eval's
+            sequences.append((tuple(joint), len(continuation)))
+        bar = tqdm(total=len(requests), disable=disable_tqdm or self.rank != 0, desc="Running loglikelihood requests")
+        logprobs, greedy = score_token_sequences(self.model, sequences, **self.invscale_options)
+        bar.update(len(requests))
+        bar.close()
+        answers = list(zip(logprobs, greedy))
+        for (request, _, _), answer in zip(requests, answers):
+            if request is not None:
+                self.cache_hook.add_partial("loglikelihood", request, answer)
+        return answers
+
+
+def main(arguments: list[str]) -> None:
+    """lm-eval's command line with the invscale model registered (``invscale lm-eval ...``)."""
+    import sys
+
+    from lm_eval.__main__ import cli_evaluate
+
+    sys.argv = ["lm_eval", *arguments]
+    cli_evaluate()

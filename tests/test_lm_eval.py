@@ -1,0 +1,131 @@
+"""invscale inside lm-evaluation-harness: ``--model invscale`` equals ``--model hf``.
+
+Local tasks only (no hub): a multiple-choice task on a local JSONL file, zero-shot and few-shot,
+and a local copy of lm-eval's own inverse-scaling task definition pointed at seed data. Every
+sample's log-likelihoods (fp32, <= 1e-4), is_greedy, acc and acc_norm must match the HF backend.
+"""
+
+import json
+import shutil
+from pathlib import Path
+
+import pytest
+
+lm_eval = pytest.importorskip("lm_eval", reason="lm-evaluation-harness is not installed (pip install -e '.[lm-eval]')")
+
+from typer.testing import CliRunner  # noqa: E402
+
+from conftest import seed_file  # noqa: E402
+from invscale.cli import app  # noqa: E402
+from invscale.data import read_dataset, write_dataset  # noqa: E402
+from random_data import random_classification  # noqa: E402
+
+TASK = """task: {name}
+dataset_path: json
+dataset_kwargs:
+  data_files:
+    {split}: {path}
+{split_key}: {split}
+output_type: multiple_choice
+doc_to_text: "{{{{prompt}}}}"
+doc_to_choice: "{{{{classes}}}}"
+doc_to_target: "{{{{answer_index}}}}"
+target_delimiter: ""
+metric_list:
+  - metric: acc
+  - metric: acc_norm
+"""
+
+
+@pytest.fixture(scope="module")
+def task_dir(tmp_path_factory):
+    """Three local tasks: random rows (zero-shot, and 2-shot from the same file), and 12 rows of
+    the seed gambling file under a copy of lm-eval's inverse_scaling_mc task definition."""
+    root = tmp_path_factory.mktemp("tasks")
+    rows = random_classification(51, n_rows=10, duplicates=False)
+    data = root / "random.jsonl"
+    data.write_text("".join(json.dumps(r) + "\n" for r in rows))
+    (root / "local_mc.yaml").write_text(TASK.format(name="invscale_local_mc", split="test", split_key="test_split",
+                                                    path=data))
+    few_shot = TASK.format(name="invscale_local_mc_2shot", split="test", split_key="test_split", path=data)
+    (root / "local_mc_2shot.yaml").write_text(few_shot + "num_fewshot: 2\nfewshot_split: test\n")
+    gambling = read_dataset(seed_file("gambling.csv"))
+    gambling.rows = gambling.rows[:12]
+    write_dataset(gambling, root / "gambling.jsonl")
+    installed = Path(lm_eval.__file__).parent / "tasks" / "inverse_scaling" / "_inverse_scaling_mc_yaml"
+    shutil.copy(installed, root / "_inverse_scaling_mc_yaml")
+    (root / "inverse_scaling_local_gambling.yaml").write_text(
+        "include: _inverse_scaling_mc_yaml\ntask: inverse_scaling_local_gambling\ndataset_path: json\n"
+        f"dataset_kwargs:\n  data_files:\n    train: {root / 'gambling.jsonl'}\n")
+    return root
+
+
+@pytest.fixture(scope="module")
+def task_manager(task_dir):
+    from lm_eval.tasks import TaskManager
+
+    return TaskManager(include_path=str(task_dir))  # indexing lm-eval's own tasks takes a while: once
+
+
+def evaluate(model, checkpoint, task_manager, task):
+    from lm_eval import simple_evaluate
+
+    import invscale.integrations.lm_eval  # noqa: F401  (registers the model)
+
+    return simple_evaluate(model=model, model_args=f"pretrained={checkpoint},dtype=float32", device="cpu",
+                           tasks=[task], batch_size=4, log_samples=True, task_manager=task_manager)
+
+
+@pytest.mark.parametrize("checkpoint", ["opt-plain", "llama-gqa2"])
+@pytest.mark.parametrize("task", ["invscale_local_mc", "invscale_local_mc_2shot", "inverse_scaling_local_gambling"])
+def test_invscale_model_equals_the_hf_backend(checkpoint_dirs, task_manager, checkpoint, task):
+    ours = evaluate("invscale", checkpoint_dirs[checkpoint], task_manager, task)
+    theirs = evaluate("hf", checkpoint_dirs[checkpoint], task_manager, task)
+    for metric in ("acc,none", "acc_norm,none"):
+        assert ours["results"][task][metric] == theirs["results"][task][metric]
+    our_samples = {s["doc_id"]: s for s in ours["samples"][task]}
+    their_samples = {s["doc_id"]: s for s in theirs["samples"][task]}
+    assert sorted(our_samples) == sorted(their_samples) and len(our_samples) >= 10
+    for doc_id, sample in our_samples.items():
+        for (logprob, greedy), (their_logprob, their_greedy) in zip(
+                [r[0] for r in sample["resps"]], [r[0] for r in their_samples[doc_id]["resps"]]):
+            assert abs(logprob - their_logprob) <= 1e-4 and greedy == their_greedy
+
+
+def test_rolling_and_generation_work(checkpoint_dirs):
+    from lm_eval.api.instance import Instance
+
+    from invscale.integrations.lm_eval import InvscaleLM
+
+    model = InvscaleLM(pretrained=checkpoint_dirs["llama-gqa2"], dtype="float32", device="cpu")
+    rolling = model.loglikelihood_rolling([Instance("loglikelihood_rolling", {}, ("the answer is question",), 0)],
+                                          disable_tqdm=True)
+    assert len(rolling) == 1 and rolling[0] < 0
+    generated = model.generate_until([Instance("generate_until", {}, ("Question: the", {"max_gen_toks": 4}), 0)],
+                                     disable_tqdm=True)
+    assert len(generated) == 1 and isinstance(generated[0], str)
+    empty_context = model.loglikelihood([Instance("loglikelihood", {}, ("", " the answer"), 0)], disable_tqdm=True)
+    assert empty_context[0][0] < 0
+
+
+def test_invscale_lm_eval_command(checkpoint_dirs, task_dir):
+    result = CliRunner().invoke(app, ["lm-eval", "--model", "invscale", "--model_args",
+                                      f"pretrained={checkpoint_dirs['opt-plain']},dtype=float32", "--device", "cpu",
+                                      "--tasks", "invscale_local_mc", "--include_path", str(task_dir)])
+    assert result.exit_code == 0, result.output
+    assert "invscale_local_mc" in result.output and "acc" in result.output
+
+
+def test_a_refused_architecture_is_refused_before_any_work(tmp_path):
+    from transformers import CONFIG_MAPPING
+
+    from invscale.integrations.lm_eval import InvscaleLM
+    from invscale.tiny import train_tokenizer
+
+    tokenizer = train_tokenizer(tmp_path)
+    CONFIG_MAPPING["bloom"](hidden_size=16, n_layer=1, n_head=2, vocab_size=len(tokenizer)).save_pretrained(tmp_path)
+    from transformers import AutoModelForCausalLM, AutoConfig
+
+    AutoModelForCausalLM.from_config(AutoConfig.from_pretrained(tmp_path)).save_pretrained(tmp_path)
+    with pytest.raises(ValueError, match="bloom: ALiBi position biases"):
+        InvscaleLM(pretrained=str(tmp_path), dtype="float32", device="cpu")
