@@ -56,3 +56,23 @@ def test_cuda_streamed_equals_resident(checkpoint_dirs):
     job = ScoringJob(None, loaded.tokenizer, dataset, max_tokens_per_pack=200, backend="sdpa", streamed=streamed)
     for result in job.results():
         assert max_abs_diff(result["class_logprobs"], resident[result["index"]]["class_logprobs"]) <= 1e-5
+
+
+@pytest.mark.parametrize("backend,kernels", [("sdpa", "torch"), ("flex", "torch"), ("triton", "triton")])
+@pytest.mark.parametrize("model_type", ["mistral", "gemma2"])
+def test_cuda_windows_and_soft_caps_match_reference(model_type, backend, kernels):
+    """Sliding windows shorter than the prompts and soft caps, compiled flex and the Triton kernels
+    on the GPU, against one plain forward per option (fp32)."""
+    from conformance import build_tiny, conformance_rows
+    from invscale.tiny import train_tokenizer
+
+    import tempfile
+
+    tokenizer = train_tokenizer(tempfile.mkdtemp())
+    model = build_tiny(model_type, tokenizer, seed=3).to("cuda")
+    dataset = conformance_rows()
+    job = ScoringJob(model, tokenizer, dataset, max_tokens_per_pack=64, backend=backend, kernels=kernels)
+    results = {r["index"]: r for r in job.results()}
+    for row in dataset.rows:
+        expected = [reference_logprob(model, tokenizer, row.prompt, c) for c in row.classes]
+        assert max_abs_diff(results[row.index]["class_logprobs"], expected) <= 1e-4

@@ -144,7 +144,7 @@ def test_unique_token_count_counts_the_preface_once(loaded_models):
         record["answer_index"] = record["answer_index"] % 4
     dataset = as_dataset(records)
     sequences = [tuple(loaded.tokenizer(p + c)["input_ids"]) for row in dataset.rows for p, c in continuations(row, dataset.task_type)]
-    distinct_prefixes = {s[:i] for s in sequences for i in range(1, len(s) + 1)}
+    distinct_prefixes = {s[:i] for s in sequences for i in range(1, len(s))}  # those that predict a token
     shared = 0
     while all(len(s) > shared and s[shared] == sequences[0][shared] for s in sequences):
         shared += 1

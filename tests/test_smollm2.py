@@ -46,3 +46,24 @@ def test_scorer_equals_the_full_forward_reference(smollm2, task, rows):
     for row in dataset.rows:
         expected = [reference_logprob(smollm2.model, smollm2.tokenizer, row.prompt, c) for c in row.classes]
         assert max_abs_diff(results[row.index]["class_logprobs"], expected) <= 1e-4
+
+
+def test_lm_eval_model_equals_the_hf_backend(smollm2):
+    """SmolLM2 inside lm-evaluation-harness: --model invscale gives the HF backend's
+    (log-likelihood, is_greedy) on every request, on the seed task's prompts and options."""
+    pytest.importorskip("lm_eval")
+    from lm_eval.api.instance import Instance
+    from lm_eval.models.huggingface import HFLM
+
+    from invscale.integrations.lm_eval import InvscaleLM
+
+    dataset, _ = generate("gambling", 6, seed=4)
+    requests = [Instance("loglikelihood", {}, (row.prompt, option), i) for row in dataset.rows
+                for i, option in enumerate(row.classes)]
+    requests.append(Instance("loglikelihood", {}, ("The capital of France is", " Paris"), 0))
+    kwargs = dict(pretrained=smollm2.model, tokenizer=smollm2.tokenizer, device="cpu", batch_size=4)
+    theirs = HFLM(**kwargs).loglikelihood(requests, disable_tqdm=True)
+    ours = InvscaleLM(**kwargs).loglikelihood(requests, disable_tqdm=True)
+    for (logprob, greedy), (their_logprob, their_greedy) in zip(ours, theirs):
+        assert abs(logprob - their_logprob) <= 1e-4 and greedy == their_greedy
+    assert ours[-1][1], "' Paris' is SmolLM2's greedy continuation"

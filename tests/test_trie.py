@@ -5,7 +5,7 @@ import pytest
 import torch
 
 from invscale.kernels.tree_attention import tree_mask
-from invscale.scoring.trie import SequenceRef, build_pack, build_packs, pack_tokens, plan_packs
+from invscale.scoring.trie import SequenceRef, build_pack, build_packs, plan_packs
 from random_data import random_sequences
 
 
@@ -13,7 +13,8 @@ from random_data import random_sequences
 def test_pack_reconstructs_every_sequence_and_its_ancestors(seed):
     seqs = random_sequences(seed)
     pack = build_pack(seqs)
-    distinct_prefixes = {s.tokens[:i] for s in seqs for i in range(1, len(s.tokens) + 1)}
+    # computed: every prefix that predicts a token (a sequence's last token alone predicts nothing)
+    distinct_prefixes = {s.tokens[:i] for s in seqs for i in range(1, len(s.tokens))}
     assert pack.n_tokens == len(distinct_prefixes)
     mask = tree_mask(torch.from_numpy(pack.subtree_end)).numpy()
     # the nodes visible to a node, in order, spell the path from the root to it
@@ -36,7 +37,7 @@ def test_pack_reconstructs_every_sequence_and_its_ancestors(seed):
 def test_identical_sequences_share_everything():
     seqs = [SequenceRef(0, (1, 2, 3), 1), SequenceRef(1, (1, 2, 3), 1), SequenceRef(2, (1, 2, 4), 1)]
     pack = build_pack(seqs)
-    assert pack.n_tokens == 4 and len(pack.pair_node) == 2
+    assert pack.n_tokens == 2 and len(pack.pair_node) == 2
     pairs = dict(zip(pack.seq_ids, (p.tolist() for p in pack.seq_pairs)))
     assert pairs[0] == pairs[1] != pairs[2]
 
@@ -78,11 +79,15 @@ def test_targets_predicted_inside_the_preface():
     pack = build_pack(seqs, preface)
     pairs = {seq_id: [(int(pack.pair_node[p]), int(pack.pair_target[p])) for p in group]
              for seq_id, group in zip(pack.seq_ids, pack.seq_pairs)}
-    assert pack.tokens.tolist() == [4, 5]
+    assert pack.tokens.tolist() == [4]
     assert pairs == {0: [(-2, 9), (-1, 4)], 1: [(0, 5)], 2: [(-2, 9)]}
 
 
-@pytest.mark.parametrize("seed", range(3))
-def test_pack_tokens_counts_without_building(seed):
-    seqs = random_sequences(seed)
-    assert pack_tokens(seqs) == build_pack(seqs).n_tokens
+
+def test_a_last_token_is_computed_when_another_sequence_extends_it():
+    """(1, 2) ends where (1, 2, 3) goes on: node 2 predicts 3, so it stays; 3 and 4 are read by nobody."""
+    pack = build_pack([SequenceRef(0, (1, 2), 1), SequenceRef(1, (1, 2, 3), 1), SequenceRef(2, (1, 4), 1)])
+    assert pack.tokens.tolist() == [1, 2] and pack.subtree_end.tolist() == [2, 2]
+    pairs = {seq_id: [(int(pack.pair_node[p]), int(pack.pair_target[p])) for p in group]
+             for seq_id, group in zip(pack.seq_ids, pack.seq_pairs)}
+    assert pairs == {0: [(0, 2)], 1: [(1, 3)], 2: [(0, 4)]}

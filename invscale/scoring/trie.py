@@ -12,6 +12,9 @@ the preface. A target whose predicting token lies inside the preface (a sequence
 extends it) is read from the preface's own last hidden states: its pair node is negative, counted
 from the preface's end (-1 is the preface's last token).
 
+A sequence's last token is computed only when something reads it (another sequence extends it):
+with one-token options such as " A", that is one node per option saved.
+
 Packs are built with array operations on a padded [sequences × length] matrix (no per-token
 Python), so planning keeps up with the device on large datasets.
 """
@@ -125,6 +128,7 @@ def _build(batch: _Sorted, preface: tuple[int, ...]) -> Pack:
         np.cumsum(n_target) - n_target, n_target)
     predictor = position - 1
     pair_node = np.where(predictor >= 0, node[row, np.maximum(predictor, 0)], predictor)
+    tokens, depth, subtree_end, pair_node = _drop_unread_leaves(tokens, depth, subtree_end, pair_node)
     preface_tokens = np.asarray(preface, dtype=np.int64)
     inside = batch.matrix[row, np.maximum(position, 0)]
     pair_target = np.where(position >= 0, inside, preface_tokens[np.minimum(position, -1)] if len(preface) else inside)
@@ -135,6 +139,22 @@ def _build(batch: _Sorted, preface: tuple[int, ...]) -> Pack:
         pair_node=unique // (1 << 32) - len(preface), pair_target=unique % (1 << 32),
         seq_ids=[s.seq_id for s in batch.refs], seq_pairs=np.split(inverse.reshape(-1), np.cumsum(n_target)[:-1]),
     )
+
+
+def _drop_unread_leaves(tokens, depth, subtree_end, pair_node):
+    """Leave out the nodes nothing reads: a sequence's last token predicts nothing of its own, so
+    unless another sequence extends it (or it predicts a target) its output is never used. Such a
+    node is a leaf, so dropping it leaves every other node's ancestors and subtree as they were;
+    indices are renumbered and subtree ends counted over the nodes kept."""
+    count = tokens.shape[0]
+    read = np.zeros(count, dtype=bool)
+    read[pair_node[pair_node >= 0]] = True
+    keep = read | (subtree_end != np.arange(1, count + 1))
+    if keep.all():
+        return tokens, depth, subtree_end, pair_node
+    kept_before = np.concatenate([[0], np.cumsum(keep)])  # kept nodes with a smaller index
+    pair_node = np.where(pair_node >= 0, kept_before[np.maximum(pair_node, 0)], pair_node)
+    return tokens[keep], depth[keep], kept_before[subtree_end][keep], pair_node
 
 
 def _subtree_end(depth: np.ndarray, count: int) -> np.ndarray:
@@ -173,7 +193,7 @@ def plan_packs(sequences: list[SequenceRef], max_tokens: int) -> list[list[Seque
 
     Sequences are visited in lexicographic order so that neighbours share prefixes (worked
     examples, repeated questions); each costs its tokens after the prefix it shares with the
-    previous one, which is the trie's exact growth, so no pack exceeds the budget unless one
+    previous one, which bounds the trie's growth, so no pack exceeds the budget unless one
     sequence alone does (then it gets a pack of its own).
     """
     if max_tokens < 1:
@@ -200,8 +220,3 @@ def build_packs(sequences: list[SequenceRef], max_tokens: int, preface: tuple[in
         held = batch.refs[last[0]:last[1]]
     return [_build(batch.part(a, b), preface) for a, b in bounds], held
 
-
-def pack_tokens(sequences: list[SequenceRef]) -> int:
-    """Unique tokens of the trie these sequences make (what :func:`build_pack` would compute)."""
-    batch = _sorted(sequences)
-    return int((batch.lengths - batch.shared).sum())
