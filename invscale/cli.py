@@ -21,6 +21,7 @@ from invscale.kernels.launch import KernelUnavailable, resolve_kernels
 from invscale.models import (DTYPES, ModelLoadError, NotLocal, fingerprint, load_for_scoring, load_model,
                              parse_memory, resolve_device, resolve_dtype)
 from invscale.results import ResultsError, ResultsStore, check_out_path, open_results
+from invscale.scoring import distributed
 from invscale.scoring.attention import backends
 from invscale.scoring.metrics import summarize
 from invscale.scoring.scorer import DEFAULT_MAX_TOKENS_PER_PACK, ScoreStats, ScoringJob
@@ -117,15 +118,17 @@ def score(
         return load_for_scoring(model, dtype=dtype, device=device, offload=offload, memory_budget=budget)
 
     try:
+        group = distributed.current()
         dataset = read_dataset(data, task_type)
-        for warning in dataset.warnings:
+        for warning in dataset.warnings if group.is_main else ():
             err.print(f"[yellow]warning:[/yellow] {warning}", highlight=False, soft_wrap=True)
         out_path = out_path or _default_out(data)
         check_out_path(out_path, data)
         budget = parse_memory(gpu_memory) if gpu_memory is not None else None
         resolve_device(device)
         identity, loaded = _identify(model, load)
-        with open_results(out_path, dataset, identity, dtype, overwrite=overwrite) as store:
+        with distributed.results_store(group, lambda: open_results(out_path, dataset, identity, dtype,
+                                                                   overwrite=overwrite), out_path) as store:
             for warning in store.warnings:
                 err.print(f"[yellow]warning:[/yellow] {warning}", highlight=False, soft_wrap=True)
             done, job = store.done_indexes(), None
@@ -133,7 +136,7 @@ def score(
                 loaded = loaded or load()
                 job = ScoringJob(loaded.model, loaded.tokenizer, dataset, max_tokens_per_pack=max_tokens_per_pack,
                                  backend=attention, skip_indexes=done, kernels=kernels, streamed=loaded.streamed,
-                                 memory_budget=budget)
+                                 memory_budget=budget, group=group)
             store.start()
             if store.existing:
                 err.print(f"resuming: {len(store.existing)} of {len(dataset.rows)} rows already in {out_path}",
@@ -144,8 +147,9 @@ def score(
         _fail(_one_line(exc))
     except KeyboardInterrupt:
         _fail("interrupted before scoring began; nothing was written", 130)
-    _print_summary(dataset.name, model, results, job.stats if job else None, out_path,
-                   time.perf_counter() - started, job.stream_times if job else None)
+    if group.is_main:
+        _print_summary(dataset.name, model, results, job.stats if job else None, out_path,
+                       time.perf_counter() - started, job.stream_times if job else None)
 
 
 def _identify(model: str, load) -> tuple[dict, object]:
@@ -193,6 +197,7 @@ def evaluate(
     loaded = None
     rows = []
     try:
+        group = distributed.current()
         resolve_device(device)
         out_dir.mkdir(parents=True, exist_ok=True)
         identity, loaded = _identify(model, lambda: load_model(model, dtype=dtype, device=device))
@@ -201,16 +206,20 @@ def evaluate(
         for task in tasks.split(","):
             started = time.perf_counter()
             dataset, _ = generate_task(task, n, seed)
-            write_dataset(dataset, out_dir / f"{task}.jsonl")
-            with open_results(out_dir / f"{task}.results.jsonl", dataset, identity, dtype, overwrite=overwrite) as store:
+            if group.is_main:
+                write_dataset(dataset, out_dir / f"{task}.jsonl")
+            path = out_dir / f"{task}.results.jsonl"
+            with distributed.results_store(group, lambda: open_results(path, dataset, identity, dtype,
+                                                                       overwrite=overwrite), path) as store:
                 done = store.done_indexes()
                 new_results = []
                 job = None
                 if len(done) < len(dataset.rows):
                     loaded = loaded or load_model(model, dtype=dtype, device=device)
-                    job = ScoringJob(loaded.model, loaded.tokenizer, dataset, skip_indexes=done, kernels=kernels)
+                    job = ScoringJob(loaded.model, loaded.tokenizer, dataset, skip_indexes=done, kernels=kernels,
+                                     group=group)
                 store.start()
-                if job is not None:
+                if job is not None and group.is_main:
                     err.print(f"{task}: scoring {job.stats.items} items", soft_wrap=True)
                     new_results = _run_with_progress(job, store)
                 results = store.existing + new_results
@@ -219,6 +228,8 @@ def evaluate(
                          "seconds": time.perf_counter() - started})
     except (DataError, ModelLoadError, ResultsError, KernelUnavailable, ValueError, OSError) as exc:
         _fail(_one_line(exc))
+    if not group.is_main:
+        return
     _write_summary_csv(out_dir / "summary.csv", rows)
     table = Table(title=f"{model} · {n} items per task, seed {seed}")
     for column in ("task", "n", "accuracy", "chance", "mean loss", "chance loss", "seconds"):
@@ -252,6 +263,7 @@ def sweep(
     from invscale.sweep.run import read_manifest, run_sweep
 
     try:
+        group = distributed.current()
         if (family is None) == (models is None):
             raise ValueError("give exactly one of --family or --models")
         chosen = ([(m.model, m) for m in family_members(family)] if family
@@ -265,9 +277,11 @@ def sweep(
         budget = parse_memory(gpu_memory) if gpu_memory is not None else None
         run_sweep(out_dir, datasets, chosen, dtype, device, kernels, max_tokens_per_pack,
                   score=_run_with_progress, log=lambda line: err.print(line, highlight=False, soft_wrap=True),
-                  offload=offload, memory_budget=budget)
+                  offload=offload, memory_budget=budget, group=group)
     except (DataError, ModelLoadError, ResultsError, KernelUnavailable, ValueError) as exc:
         _fail(str(exc))
+    if not group.is_main:
+        return
     try:
         _print_report(out_dir, x_axis)
     except ValueError as exc:
@@ -322,6 +336,10 @@ def _write_summary_csv(path: Path, rows: list[dict]) -> None:
 
 
 def _run_with_progress(job: ScoringJob, results_file: ResultsStore) -> list[dict]:
+    if not job.group.is_main:  # under torchrun, the main process shows progress and writes results
+        for _ in job.results():
+            pass
+        return []
     new_results: list[dict] = []
     started = time.perf_counter()
     tokens = 0

@@ -35,16 +35,19 @@ class LoadedModel:
 
 def resolve_device(device: str) -> torch.device:
     """``auto`` picks CUDA when present, else CPU; ``cpu``, ``cuda`` and ``cuda:N`` are taken as
-    asked (other devices are not supported: one line says so)."""
+    asked (other devices are not supported: one line says so). Under torchrun, ``cuda`` is the
+    process's own GPU, ``cuda:LOCAL_RANK``."""
     import re
 
+    from invscale.scoring.distributed import local_cuda_device
+
     if device == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+        device = "cuda" if torch.cuda.is_available() else "cpu"
     if not re.fullmatch(r"cpu|cuda(:\d+)?", device):
         raise ModelLoadError(f"--device {device}: choose cpu, cuda, cuda:N or auto")
     if device.startswith("cuda") and not torch.cuda.is_available():
         raise ModelLoadError(f"--device {device}: CUDA is not available on this machine")
-    return torch.device(device)
+    return torch.device(local_cuda_device() if device == "cuda" else device)
 
 
 def resolve_dtype(dtype: str) -> torch.dtype:

@@ -23,6 +23,7 @@ from invscale.data import DataError, Dataset, TaskType
 from invscale.kernels.launch import resolve_kernels
 from invscale.scoring import architectures
 from invscale.scoring.attention import resolve_backend
+from invscale.scoring.distributed import Group
 from invscale.scoring.metrics import example_metrics
 from invscale.scoring.runner import PackRunner
 from invscale.scoring.streamed import StreamedModel, StreamedRunner, plan_groups
@@ -74,17 +75,19 @@ class ScoringJob:
     ``kernels``: ``triton`` (fused LM head and, with ``backend="auto"``, tree attention), ``torch``,
     or ``auto`` (see :func:`invscale.kernels.launch.resolve_kernels`); ``backend`` names the tree
     attention explicitly. ``splice=False`` tokenizes every pair as one whole string.
+    ``group``: the processes scoring together under torchrun (see :mod:`invscale.scoring.distributed`);
+    every one of them yields every result.
     """
 
     def __init__(self, model, tokenizer, dataset: Dataset, max_tokens_per_pack: int | None = None,
                  backend: str = "auto", skip_indexes: frozenset[int] | set[int] = frozenset(),
                  kernels: str = "auto", streamed: StreamedModel | None = None, memory_budget: int | None = None,
                  on_layer: Callable[[int, int], None] | None = None, splice: bool = True,
-                 chunk_rows: int = CHUNK_ROWS):
+                 chunk_rows: int = CHUNK_ROWS, group: Group = Group()):
         if streamed is not None:
             model = streamed.model
         self.model, self.dataset, self.chunk_rows = model, dataset, chunk_rows
-        self.streamed, self.on_layer, self.stream_times = streamed, on_layer, None
+        self.streamed, self.on_layer, self.stream_times, self.group = streamed, on_layer, None, group
         self.kernels = resolve_kernels(kernels, model.device)
         self.backend = resolve_backend(backend, model.device, self.kernels)
         self.max_tokens_per_pack = max_tokens_per_pack or default_max_tokens_per_pack(model)
@@ -285,19 +288,20 @@ class ScoringJob:
                 on_pack(len(finished), pack.n_tokens)
 
     def _resident_passes(self) -> Iterator[tuple[Pack, torch.Tensor]]:
-        """(pack, its answer log-probs) with the whole model resident, one forward pass per pack."""
+        """(pack, its answer log-probs) with the whole model resident, one forward pass per pack (this
+        process's share of them under torchrun, the others' received)."""
         with PackRunner(self.model, backend=self.backend, kernels=self.kernels) as runner:
             runner.set_preface(self.preface)
-            for pack in self._packs_beside():
-                yield pack, runner.pair_logprobs(pack)
+            yield from self.group.passes(([pack] for pack in self._packs_beside()),
+                                         lambda unit: [runner.pair_logprobs(unit[0])])
 
     def _streamed_passes(self) -> Iterator[tuple[Pack, torch.Tensor]]:
-        """(pack, its answer log-probs) streaming the layers once per group of packs."""
+        """(pack, its answer log-probs) streaming the layers once per group of packs (under torchrun,
+        groups are dealt out among the processes)."""
         runner = StreamedRunner(self.streamed, backend=self.backend, kernels=self.kernels, on_layer=self.on_layer)
         self.stream_times = runner.times
-        for group in self.groups:
-            packs = [self.packs[i] for i in group]
-            yield from zip(packs, runner.run(self.preface, packs))
+        yield from self.group.passes(([self.packs[i] for i in group] for group in self.groups),
+                                     lambda packs: runner.run(self.preface, packs))
 
 
 def score_token_sequences(model, sequences: list[tuple[tuple[int, ...], int]], max_tokens_per_pack: int | None = None,

@@ -21,6 +21,7 @@ import torch
 from invscale.data import DataError, Dataset
 from invscale.models import ModelLoadError, fingerprint, load_for_scoring, resolve_device, resolve_dtype
 from invscale.results import ResultsError, ResultsStore, open_results, read_results
+from invscale.scoring.distributed import Group, results_store
 from invscale.scoring.metrics import chance_levels
 from invscale.scoring.scorer import ScoringJob
 from invscale.sweep.family import Member, fit_problem, non_embedding_params
@@ -54,13 +55,23 @@ def _scored(path: Path) -> int:
 def run_sweep(run_dir: Path, datasets: dict[str, tuple[str, Dataset]], models: list[tuple[str, Member | None]],
               dtype: str, device: str, kernels: str, max_tokens_per_pack: int | None,
               score: Callable[[ScoringJob, ResultsStore], list[dict]], log: Callable[[str], None],
-              offload: str = "none", memory_budget: int | None = None) -> dict:
+              offload: str = "none", memory_budget: int | None = None, group: Group = Group()) -> dict:
     """Score ``datasets`` ({name: (path, dataset)}) on ``models`` ([(name, its family entry or None)]).
 
     ``score(job, results_file)`` runs one job, appending to the file, and returns the new results.
     With ``offload`` other than ``none`` a model too big for the device is streamed layer by layer
     (see :func:`invscale.models.load_for_scoring`) instead of skipped.
+    Under torchrun (``group`` of several processes) every process loads each model and scores its
+    share of the packs; the main one alone logs, keeps the manifest and writes results.
     Returns the manifest, which is also saved after every model."""
+    def save(manifest: dict) -> None:
+        if group.is_main:
+            write_manifest(run_dir, manifest)
+
+    if not group.is_main:
+        def log(line: str) -> None:
+            pass
+
     run_dir.mkdir(parents=True, exist_ok=True)
     manifest = read_manifest(run_dir)
     manifest.update(dtype=dtype, device=device)
@@ -77,12 +88,13 @@ def run_sweep(run_dir: Path, datasets: dict[str, tuple[str, Dataset]], models: l
                      "training_tokens": member.training_tokens} if member else {})}
         known_params = entry["params"] if member else None
         manifest["models"].append(entry)
-        pending = [dataset_entry for dataset_entry in manifest["datasets"]
-                   if _scored(results_path(run_dir, name, dtype, dataset_entry)) < dataset_entry["rows"]]
+        pending = group.broadcast([dataset_entry for dataset_entry in manifest["datasets"]
+                                   if _scored(results_path(run_dir, name, dtype, dataset_entry)) < dataset_entry["rows"]]
+                                  if group.is_main else None)
         if not pending:
             entry["status"] = "done"
             log(f"{name}: already scored on every dataset")
-            write_manifest(run_dir, manifest)
+            save(manifest)
             continue
         streaming = offload in ("disk", "cpu") or (offload == "auto" and memory_budget is not None)
         problem = (fit_problem(known_params, resolve_dtype(dtype), resolve_device(device))
@@ -90,7 +102,7 @@ def run_sweep(run_dir: Path, datasets: dict[str, tuple[str, Dataset]], models: l
         if problem:
             entry.update(status="skipped", reason=problem)
             log(f"{name}: skipped: {problem}")
-            write_manifest(run_dir, manifest)
+            save(manifest)
             continue
         try:
             loaded = load_for_scoring(name, dtype=dtype, device=device, offload=offload, memory_budget=memory_budget)
@@ -98,21 +110,21 @@ def run_sweep(run_dir: Path, datasets: dict[str, tuple[str, Dataset]], models: l
         except ModelLoadError as exc:
             entry.update(status="failed", reason=str(exc))
             log(f"{name}: failed to load: {exc}")
-            write_manifest(run_dir, manifest)
+            save(manifest)
             continue
         entry["params"] = sum(p.numel() for p in loaded.model.parameters())
         entry["non_embedding_params"] = non_embedding_params(loaded.model)
         entry["failures"] = {}
-        write_manifest(run_dir, manifest)  # sizes known even if the run is killed while scoring
+        save(manifest)  # sizes known even if the run is killed while scoring
         try:
             for dataset_entry in pending:
                 dataset = datasets[dataset_entry["name"]][1]
                 try:
-                    with open_results(results_path(run_dir, name, dtype, dataset_entry), dataset, identity,
-                                      dtype) as store:
+                    path = results_path(run_dir, name, dtype, dataset_entry)
+                    with results_store(group, lambda: open_results(path, dataset, identity, dtype), path) as store:
                         job = ScoringJob(loaded.model, loaded.tokenizer, dataset, max_tokens_per_pack=max_tokens_per_pack,
                                          skip_indexes=store.done_indexes(), kernels=kernels, streamed=loaded.streamed,
-                                         memory_budget=memory_budget)
+                                         memory_budget=memory_budget, group=group)
                         store.start()
                         log(f"{name}: {dataset_entry['name']} ({job.stats.items} items)")
                         store.finalize(store.existing + score(job, store))
@@ -130,5 +142,5 @@ def run_sweep(run_dir: Path, datasets: dict[str, tuple[str, Dataset]], models: l
             gc.collect()
             if torch.cuda.is_available():
                 torch.cuda.empty_cache()
-            write_manifest(run_dir, manifest)
+            save(manifest)
     return manifest

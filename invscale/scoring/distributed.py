@@ -1,0 +1,162 @@
+"""Data-parallel scoring under torchrun: every rank plans the same packs, runs its share, and the
+main rank (rank 0) receives every pack's answer log-probs and is the only writer.
+
+Planning is deterministic (the same rows, tokenizer and settings give the same packs in the same
+order on every rank), so ranks agree on the work without exchanging it. Packs are dealt out in
+rounds of one unit per rank (a unit is one pack, or one streamed group of packs): within a round
+the largest unit goes to the rank that has computed the fewest unique tokens so far, so shares
+stay balanced by tokens. After each round every rank's answer log-probs (a few kilobytes) are
+gathered, and every rank walks all of the round's packs in order, so the results rank 0 writes
+are those of one process, keyed by row index, whatever the number of ranks; a run killed midway
+resumes with any number of processes, including one.
+
+Only answer log-probs cross processes, so the process group is gloo (TCP) on CPU and GPU alike.
+"""
+
+from __future__ import annotations
+
+import os
+from contextlib import contextmanager
+from dataclasses import dataclass
+from datetime import timedelta
+from itertools import islice
+from typing import Callable, Iterable, Iterator
+
+import torch
+
+from invscale.scoring.trie import Pack
+
+# A round waits for its slowest rank; a streamed group of a large model can take many minutes.
+ROUND_TIMEOUT = timedelta(hours=2)
+
+
+@dataclass(frozen=True)
+class Group:
+    """The processes scoring together: this one's rank and how many there are."""
+
+    rank: int = 0
+    size: int = 1
+
+    @property
+    def is_main(self) -> bool:
+        """Whether this process writes results and prints progress."""
+        return self.rank == 0
+
+    def broadcast(self, value):
+        """The main rank's ``value``, on every rank."""
+        if self.size == 1:
+            return value
+        holder = [value]
+        torch.distributed.broadcast_object_list(holder, src=0)
+        return holder[0]
+
+    def passes(self, units: Iterable[list[Pack]],
+               run_unit: Callable[[list[Pack]], Iterable[torch.Tensor]]) -> Iterator[tuple[Pack, torch.Tensor]]:
+        """(pack, its answer log-probs) for every pack of ``units``, in order, on every rank; this rank
+        runs its share (``run_unit(packs)`` gives one [T] tensor per pack) and receives the rest."""
+        if self.size == 1:
+            for unit in units:
+                yield from zip(unit, run_unit(unit))
+            return
+        loads = [0] * self.size
+        units = iter(units)
+        while True:
+            round_units = list(islice(units, self.size))
+            if not round_units:
+                return
+            owners = deal(round_units, loads)
+            mine = owners.index(self.rank) if self.rank in owners else None
+            own = None
+            if mine is not None:
+                own = [t.double().cpu().numpy() for t in run_unit(round_units[mine])]
+            gathered: list = [None] * self.size
+            torch.distributed.all_gather_object(gathered, (mine, own))
+            by_unit = {number: values for number, values in gathered if number is not None}
+            for number, unit in enumerate(round_units):
+                for pack, values in zip(unit, by_unit[number]):
+                    yield pack, torch.from_numpy(values)
+
+
+def deal(round_units: list[list[Pack]], loads: list[int]) -> list[int]:
+    """The rank of each unit of a round: the largest unit to the least-loaded rank (ties to the lower
+    rank, units in order), and so on; ``loads`` (unique tokens so far per rank) is updated."""
+    sizes = [sum(pack.n_tokens for pack in unit) for unit in round_units]
+    by_size = sorted(range(len(round_units)), key=lambda number: (-sizes[number], number))
+    by_load = sorted(range(len(loads)), key=lambda rank: (loads[rank], rank))
+    owners = [0] * len(round_units)
+    for number, rank in zip(by_size, by_load):
+        owners[number] = rank
+        loads[rank] += sizes[number]
+    return owners
+
+
+def launched_size() -> int:
+    """How many processes torchrun started (1 outside torchrun)."""
+    return int(os.environ.get("WORLD_SIZE", "1"))
+
+
+def current() -> Group:
+    """This process's group: under torchrun (``WORLD_SIZE`` > 1) the process group is joined on first
+    use; otherwise a group of one."""
+    if launched_size() == 1:
+        return Group()
+    if not torch.distributed.is_initialized():
+        torch.distributed.init_process_group("gloo", timeout=ROUND_TIMEOUT)
+    return Group(torch.distributed.get_rank(), torch.distributed.get_world_size())
+
+
+def local_cuda_device() -> str:
+    """The GPU of this process: ``cuda:LOCAL_RANK`` under torchrun, else ``cuda``."""
+    local = os.environ.get("LOCAL_RANK")
+    return f"cuda:{local}" if local is not None and launched_size() > 1 else "cuda"
+
+
+class FollowerStore:
+    """What a rank other than the main one sees of the results store: the indexes already scored
+    (from the main rank); it writes nothing."""
+
+    def __init__(self, path, done: set[int]):
+        self.path, self._done = path, done
+        self.existing: list[dict] = []
+        self.warnings: list[str] = []
+
+    def done_indexes(self) -> set[int]:
+        """Row indexes already scored (as the main rank read them)."""
+        return self._done
+
+    def start(self) -> None:
+        """Nothing to write."""
+
+    def append(self, results: list[dict]) -> None:
+        """Nothing to write."""
+
+    def finalize(self, results: list[dict]) -> None:
+        """Nothing to write."""
+
+
+@contextmanager
+def results_store(group: Group, open_store: Callable, path):
+    """The results store on the main rank (``open_store()``), a :class:`FollowerStore` elsewhere;
+    the main rank's done indexes, or the one-line error opening it raised, reach every rank."""
+    from invscale.results import ResultsError
+
+    if group.size == 1:
+        with open_store() as store:
+            yield store
+        return
+    if group.is_main:
+        try:
+            store = open_store().__enter__()
+        except Exception as exc:  # the followers stop with the same line
+            group.broadcast(("error", str(exc).splitlines()[0] if str(exc) else type(exc).__name__))
+            raise
+        try:
+            group.broadcast(("done", store.done_indexes()))
+            yield store
+        finally:
+            store.__exit__(None, None, None)
+        return
+    kind, value = group.broadcast(None)
+    if kind == "error":
+        raise ResultsError(value)
+    yield FollowerStore(path, value)

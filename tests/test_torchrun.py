@@ -1,0 +1,114 @@
+"""Data-parallel scoring on torchrun (gloo, CPU): any number of processes writes what one writes,
+and a run killed midway resumes with any number of processes."""
+
+import json
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+from invscale.scoring.distributed import deal
+from invscale.scoring.trie import SequenceRef, build_pack
+from random_data import random_classification
+
+TORCHRUN = shutil.which("torchrun")
+pytestmark = pytest.mark.skipif(TORCHRUN is None, reason="torchrun is not installed")
+ENV = {**os.environ, "TOKENIZERS_PARALLELISM": "false", "OMP_NUM_THREADS": "1"}
+
+
+def write_rows(path, records):
+    path.write_text("".join(json.dumps(r) + "\n" for r in records))
+    return path
+
+
+def launch(processes: int, *args) -> list[str]:
+    """The command line of ``invscale ARGS`` on ``processes`` processes (a plain process for 1)."""
+    if processes == 1:
+        return [sys.executable, "-m", "invscale", *args]
+    return [TORCHRUN, "--standalone", f"--nproc-per-node={processes}", "-m", "invscale", *args]
+
+
+def run(processes: int, *args) -> subprocess.CompletedProcess:
+    result = subprocess.run(launch(processes, *args), env=ENV, capture_output=True, text=True, timeout=600)
+    assert result.returncode == 0, result.stderr[-3000:]
+    return result
+
+
+def test_units_are_dealt_to_the_least_loaded_ranks():
+    units = [[build_pack([SequenceRef(0, tuple(range(size + 1)), 1)])] for size in (4, 8, 6)]  # last token unread
+    assert [unit[0].n_tokens for unit in units] == [4, 8, 6]
+    loads = [0, 3, 20, 1]
+    assert deal(units, loads) == [1, 0, 3]  # 8 tokens to rank 0 (load 0), 6 to rank 3 (load 1), 4 to rank 1
+    assert loads == [8, 7, 20, 7]
+
+
+@pytest.fixture(scope="module")
+def scored(checkpoint_dirs, tmp_path_factory):
+    """A dataset, its score command's arguments, and the CSV one process writes."""
+    folder = tmp_path_factory.mktemp("torchrun")
+    data = write_rows(folder / "d.jsonl", random_classification(61, n_rows=240))
+    args = ["score", str(data), "--model", checkpoint_dirs["llama-gqa2"], "--device", "cpu",
+            "--max-tokens-per-pack", "48", "--out"]
+    run(1, *args, str(folder / "one.csv"))
+    return folder, args
+
+
+@pytest.mark.parametrize("processes, streaming", [(2, []), (3, []), (2, ["--offload", "disk", "--gpu-memory", "1MiB"])])
+def test_score_on_several_processes_writes_what_one_writes(scored, processes, streaming):
+    """3 processes do not divide the packs evenly; streamed, the groups of packs are dealt out; the
+    main process alone prints and writes."""
+    folder, args = scored
+    out = folder / f"n{processes}{'-streamed' if streaming else ''}.csv"
+    result = run(processes, *args[:-1], *streaming, "--out", str(out))
+    assert out.read_bytes() == (folder / "one.csv").read_bytes()
+    assert result.stdout.count("results") == 1  # one summary, from the main process
+
+
+def _children(pid: int) -> list[int]:
+    return [int(child) for child in Path(f"/proc/{pid}/task/{pid}/children").read_text().split()]
+
+
+def _rank(pid: int) -> int | None:
+    environ = Path(f"/proc/{pid}/environ").read_bytes().split(b"\0")
+    ranks = [entry[5:] for entry in environ if entry.startswith(b"RANK=")]
+    return int(ranks[0]) if ranks else None
+
+
+def test_a_rank_killed_midway_then_one_process_completes_the_file(scored):
+    folder, args = scored
+    out = folder / "killed.csv"
+    store = out.with_name(out.name + ".store.jsonl")
+    job = subprocess.Popen(launch(2, *args, str(out)), env=ENV, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    deadline = time.monotonic() + 300
+    while job.poll() is None and time.monotonic() < deadline:
+        if store.exists() and store.read_text().count("\n") >= 20:
+            break
+        time.sleep(0.05)
+    follower = [pid for pid in _children(job.pid) if _rank(pid) == 1]
+    assert follower and job.poll() is None, "the run ended before a rank could be killed"
+    os.kill(follower[0], signal.SIGKILL)
+    assert job.wait(timeout=300) != 0  # torchrun stops the job when a rank dies
+    written, rows = store.read_text().count("\n"), Path(args[1]).read_text().count("\n")
+    assert 20 <= written < rows
+    result = run(1, *args, str(out))
+    assert f"resuming: {written} of {rows}" in " ".join(result.stderr.split())
+    assert out.read_bytes() == (folder / "one.csv").read_bytes()
+
+
+def test_a_sweep_on_two_processes_writes_what_one_writes(checkpoint_dirs, tmp_path):
+    data = [write_rows(tmp_path / f"{name}.jsonl", random_classification(seed, n_rows=40))
+            for name, seed in (("first", 62), ("second", 63))]
+    sweep = ["sweep", *map(str, data), "--models", f"{checkpoint_dirs['opt-350m-shape']},{checkpoint_dirs['llama-gqa3']}",
+             "--device", "cpu", "--max-tokens-per-pack", "64", "--out"]
+    run(1, *sweep, str(tmp_path / "one"))
+    run(2, *sweep, str(tmp_path / "two"))
+    references = sorted((tmp_path / "one" / "results").rglob("*.results.jsonl"))
+    assert len(references) == 4
+    for reference in references:
+        assert (tmp_path / "two" / reference.relative_to(tmp_path / "one")).read_bytes() == reference.read_bytes()
+    assert (tmp_path / "two" / "summary.csv").read_text() == (tmp_path / "one" / "summary.csv").read_text()
