@@ -37,21 +37,6 @@ os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 
 SEED_DATA = Path(__file__).resolve().parents[2] / "shared" / "seed-data"
 
-TASK_YAML = """task: {task}
-dataset_path: json
-dataset_kwargs:
-  data_files:
-    test: {path}
-test_split: test
-output_type: multiple_choice
-doc_to_text: "{{{{prompt}}}}"
-doc_to_choice: "{{{{classes}}}}"
-doc_to_target: "{{{{answer_index}}}}"
-target_delimiter: ""
-metric_list:
-  - metric: acc
-"""
-
 
 def workloads(rows: int, folder: Path) -> dict[str, Path]:
     """JSONL files of the three workloads (prize format)."""
@@ -73,7 +58,9 @@ def workloads(rows: int, folder: Path) -> dict[str, Path]:
 def lm_eval_task(name: str, path: Path, folder: Path) -> str:
     """Write an lm-eval task over ``path`` into ``folder``; return its name."""
     task = "invscale_bench_" + name.replace("-", "_").lower()
-    (folder / f"{task}.yaml").write_text(TASK_YAML.format(task=task, path=path))
+    from invscale.integrations.lm_eval import prize_task_yaml
+
+    (folder / f"{task}.yaml").write_text(prize_task_yaml(task, path))
     return task
 
 

@@ -18,23 +18,10 @@ from typer.testing import CliRunner  # noqa: E402
 from conftest import seed_file  # noqa: E402
 from invscale.cli import app  # noqa: E402
 from invscale.data import read_dataset, write_dataset  # noqa: E402
+from invscale.integrations.lm_eval import prize_task_yaml  # noqa: E402
 from random_data import random_classification  # noqa: E402
 
-TASK = """task: {name}
-dataset_path: json
-dataset_kwargs:
-  data_files:
-    {split}: {path}
-{split_key}: {split}
-output_type: multiple_choice
-doc_to_text: "{{{{prompt}}}}"
-doc_to_choice: "{{{{classes}}}}"
-doc_to_target: "{{{{answer_index}}}}"
-target_delimiter: ""
-metric_list:
-  - metric: acc
-  - metric: acc_norm
-"""
+METRICS = ("acc", "acc_norm")
 
 
 @pytest.fixture(scope="module")
@@ -45,9 +32,8 @@ def task_dir(tmp_path_factory):
     rows = random_classification(51, n_rows=10, duplicates=False)
     data = root / "random.jsonl"
     data.write_text("".join(json.dumps(r) + "\n" for r in rows))
-    (root / "local_mc.yaml").write_text(TASK.format(name="invscale_local_mc", split="test", split_key="test_split",
-                                                    path=data))
-    few_shot = TASK.format(name="invscale_local_mc_2shot", split="test", split_key="test_split", path=data)
+    (root / "local_mc.yaml").write_text(prize_task_yaml("invscale_local_mc", data, metrics=METRICS))
+    few_shot = prize_task_yaml("invscale_local_mc_2shot", data, metrics=METRICS)
     (root / "local_mc_2shot.yaml").write_text(few_shot + "num_fewshot: 2\nfewshot_split: test\n")
     gambling = read_dataset(seed_file("gambling.csv"))
     gambling.rows = gambling.rows[:12]

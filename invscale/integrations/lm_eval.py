@@ -70,3 +70,26 @@ def main(arguments: list[str]) -> None:
 
     sys.argv = ["lm_eval", *arguments]
     cli_evaluate()
+
+
+PRIZE_TASK_YAML = """task: {name}
+dataset_path: json
+dataset_kwargs:
+  data_files:
+    {split}: {path}
+{split}_split: {split}
+output_type: multiple_choice
+doc_to_text: "{{{{prompt}}}}"
+doc_to_choice: "{{{{classes}}}}"
+doc_to_target: "{{{{answer_index}}}}"
+target_delimiter: ""
+metric_list:
+{metrics}
+"""
+
+
+def prize_task_yaml(name: str, path, split: str = "test", metrics: tuple[str, ...] = ("acc",)) -> str:
+    """An lm-eval task definition over a prize-format JSONL file (prompt, classes, answer_index),
+    scoring exactly prompt + class as the prize pipeline does (``target_delimiter: ""``)."""
+    listed = "\n".join(f"  - metric: {metric}" for metric in metrics)
+    return PRIZE_TASK_YAML.format(name=name, path=path, split=split, metrics=listed)
