@@ -89,7 +89,8 @@ def _default_out(data: str) -> Path:
 @app.command()
 def score(
     data: str = typer.Argument(..., help="Prize-format CSV or JSONL file, or - for standard input."),
-    model: str = typer.Option("tiny-opt", "--model", "-m", help=MODEL_HELP),
+    model: Optional[str] = typer.Option(None, "--model", "-m",
+                                        help=MODEL_HELP + " Default: tiny-opt (random weights, for trying the tool)."),
     dtype: str = typer.Option("float32", help=f"One of {', '.join(DTYPES)}."),
     device: str = typer.Option("auto", help="cpu, cuda or auto."),
     max_tokens_per_pack: Optional[int] = typer.Option(
@@ -113,6 +114,10 @@ def score(
     """Score every row of DATA with MODEL and write per-example results; resumes an interrupted run."""
     started = time.perf_counter()
     budget = None
+    if model is None:
+        model = "tiny-opt"
+        err.print("[yellow]warning:[/yellow] no --model given: scoring with tiny-opt, a tiny OPT with random "
+                  "weights (its scores mean nothing); pass --model for a real one", highlight=False, soft_wrap=True)
 
     def load():
         return load_for_scoring(model, dtype=dtype, device=device, offload=offload, memory_budget=budget)

@@ -104,7 +104,7 @@ def load_model(name: str, dtype: str = "float32", device: str = "auto") -> Loade
     torch_dtype, torch_device = resolve_dtype(dtype), resolve_device(device)
     source, gguf_file = _model_source(name)
     local = Path(source).expanduser()
-    looks_local = local.exists() or source.startswith((".", "/", "~")) or os.sep + os.sep in source
+    looks_local = local.exists() or source.startswith((".", "/", "~")) or source.count("/") > 1  # hub ids: one at most
     if gguf_file is not None:
         _require_gguf_support(name)
     elif looks_local and not (local / "config.json").exists():

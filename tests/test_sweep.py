@@ -59,7 +59,7 @@ def test_sweep_writes_results_summary_plots_and_verdicts(family_dirs, task_files
     for row in rows:
         assert float(row["accuracy_low"]) <= float(row["accuracy"]) <= float(row["accuracy_high"])
         assert float(row["loss_low"]) <= float(row["mean_loss"]) <= float(row["loss_high"])
-    for task in ("gambling", "ultimatum"):
+    for task in ("gambling", "ultimatum", "overview"):
         png = (out / "plots" / f"{task}.png").read_bytes()
         assert png.startswith(b"\x89PNG") and len(png) > 5000
     verdicts = json.loads((out / "verdicts.json").read_text())
@@ -220,6 +220,42 @@ def test_verdict_is_flat_on_pure_noise(seed):
     rng = np.random.default_rng(100 + seed)
     verdict = trend_verdict(PARAMS, rng.gamma(2.0, 0.35, (4, 300)), seed=seed)
     assert verdict.kind == "flat" and "contains 0" in verdict.reason
+
+
+def test_verdict_names_the_models_it_speaks_of():
+    names = ["org/small", "org/mid-1", "org/mid-2", "org/large"]
+    shuffled = [3, 1, 0, 2]
+    verdict = trend_verdict([PARAMS[i] for i in shuffled], synthetic_losses([0.6, 0.85, 0.8, 0.6], 0)[shuffled],
+                            names=[names[i] for i in shuffled])
+    assert verdict.kind == "U-shaped"
+    assert verdict.reason.startswith("org/mid-1 has mean loss above both the smallest model's (org/small) and the "
+                                     "largest's (org/large)")
+
+
+def _summary_row(model, params, accuracy, loss, n=300):
+    return {"model": model, "params": params, "n": n, "accuracy": accuracy, "accuracy_low": accuracy - 0.05,
+            "accuracy_high": accuracy + 0.05, "mean_loss": loss, "loss_low": loss - 0.1, "loss_high": loss + 0.1}
+
+
+@pytest.mark.parametrize("sizes", [(125e6, 350e6, 1.3e9), (125e6, 125e6, 1.3e9)])
+def test_task_figure_labels_models_band_chance_and_n(sizes):
+    """Every model is a labelled point (two of one size included), the band and chance are in the
+    legend, chance lies inside the axes, n is in the title; names are tick labels when sizes differ."""
+    from invscale.sweep.plot import BAND_LABEL, task_figure
+
+    rows = [_summary_row(name, size, accuracy, loss) for name, size, accuracy, loss in
+            zip(["facebook/opt-125m", "other/opt-125m-b", "facebook/opt-1.3b"], sizes, (0.9, 0.85, 0.95), (0.2, 0.3, 0.1))]
+    figure = task_figure("gambling", rows, "flat", {"chance_accuracy": 0.5, "chance_loss": 0.693})
+    assert "n = 300" in figure._suptitle.get_text() and "3 models" in figure._suptitle.get_text()
+    for axis, chance in zip(figure.axes, (0.5, 0.693)):
+        assert sorted(text.get_text() for text in axis.texts) == ["opt-1.3b", "opt-125m", "opt-125m-b"]
+        legend = [text.get_text() for text in axis.get_legend().get_texts()]
+        assert BAND_LABEL in legend and "chance" in legend
+        low, high = axis.get_ylim()
+        assert low < chance < high and min(chance - low, high - chance) > 0.01 * (high - low)
+        ticks = " ".join(label.get_text() for label in axis.get_xticklabels())
+        assert ("opt-125m-b" in ticks) == (len(set(sizes)) == 3)
+    figure.clf()
 
 
 def test_verdict_does_not_depend_on_model_order():

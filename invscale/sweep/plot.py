@@ -1,8 +1,9 @@
-"""One figure per task: accuracy and mean loss against model size (parameters, or training FLOPs),
-with 95% bands."""
+"""Sweep figures: per task, accuracy and mean loss against model size with every model's point
+labelled, 95% bootstrap bands and chance; and one overview of every task's trend."""
 
 from __future__ import annotations
 
+import math
 from pathlib import Path
 
 import matplotlib
@@ -10,28 +11,107 @@ import matplotlib
 matplotlib.use("Agg")  # files only, no display needed
 import matplotlib.pyplot as plt  # noqa: E402
 
+BAND_LABEL = "95% bootstrap interval"
+MAX_NAMED_TICKS = 8  # more model names than this do not fit under one axis
 
-def plot_task(task: str, rows: list[dict], verdict: str, chance: dict, path: Path, x: str = "params",
-              x_label: str = "parameters") -> None:
-    """Write ``path`` (PNG): accuracy (if any) and loss vs ``rows[i][x]``, log x, bootstrap bands, chance."""
-    rows = sorted(rows, key=lambda row: row[x])
-    params = [row[x] for row in rows]
+
+def model_label(name: str) -> str:
+    """A model's short name for a plot: the last part of a hub id or path."""
+    return name.rstrip("/").rsplit("/", 1)[-1]
+
+
+def _panels(rows: list[dict], chance: dict) -> list[tuple[str, str, str, str, float | None]]:
     panels = [("mean_loss", "loss_low", "loss_high", "mean loss (nats)", chance.get("chance_loss"))]
     if all("accuracy" in row for row in rows):
         panels.insert(0, ("accuracy", "accuracy_low", "accuracy_high", "accuracy", chance.get("chance_accuracy")))
-    figure, axes = plt.subplots(1, len(panels), figsize=(5.5 * len(panels), 4), squeeze=False)
+    return panels
+
+
+def _size_axis(axis, rows: list[dict], x: str, x_label: str) -> None:
+    """Log x axis; each model's name as a tick label where the names fit (distinct sizes, few models)."""
+    axis.set_xscale("log")
+    axis.margins(x=0.12)  # room for the last point's label
+    axis.set_xlabel(x_label)
+    positions = [row[x] for row in rows]
+    if len(set(positions)) == len(positions) <= MAX_NAMED_TICKS:
+        axis.set_xticks(positions, [f"{model_label(row['model'])}\n{_short_number(row[x])}" for row in rows],
+                        fontsize=7)
+        axis.minorticks_off()
+
+
+def _short_number(value: float) -> str:
+    for scale, suffix in ((1e12, "T"), (1e9, "B"), (1e6, "M"), (1e3, "k")):
+        if value >= scale:
+            return f"{value / scale:.3g}{suffix}"
+    return f"{value:.3g}"
+
+
+def _keep_inside(axis, values: list[float]) -> None:
+    """Y limits holding every value (points, bands and chance) with a margin, never on the edge."""
+    finite = [v for v in values if v is not None and math.isfinite(v)]
+    low, high = min(finite), max(finite)
+    margin = (high - low) * 0.08 or abs(high) * 0.08 or 0.05
+    axis.set_ylim(low - margin, high + margin)
+
+
+def task_figure(task: str, rows: list[dict], verdict: str, chance: dict, x: str = "params",
+                x_label: str = "parameters"):
+    """The figure of one task: accuracy (if every model has it) and mean loss against ``rows[i][x]``,
+    one labelled point per model, the band and the chance line in the legend, n in the title."""
+    rows = sorted(rows, key=lambda row: (row[x], row["model"]))
+    sizes = [row[x] for row in rows]
+    panels = _panels(rows, chance)
+    figure, axes = plt.subplots(1, len(panels), figsize=(5.5 * len(panels), 4.2), squeeze=False)
     for axis, (value, low, high, label, chance_value) in zip(axes[0], panels):
-        axis.plot(params, [row[value] for row in rows], marker="o")
-        axis.fill_between(params, [row[low] for row in rows], [row[high] for row in rows], alpha=0.25)
+        means = [row[value] for row in rows]
+        axis.plot(sizes, means, marker="o", label="mean")
+        axis.fill_between(sizes, [row[low] for row in rows], [row[high] for row in rows], alpha=0.25, label=BAND_LABEL)
+        for row, mean in zip(rows, means):
+            axis.annotate(model_label(row["model"]), (row[x], mean), textcoords="offset points", xytext=(4, 5),
+                          fontsize=7)
         if chance_value is not None:
             axis.axhline(chance_value, linestyle="--", color="grey", label="chance")
-            axis.legend()
-        axis.set_xscale("log")
-        axis.set_xlabel(x_label)
+        _keep_inside(axis, [r[low] for r in rows] + [r[high] for r in rows] + means + [chance_value])
+        _size_axis(axis, rows, x, x_label)
         axis.set_ylabel(label)
         axis.grid(alpha=0.3)
-    figure.suptitle(f"{task}: {verdict}")
+        axis.legend(fontsize=8)
+    counts = sorted({row["n"] for row in rows})
+    figure.suptitle(f"{task} (n = {', '.join(map(str, counts))} per model, {len(rows)} models): {verdict}")
     figure.tight_layout()
+    return figure
+
+
+def overview_figure(tasks: dict[str, tuple[list[dict], str, dict]], x: str = "params", x_label: str = "parameters"):
+    """Small multiples, one panel per task ({task: (rows, verdict, chance)}): accuracy where every model
+    has it, else mean loss, against size, with bands and chance."""
+    count = len(tasks)
+    columns = min(count, 3)
+    lines = math.ceil(count / columns)
+    figure, axes = plt.subplots(lines, columns, figsize=(4.2 * columns, 3.4 * lines), squeeze=False)
+    for axis, (task, (rows, verdict, chance)) in zip(axes.flat, tasks.items()):
+        rows = sorted(rows, key=lambda row: (row[x], row["model"]))
+        value, low, high, label, chance_value = _panels(rows, chance)[0]
+        sizes = [row[x] for row in rows]
+        axis.plot(sizes, [row[value] for row in rows], marker="o")
+        axis.fill_between(sizes, [row[low] for row in rows], [row[high] for row in rows], alpha=0.25)
+        if chance_value is not None:
+            axis.axhline(chance_value, linestyle="--", color="grey")
+        _keep_inside(axis, [r[low] for r in rows] + [r[high] for r in rows] + [chance_value])
+        axis.set_xscale("log")
+        axis.set_xlabel(x_label, fontsize=8)
+        axis.set_ylabel(label, fontsize=8)
+        axis.set_title(f"{task}: {verdict}", fontsize=9)
+        axis.grid(alpha=0.3)
+    for axis in list(axes.flat)[count:]:
+        axis.set_visible(False)
+    figure.suptitle(f"every task; bands: {BAND_LABEL}, dashed: chance", fontsize=9)
+    figure.tight_layout()
+    return figure
+
+
+def save(figure, path: Path) -> None:
+    """Write ``figure`` to ``path`` (PNG) and release it."""
     path.parent.mkdir(parents=True, exist_ok=True)
     figure.savefig(path, dpi=110)
     plt.close(figure)

@@ -10,7 +10,7 @@ from pathlib import Path
 import numpy as np
 
 from invscale.results import read_results
-from invscale.sweep.plot import plot_task
+from invscale.sweep.plot import overview_figure, save, task_figure
 from invscale.sweep.run import read_manifest, results_path
 from invscale.sweep.stats import summarize_model
 from invscale.sweep.verdict import Verdict, trend_verdict
@@ -24,7 +24,7 @@ X_AXES = {"params": ("params", "parameters"),
 
 
 def build_report(run_dir: Path, x_axis: str = "params") -> tuple[list[dict], dict[str, Verdict]]:
-    """Write summary.csv, verdicts.json and plots/<task>.png under ``run_dir``; return the summary
+    """Write summary.csv, verdicts.json, plots/<task>.png and plots/overview.png under ``run_dir``; return the summary
     rows and the verdict per task. Only models whose results cover every row of a task count.
     ``x_axis`` (see :data:`X_AXES`) is what the plots put on their x axis; ValueError if a model
     lacks it (training FLOPs need the training tokens a family publishes)."""
@@ -33,9 +33,9 @@ def build_report(run_dir: Path, x_axis: str = "params") -> tuple[list[dict], dic
     manifest = read_manifest(run_dir)
     if not manifest["datasets"]:
         raise ValueError(f"{run_dir}: no {run_dir / 'sweep.json'}; run invscale sweep first")
-    summary, verdicts = [], {}
+    summary, verdicts, plotted = [], {}, {}
     for dataset in manifest["datasets"]:
-        task_rows, params, losses = [], [], []
+        task_rows, params, losses, names = [], [], [], []
         for model in manifest["models"]:
             path = results_path(run_dir, model["name"], manifest["dtype"], dataset)
             results = sorted(read_results(path), key=lambda r: r["index"]) if path.exists() else []
@@ -48,7 +48,8 @@ def build_report(run_dir: Path, x_axis: str = "params") -> tuple[list[dict], dic
                               **summarize_model(results)})
             params.append(model["params"])
             losses.append([r["loss"] for r in results])
-        verdict = trend_verdict(params, np.array(losses)) if task_rows else Verdict("no results", "no model has results for this task")
+            names.append(model["name"])
+        verdict = trend_verdict(params, np.array(losses), names=names) if task_rows else Verdict("no results", "no model has results for this task")
         verdicts[dataset["name"]] = verdict
         summary += task_rows
         if task_rows:
@@ -56,8 +57,12 @@ def build_report(run_dir: Path, x_axis: str = "params") -> tuple[list[dict], dic
             missing = [row["model"] for row in task_rows if not row[column]]
             if missing:
                 raise ValueError(f"--x-axis {x_axis}: no {label} known for {', '.join(missing)}")
-            plot_task(dataset["name"], task_rows, verdict.kind, dataset, run_dir / "plots" / f"{dataset['name']}.png",
-                      x=column, x_label=label)
+            save(task_figure(dataset["name"], task_rows, verdict.kind, dataset, x=column, x_label=label),
+                 run_dir / "plots" / f"{dataset['name']}.png")
+            plotted[dataset["name"]] = (task_rows, verdict.kind, dataset)
+    if plotted:
+        column, label = X_AXES[x_axis]
+        save(overview_figure(plotted, x=column, x_label=label), run_dir / "plots" / "overview.png")
     with open(run_dir / "summary.csv", "w", newline="") as handle:
         writer = csv.DictWriter(handle, fieldnames=SUMMARY_COLUMNS, extrasaction="ignore")
         writer.writeheader()

@@ -43,10 +43,12 @@ def _excludes_zero(interval: tuple[float, float]) -> bool:
     return interval[0] > 0 or interval[1] < 0
 
 
-def trend_verdict(params: list[int], losses: np.ndarray, seed: int = 0) -> Verdict:
+def trend_verdict(params: list[int], losses: np.ndarray, seed: int = 0, names: list[str] | None = None) -> Verdict:
     """Verdict for per-example ``losses`` [models, examples] of models with ``params`` parameters
-    (models in any order; every row scores the same examples)."""
-    order = np.argsort(params)
+    (models in any order; every row scores the same examples); ``names`` name the models in the
+    reason."""
+    order = np.argsort(params, kind="stable")
+    names = [names[i] for i in order] if names is not None else [f"model {i + 1} of {len(order)}" for i in range(len(order))]
     x = np.log10(np.asarray(params, dtype=float)[order])
     losses = np.asarray(losses, dtype=float)[order]
     n_models, n_examples = losses.shape
@@ -70,13 +72,13 @@ def trend_verdict(params: list[int], losses: np.ndarray, seed: int = 0) -> Verdi
             middle = 1 + int(pick(observed[1:-1]))
             gaps = [sign * (means[:, middle] - means[:, end]) for end in (0, n_models - 1)]
             intervals = [percentile_interval(gap, LEVEL) for gap in gaps]
-            statistics[f"{kind}_middle_model"] = middle
+            statistics[f"{kind}_middle_model"] = names[middle]
             statistics[f"{kind}_gap_intervals"] = intervals
             if all(low > 0 for low, _ in intervals):
                 direction = "above" if sign > 0 else "below"
-                return Verdict(kind, f"model {middle + 1} of {n_models} has mean loss {direction} both the smallest "
-                                     f"and the largest model's ({LEVEL:.1%} bootstrap intervals of both gaps "
-                                     f"exclude 0)", statistics)
+                return Verdict(kind, f"{names[middle]} has mean loss {direction} both the smallest model's "
+                                     f"({names[0]}) and the largest's ({names[-1]}) ({LEVEL:.1%} bootstrap "
+                                     f"intervals of both gaps exclude 0)", statistics)
     interval = statistics["slope_interval"]
     if _excludes_zero(interval):
         kind = "inverse" if slope > 0 else "positive"
