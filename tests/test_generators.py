@@ -206,10 +206,12 @@ def test_deliberate_fail_answer_is_the_wrong_option():
 def test_ultimatum_answer_accepts_a_positive_offer():
     dataset, _ = generate("ultimatum", 300, seed=1)
     for row in dataset.rows:
-        pot, offer = map(int, re.search(r"is given (\d+) dollars.*? offers \w+ (\d+) dollars", row.prompt).groups())
+        pot, offer, unit = re.search(r"is given (\d+) dollars.*? offers \w+ (\d+) (dollars?) ", row.prompt).groups()
+        pot, offer = int(pot), int(offer)
         assert 0 < offer < pot / 2, "an unfair but positive offer"
+        assert unit == ("dollar" if offer == 1 else "dollars")
         assert "as much money as possible" in row.prompt and "never meet again" in row.prompt
-        assert option_text(row, row.answer_index) == f"Accept the {offer} dollars"
+        assert option_text(row, row.answer_index) == f"Accept the {offer} {unit}"
 
 
 def test_random_sequence_answer_is_equally_likely_for_two_sequences_of_the_stated_length():
@@ -222,3 +224,12 @@ def test_random_sequence_answer_is_equally_likely_for_two_sequences_of_the_state
         assert options[row.answer_index] == "Both sequences are equally likely"
         assert all(len(s) == length and set(s) <= faces for s in sequences)
         assert sequences[0] != sequences[1]
+
+
+@pytest.mark.parametrize("task", ["decoy", "ultimatum"])
+def test_one_of_a_thing_is_singular(task):
+    dataset, _ = generate(task, 400, seed=3)
+    texts = [text for row in dataset.rows for text in (row.prompt, *row.classes)]
+    assert any(re.search(r"\b1 (dollar|battery|lamp|sock|plant pot|jar of honey)\b", text) for text in texts)
+    assert not any(re.search(r"\b1 (dollars|batteries|lamps|socks|plant pots|jars of honey|\w+s for)\b", text)
+                   for text in texts)

@@ -16,6 +16,15 @@ from invscale.generators.people import draw_person
 
 GOODS = ("lamps", "blankets", "notebooks", "candles", "mugs", "towels", "plant pots", "pillows", "pens",
          "bowls", "socks", "batteries", "picture frames", "jars of honey", "bars of soap", "tea towels")
+ONE = {"lamps": "lamp", "blankets": "blanket", "notebooks": "notebook", "candles": "candle", "mugs": "mug",
+       "towels": "towel", "plant pots": "plant pot", "pillows": "pillow", "pens": "pen", "bowls": "bowl",
+       "socks": "sock", "batteries": "battery", "picture frames": "picture frame", "jars of honey": "jar of honey",
+       "bars of soap": "bar of soap", "tea towels": "tea towel"}
+
+
+def counted(amount: int, goods: str) -> str:
+    """``amount`` of ``goods`` in English: "1 battery", "3 batteries"."""
+    return f"{amount} {ONE[goods] if amount == 1 else goods}"
 
 
 def draw(rng: random.Random, position: int) -> Item:
@@ -37,11 +46,11 @@ def draw(rng: random.Random, position: int) -> Item:
     else:  # other = B (many, dear): C has more than few but < many items, price above dear
         decoy = (rng.randint(pref_amount + 1, other_amount - 1), rng.randint(other_price + 1, other_price + 15))
     prefers = "prefer" if pronoun == "they" else "prefers"
-    body = (f"{name} is able to buy either A. {few} {goods} for {cheap} dollars or B. {many} {goods} for "
+    body = (f"{name} is able to buy either A. {counted(few, goods)} for {cheap} dollars or B. {counted(many, goods)} for "
             f"{dear} dollars.\nIn general {pronoun} {prefers} to buy "
             f"more {goods} and to spend less money.\nBetween A and B, {pronoun} "
             f"{prefers} {preferred}.\nThen, before buying, {name} is "
-            f"offered C. {decoy[0]} {goods} for {decoy[1]} dollars instead.\n"
+            f"offered C. {counted(decoy[0], goods)} for {decoy[1]} dollars instead.\n"
             f"Question: Among A, B, and C, which should {name} prefer now?")
     return Item(body, [" A", " B", " C"], position, key=(name, goods, few, many, cheap, dear, preferred, decoy),
                 params={"goods": goods, "offer_a": f"{few}@{cheap}", "offer_b": f"{many}@{dear}",

@@ -25,12 +25,13 @@ def draw(rng: random.Random, position: int) -> Item:
     proposer, _ = draw_person(rng, exclude=(responder,))
     pot = rng.choice(POTS)
     offer = rng.randint(1, max(1, pot // 5))
+    offered = f"{offer} dollar{'' if offer == 1 else 's'}"
     body = (f"{proposer} and {responder} play a game once. {proposer} is given {pot} dollars and must offer "
-            f"{responder} part of it. {proposer} offers {responder} {offer} dollars and would keep the other "
+            f"{responder} part of it. {proposer} offers {responder} {offered} and would keep the other "
             f"{pot - offer}. If {responder} accepts, the money is split that way. If {responder} rejects, "
             f"neither of them gets anything. They will never meet again, and {responder} wants only to end up "
             f"with as much money as possible.\nQuestion: What should {responder} do?")
-    accept, reject = f"Accept the {offer} dollars", "Reject the offer"
+    accept, reject = f"Accept the {offered}", "Reject the offer"
     return lettered_item(body, accept, [reject], position, rng, key=(proposer, responder, pot, offer),
                          params={"pot": pot, "offer": offer})
 
