@@ -437,7 +437,11 @@ def bench(
         if data is None:
             dataset = synthetic_dataset(items, prompt_len, options, option_len, preface_len,
                                         vocab=lm.get_output_embeddings().weight.shape[0])
-        figures = run_benchmark(lm, tokenizer, dataset, chosen, repeats, max_tokens_per_pack)
+        if methods is None and "invscale-triton" not in chosen:
+            err.print("invscale-triton left out: its kernels need a CUDA GPU (or TRITON_INTERPRET=1, slow, and "
+                      "--methods naming it)", highlight=False, soft_wrap=True)
+        figures = run_benchmark(lm, tokenizer, dataset, chosen, repeats, max_tokens_per_pack,
+                                log=lambda line: err.print(line, highlight=False, soft_wrap=True))
     except (DataError, ModelLoadError, KernelUnavailable, BenchmarkMismatch, ValueError) as exc:
         _fail(str(exc))
     except torch.cuda.OutOfMemoryError:

@@ -27,6 +27,15 @@ def test_bench_smoke_reports_every_method_after_the_agreement_check(tmp_path):
     assert figures["agreement_checked"] and all(m["max_abs_diff_vs_per_option"] <= 1e-3 for m in figures["methods"])
     assert figures["unique_tokens"] < figures["naive_tokens"] and figures["floor_seconds"] > 0
     assert all(name in result.stdout for name in names) and "agree within" in result.stdout
+    text = " ".join(result.output.split())
+    assert all(f"{name}: timing 1 run(s)" in text for name in names)  # a progress line per method
+    assert "÷floor: time ÷ the FLOP floor" in text and " 0.0 TFLOP/s" not in text
+
+
+def test_flop_rates_are_shown_in_a_unit_that_shows_them():
+    from invscale.benchmark.report import flop_rate
+
+    assert flop_rate(7.5e10) == "75.0 GFLOP/s" and flop_rate(7.9e14) == "790.0 TFLOP/s"
 
 
 def test_bench_refuses_to_report_when_methods_disagree(monkeypatch):

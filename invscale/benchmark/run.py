@@ -122,21 +122,29 @@ def agreement(outputs: dict[str, list[float]], dtype: torch.dtype) -> dict[str, 
 
 
 def run_benchmark(model, tokenizer, dataset: Dataset, methods: list[str], repeats: int = 1,
-                  max_tokens_per_pack: int | None = None, token_budget: int = 8192) -> dict:
-    """Figures for every method in ``methods`` (names from :data:`METHODS`), baseline A first.
+                  max_tokens_per_pack: int | None = None, token_budget: int = 8192,
+                  log: Callable[[str], None] = lambda line: None) -> dict:
+    """Figures for every method in ``methods`` (names from :data:`METHODS`), baseline A first;
+    ``log`` gets a line as each method starts its warm-up and its timed runs.
 
     Raises :class:`BenchmarkMismatch` before any timing if a method's log-probs disagree."""
     device, dtype = model.device, model.dtype
     chosen = ["hf-per-option"] + [m for m in methods if m != "hf-per-option"]
     runners = {m: method_runner(m, model, tokenizer, dataset, max_tokens_per_pack, token_budget) for m in chosen}
-    outputs = {m: [lp for row in runners[m]() for lp in row] for m in chosen}  # warm-up and agreement check
+    outputs = {}
+    for number, method in enumerate(chosen, start=1):  # warm-up and agreement check
+        log(f"[{number}/{len(chosen)}] {method}: warm-up and log-probs")
+        began = time.perf_counter()
+        outputs[method] = [lp for row in runners[method]() for lp in row]
+        log(f"[{number}/{len(chosen)}] {method}: {time.perf_counter() - began:.1f} s")
     differences = agreement(outputs, dtype)
 
     plan = ScoringJob(model, tokenizer, dataset, max_tokens_per_pack=max_tokens_per_pack)
     peak = matmul_peak_flops(dtype, device)
     floor, unique_tokens = flop_floor(model, plan, peak)
     timings = {}  # method: (median seconds, peak GiB or None)
-    for method in chosen:
+    for number, method in enumerate(chosen, start=1):
+        log(f"[{number}/{len(chosen)}] {method}: timing {repeats} run(s)")
         if device.type == "cuda":
             torch.cuda.reset_peak_memory_stats(device)
         seconds = statistics.median(timed(runners[method], device)[1] for _ in range(repeats))
