@@ -24,7 +24,7 @@ from invscale.results import ResultsError, ResultsStore, check_out_path, open_re
 from invscale.scoring import distributed
 from invscale.scoring.attention import backends
 from invscale.scoring.metrics import summarize
-from invscale.scoring.scorer import DEFAULT_MAX_TOKENS_PER_PACK, ScoreStats, ScoringJob
+from invscale.scoring.scorer import DEFAULT_MAX_TOKENS_PER_PACK, ScoreStats, ScoringJob, check_too_long
 from invscale.sweep.family import family_help
 
 app = typer.Typer(add_completion=False, no_args_is_help=True,
@@ -39,6 +39,9 @@ def main() -> None:
 
 
 MODEL_HELP = "Hub id, local checkpoint directory, .gguf file, tiny-opt or smollm2-135m."
+TOO_LONG_HELP = ("Rows longer than the model takes: error (list them all and stop), skip (score the rest; "
+                 "skipped rows are recorded in the results and the summary) or truncate-left (drop the oldest "
+                 "prompt tokens, as lm-evaluation-harness does; a truncated column says how many).")
 X_AXIS_HELP = "Plots' x axis: params, non-embedding (parameters) or flops (6·N·D training FLOPs, for families)."
 
 
@@ -110,6 +113,7 @@ def score(
                                              "keeping the layers in host memory after the first read) or auto "
                                              "(disk when the weights exceed --gpu-memory)."),
     gpu_memory: Optional[str] = typer.Option(None, help="Memory budget for streamed scoring, e.g. 20GiB."),
+    too_long: str = typer.Option("error", help=TOO_LONG_HELP),
 ) -> None:
     """Score every row of DATA with MODEL and write per-example results; resumes an interrupted run."""
     started = time.perf_counter()
@@ -124,6 +128,7 @@ def score(
 
     try:
         group = distributed.current()
+        check_too_long(too_long)
         dataset = read_dataset(data, task_type)
         for warning in dataset.warnings if group.is_main else ():
             err.print(f"[yellow]warning:[/yellow] {warning}", highlight=False, soft_wrap=True)
@@ -133,7 +138,8 @@ def score(
         resolve_device(device)
         identity, loaded = _identify(model, load)
         with distributed.results_store(group, lambda: open_results(out_path, dataset, identity, dtype,
-                                                                   overwrite=overwrite), out_path) as store:
+                                                                   overwrite=overwrite, too_long=too_long),
+                                       out_path) as store:
             for warning in store.warnings:
                 err.print(f"[yellow]warning:[/yellow] {warning}", highlight=False, soft_wrap=True)
             done, job = store.done_indexes(), None
@@ -141,7 +147,9 @@ def score(
                 loaded = loaded or load()
                 job = ScoringJob(loaded.model, loaded.tokenizer, dataset, max_tokens_per_pack=max_tokens_per_pack,
                                  backend=attention, skip_indexes=done, kernels=kernels, streamed=loaded.streamed,
-                                 memory_budget=budget, group=group)
+                                 memory_budget=budget, group=group, too_long=too_long)
+                if group.is_main:
+                    _warn_too_long(job)
             store.start()
             if store.existing:
                 err.print(f"resuming: {len(store.existing)} of {len(dataset.rows)} rows already in {out_path}",
@@ -190,6 +198,7 @@ def evaluate(
     out_dir: Path = typer.Option(Path("invscale-eval"), "--out", "-o",
                                  help="Folder for each task's data, results and the summary CSV."),
     overwrite: bool = typer.Option(False, help="Start over instead of resuming results already in --out."),
+    too_long: str = typer.Option("error", help=TOO_LONG_HELP),
 ) -> None:
     """Generate each task, score it with MODEL and print accuracy and loss per task against chance.
 
@@ -203,6 +212,7 @@ def evaluate(
     rows = []
     try:
         group = distributed.current()
+        check_too_long(too_long)
         resolve_device(device)
         out_dir.mkdir(parents=True, exist_ok=True)
         identity, loaded = _identify(model, lambda: load_model(model, dtype=dtype, device=device))
@@ -215,17 +225,19 @@ def evaluate(
                 write_dataset(dataset, out_dir / f"{task}.jsonl")
             path = out_dir / f"{task}.results.jsonl"
             with distributed.results_store(group, lambda: open_results(path, dataset, identity, dtype,
-                                                                       overwrite=overwrite), path) as store:
+                                                                       overwrite=overwrite, too_long=too_long),
+                                           path) as store:
                 done = store.done_indexes()
                 new_results = []
                 job = None
                 if len(done) < len(dataset.rows):
                     loaded = loaded or load_model(model, dtype=dtype, device=device)
                     job = ScoringJob(loaded.model, loaded.tokenizer, dataset, skip_indexes=done, kernels=kernels,
-                                     group=group)
+                                     group=group, too_long=too_long)
                 store.start()
                 if job is not None and group.is_main:
                     err.print(f"{task}: scoring {job.stats.items} items", soft_wrap=True)
+                    _warn_too_long(job)
                     new_results = _run_with_progress(job, store)
                 results = store.existing + new_results
                 store.finalize(results)
@@ -499,11 +511,25 @@ def _bench_host(model: Optional[str], data: Optional[str], max_tokens_per_pack: 
         json_path.write_text(json.dumps(figures, indent=2) + "\n")
 
 
+def _warn_too_long(job: ScoringJob) -> None:
+    """One line when rows too long for the model are skipped or truncated."""
+    if job.too_long_rows:
+        done = "skipped" if job.too_long == "skip" else "scored with their oldest prompt tokens dropped"
+        err.print(f"[yellow]warning:[/yellow] {job.too_long_rows} row(s) longer than the model takes are {done} "
+                  f"(--too-long {job.too_long}; see the results' {'skipped' if job.too_long == 'skip' else 'truncated'} "
+                  "column)", highlight=False, soft_wrap=True)
+
+
 def _print_summary(name: str, model: str, results: list[dict], stats: ScoreStats | None, out_path: Path,
                    seconds: float, stream_times=None) -> None:
     summary = summarize(results)
     table = Table(title=f"{name} · {model}", show_header=False)
     table.add_row("examples", str(summary["n"]))
+    if "skipped" in summary:
+        table.add_row("skipped", f"{summary['skipped']} (too long for the model)")
+    truncated = sum("truncated" in r for r in results)
+    if truncated:
+        table.add_row("truncated", f"{truncated} (oldest prompt tokens dropped)")
     if "accuracy" in summary:
         table.add_row("accuracy", f"{summary['accuracy']:.4f}")
     if "acc_norm" in summary:

@@ -236,9 +236,10 @@ def _replace(path: Path, text: str) -> None:
     os.replace(staging, path)
 
 
-def provenance(dataset: Dataset, model: dict, dtype: str) -> dict:
+def provenance(dataset: Dataset, model: dict, dtype: str, too_long: str = "error") -> dict:
     """What a results file's results depend on: the data's content and task type, the model's and
-    tokenizer's content (``model``: from :func:`invscale.models.fingerprint`), dtype, version."""
+    tokenizer's content (``model``: from :func:`invscale.models.fingerprint`), dtype, version, and
+    what is done with rows too long for the model (recorded unless it is the default, ``error``)."""
     from importlib import metadata
 
     try:
@@ -246,10 +247,12 @@ def provenance(dataset: Dataset, model: dict, dtype: str) -> dict:
     except metadata.PackageNotFoundError:
         version = "unknown"
     return {"data_sha256": dataset.content_sha256, "task_type": dataset.task_type.value, **model, "dtype": dtype,
-            "invscale_version": version}
+            "invscale_version": version, **({"too_long": too_long} if too_long != "error" else {})}
 
 
-def open_results(path: str | Path, dataset: Dataset, model: dict, dtype: str, overwrite: bool = False) -> ResultsStore:
-    """The results store of ``dataset`` scored by ``model`` (a fingerprint) in ``dtype``."""
-    return ResultsStore(path, provenance(dataset, model, dtype),
-                        result_columns(dataset.task_type, dataset.extra_columns), overwrite=overwrite)
+def open_results(path: str | Path, dataset: Dataset, model: dict, dtype: str, overwrite: bool = False,
+                 too_long: str = "error") -> ResultsStore:
+    """The results store of ``dataset`` scored by ``model`` (a fingerprint) in ``dtype``, rows too long
+    for the model handled as ``too_long`` says."""
+    return ResultsStore(path, provenance(dataset, model, dtype, too_long),
+                        result_columns(dataset.task_type, dataset.extra_columns, too_long), overwrite=overwrite)

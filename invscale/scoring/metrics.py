@@ -34,9 +34,14 @@ RESULT_COLUMNS = {
 }
 
 
-def result_columns(task_type: TaskType, extra_columns: list[str]) -> list[str]:
-    """Columns of a results file: the metrics (prize columns first), then the data's extra columns."""
-    metric_columns = RESULT_COLUMNS[task_type]
+# the column saying what was done to a row too long for the model, per --too-long choice
+TOO_LONG_COLUMNS = {"error": [], "skip": ["skipped"], "truncate-left": ["truncated"]}
+
+
+def result_columns(task_type: TaskType, extra_columns: list[str], too_long: str = "error") -> list[str]:
+    """Columns of a results file: the metrics (prize columns first), what was done to rows too long
+    for the model (with ``too_long`` other than ``error``), then the data's extra columns."""
+    metric_columns = RESULT_COLUMNS[task_type] + TOO_LONG_COLUMNS[too_long]
     return metric_columns + [c for c in extra_columns if c not in metric_columns]
 
 
@@ -107,8 +112,11 @@ def example_metrics(task_type: TaskType, row: Row, logprobs: list[float]) -> dic
 
 
 def summarize(results: list[dict]) -> dict:
-    """n, mean loss and (where defined) accuracy and acc_norm over per-example results."""
-    summary: dict = {"n": len(results)}
+    """n, mean loss and (where defined) accuracy and acc_norm over per-example results; rows
+    skipped as too long are counted apart (``skipped``) and left out of the rest."""
+    skipped = sum("skipped" in r for r in results)
+    results = [r for r in results if "skipped" not in r]
+    summary: dict = {"n": len(results), **({"skipped": skipped} if skipped else {})}
     if not results:
         return summary
     summary["mean_loss"] = sum(r["loss"] for r in results) / len(results)

@@ -19,7 +19,7 @@ from typing import Callable, Iterator
 import numpy as np
 import torch
 
-from invscale.data import DataError, Dataset, TaskType
+from invscale.data import DataError, Dataset, Row, TaskType
 from invscale.kernels.launch import resolve_kernels
 from invscale.scoring import architectures
 from invscale.scoring.attention import resolve_backend
@@ -36,6 +36,7 @@ from invscale.scoring.trie import Pack, SequenceRef, build_packs, common_prefix_
 # long packs to fill its matrix units.
 DEFAULT_MAX_TOKENS_PER_PACK = {"cpu": 1024, "cuda": 8192}
 CHUNK_ROWS = 2048  # rows tokenized and planned together
+TOO_LONG = ("error", "skip", "truncate-left")  # what to do with rows longer than the model can score
 QUEUED_PACKS = 8  # built packs waiting for the model, at most
 
 
@@ -77,13 +78,18 @@ class ScoringJob:
     attention explicitly. ``splice=False`` tokenizes every pair as one whole string.
     ``group``: the processes scoring together under torchrun (see :mod:`invscale.scoring.distributed`);
     every one of them yields every result.
+    ``too_long``: rows longer than the model scores exactly (its positions, or an architecture's
+    length limit) are an ``error`` naming every one of them (the default), ``skip``ped (each gets a
+    result holding only ``skipped``, the reason), or ``truncate-left``: the oldest tokens of each of
+    the row's sequences are dropped to fit, as lm-evaluation-harness does, and ``truncated`` says how
+    many (those sequences share no preface, so they run after the packs, apart).
     """
 
     def __init__(self, model, tokenizer, dataset: Dataset, max_tokens_per_pack: int | None = None,
                  backend: str = "auto", skip_indexes: frozenset[int] | set[int] = frozenset(),
                  kernels: str = "auto", streamed: StreamedModel | None = None, memory_budget: int | None = None,
                  on_layer: Callable[[int, int], None] | None = None, splice: bool = True,
-                 chunk_rows: int = CHUNK_ROWS, group: Group = Group()):
+                 chunk_rows: int = CHUNK_ROWS, group: Group = Group(), too_long: str = "error"):
         if streamed is not None:
             model = streamed.model
         self.model, self.dataset, self.chunk_rows = model, dataset, chunk_rows
@@ -94,25 +100,50 @@ class ScoringJob:
         task_type = dataset.task_type
         self.pairs = PairTokenizer(tokenizer, (c for row in dataset.rows for c in contexts(row, task_type)),
                                    splice=splice)
-        self.rows = sorted(dataset.rows, key=lambda row: (row.prompt, row.index))  # neighbours share prompt text
-        self._pending = np.fromiter((row.index not in skip_indexes for row in self.rows), dtype=bool,
-                                    count=len(self.rows))
-        self._row_pairs = [continuations(row, task_type) for row in self.rows]
-        counts = np.fromiter(map(len, self._row_pairs), dtype=np.int64, count=len(self.rows))
-        self._first_sequence = np.concatenate([[0], np.cumsum(counts)])
-        self._pending_sequence = np.repeat(self._pending, counts)
+        self.too_long = check_too_long(too_long)
         self._eager: list[tuple[tuple[int, ...], int]] | None = None
         self._aliases: dict[int, list[int]] = {}  # a packed sequence's id -> ids of the same pair on other rows
+        self._index_rows(sorted(dataset.rows, key=lambda row: (row.prompt, row.index)), skip_indexes)  # neighbours share text
         if self.pairs.rule is None:
             self._tokenize_whole_strings(dataset)
-        self._check_before_any_work()
+        self._long_rows = [(row, sequences) for row, sequences in self._check_before_any_work()
+                           if row.index not in skip_indexes]  # (row, its whole sequences), scored apart or skipped
+        if self._too_long_indexes:
+            self._set_long_rows_apart(skip_indexes)
         self.preface = self.pairs.preface
-        self.stats = ScoreStats(items=int(self._pending.sum()), sequences=int(counts[self._pending].sum()),
+        counts = np.diff(self._first_sequence)
+        self.stats = ScoreStats(items=int(self._pending.sum()) + len(self._long_rows),
+                                sequences=int(counts[self._pending].sum()),
                                 preface_tokens=len(self.preface) if self._pending.any() else 0)
         if streamed is not None:
             self.packs = self.plan()
             self.groups = plan_groups(streamed, len(self.preface), [p.n_tokens for p in self.packs], memory_budget,
                                       self.backend)
+
+    @property
+    def too_long_rows(self) -> int:
+        """Rows still to score that are too long for the model (skipped or truncated)."""
+        return len(self._long_rows)
+
+    def _index_rows(self, rows, skip_indexes) -> None:
+        """Take ``rows`` (in packing order) as the rows packed: their pairs, where each one's sequences
+        start in the flat list of sequences, and which are still to score."""
+        self.rows = rows
+        self._pending = np.fromiter((row.index not in skip_indexes for row in rows), dtype=bool, count=len(rows))
+        self._row_pairs = [continuations(row, self.dataset.task_type) for row in rows]
+        counts = np.fromiter(map(len, self._row_pairs), dtype=np.int64, count=len(rows))
+        self._first_sequence = np.concatenate([[0], np.cumsum(counts)])
+        self._pending_sequence = np.repeat(self._pending, counts)
+
+    def _set_long_rows_apart(self, skip_indexes) -> None:
+        """Leave rows too long for the model out of the packs (already scored ones too, so a resumed
+        run packs as the first did)."""
+        long = self._too_long_indexes
+        kept = [number for number, row in enumerate(self.rows) if row.index not in long]
+        if self._eager is not None:
+            first = self._first_sequence
+            self._eager = [sequence for number in kept for sequence in self._eager[first[number]:first[number + 1]]]
+        self._index_rows([self.rows[number] for number in kept], skip_indexes)
 
     def _tokenize_whole_strings(self, dataset: Dataset) -> None:
         """No splice rule: tokenize every row now, and take their common token prefix as the preface."""
@@ -123,14 +154,14 @@ class ScoringJob:
         self.pairs.adopt_preface(preface)
         self._eager = [(tokens[len(preface):], n) for tokens, n in sequences]
 
-    def _check_before_any_work(self) -> None:
-        """Refuse, before the first pack, rows the model cannot score (too long for its positions
-        or for the architecture's limits, continuations with no tokens, nothing to predict from)
-        and architectures or features the scorer cannot score exactly."""
+    def _check_before_any_work(self) -> list[tuple[Row, list[ScoredSequence]]]:
+        """Refuse, before the first pack, rows the model cannot score (continuations with no tokens,
+        nothing to predict from) and architectures or features the scorer cannot score exactly; rows
+        too long for the model's positions or the architecture's limits are refused all at once
+        (``too_long="error"``) or returned with their sequences."""
         config = self.model.config
         max_positions = getattr(config, "max_position_embeddings", None)
-        limits = [limit for limit in (max_positions, architectures.length_limit(config)) if limit is not None]
-        limit = min(limits) if limits else None
+        limit = max_sequence_length(config)
         task_type = self.dataset.task_type
         flat = [pair for pairs in self._row_pairs for pair in pairs]
         self._check_targets(flat)
@@ -151,9 +182,27 @@ class ScoringJob:
             exact_rows = [self.rows[i] for i in np.flatnonzero(exact)]
             longest = max(len(self.pairs.preface) + 1, int(bound[~exact].max()) if (~exact).any() else 0)
             sequences = self.pairs.sequences(row_pairs(exact_rows, task_type))  # few rows: near a limit
-        check_sequences(exact_rows, task_type, sequences, self.dataset.name, max_positions)
-        longest = max([longest] + [len(s.tokens) for s in sequences])
+        grouped = check_sequences(exact_rows, task_type, sequences, self.dataset.name, None)
+        lengths = [max(len(s.tokens) for s in row_sequences) for row_sequences in grouped]
+        long_rows = [(row, row_sequences, length) for row, row_sequences, length in zip(exact_rows, grouped, lengths)
+                     if limit is not None and length > limit]
+        self._too_long_indexes = {row.index for row, _, _ in long_rows}
+        if long_rows and self.too_long == "error":
+            longest_row = max(length for _, _, length in long_rows)
+            if max_positions is None or longest_row <= max_positions:  # the architecture's own limit: its reason
+                architectures.check_architecture(config, longest_row)
+            raise DataError(too_long_message(self.dataset.name, [(row.index, length) for row, _, length in long_rows],
+                                             limit))
+        if self.too_long == "truncate-left":
+            for row, row_sequences, _ in long_rows:
+                if max(s.n_target for s in row_sequences) >= limit:
+                    field_name = "completion" if task_type is TaskType.sequence_prob else "classes"
+                    raise DataError(f"{self.dataset.name}: row {row.index + 1}: field '{field_name}': a continuation "
+                                    f"alone is {max(s.n_target for s in row_sequences)} tokens; with --too-long "
+                                    f"truncate-left nothing of the prompt would be left (the model takes {limit})")
+        longest = max([longest] + [length for length in lengths if limit is None or length <= limit])
         architectures.check_architecture(config, longest)
+        return [(row, row_sequences) for row, row_sequences, _ in long_rows]
 
     def _check_targets(self, pairs: list[tuple[str, str]]) -> None:
         """Every continuation has tokens of its own (its count is what is scored)."""
@@ -257,10 +306,37 @@ class ScoringJob:
             worker.join()
 
     def results(self, on_pack: Callable[[int, int], None] | None = None) -> Iterator[dict]:
-        """Yield one result dict per row as soon as all its sequences are scored.
+        """Yield one result dict per row as soon as all its sequences are scored (rows too long for
+        the model last, skipped or truncated as ``too_long`` says).
 
         ``on_pack(rows_finished, tokens_computed)`` is called after each pack.
         """
+        yield from self._packed_results(on_pack)
+        yield from self._long_results(on_pack)
+
+    def _long_results(self, on_pack: Callable[[int, int], None] | None) -> Iterator[dict]:
+        """Results of the rows too long for the model: skipped, or scored truncated from the left."""
+        if not self._long_rows:
+            return
+        limit = max_sequence_length(self.model.config)
+        if self.too_long == "skip":
+            for row, sequences in self._long_rows:
+                yield {"index": row.index, "skipped": f"{max(len(s.tokens) for s in sequences)} tokens, more than "
+                                                      f"the {limit} the model takes"}
+        else:
+            flat = [(s.tokens[-limit:], s.n_target) for _, sequences in self._long_rows for s in sequences]
+            logprobs, _ = score_token_sequences(self.model, flat, self.max_tokens_per_pack, self.backend, self.kernels)
+            cursor = 0
+            for row, sequences in self._long_rows:
+                row_logprobs = logprobs[cursor:cursor + len(sequences)]
+                cursor += len(sequences)
+                dropped = max(len(s.tokens) for s in sequences) - limit
+                yield {**example_metrics(self.dataset.task_type, row, row_logprobs),
+                       "truncated": f"{dropped} oldest prompt tokens dropped"}
+        if on_pack is not None:
+            on_pack(len(self._long_rows), 0)
+
+    def _packed_results(self, on_pack: Callable[[int, int], None] | None) -> Iterator[dict]:
         if not self._pending.any():
             return
         first = self._first_sequence
@@ -302,6 +378,29 @@ class ScoringJob:
         self.stream_times = runner.times
         yield from self.group.passes(([self.packs[i] for i in group] for group in self.groups),
                                      lambda packs: runner.run(self.preface, packs))
+
+
+def check_too_long(choice: str) -> str:
+    """``choice`` if it is one of :data:`TOO_LONG`, else ValueError in one line."""
+    if choice not in TOO_LONG:
+        raise ValueError(f"--too-long {choice}: choose one of {', '.join(TOO_LONG)}")
+    return choice
+
+
+def max_sequence_length(config) -> int | None:
+    """The longest sequence the model scores exactly: its positions, or an architecture's limit."""
+    limits = [limit for limit in (getattr(config, "max_position_embeddings", None), architectures.length_limit(config))
+              if limit is not None]
+    return min(limits) if limits else None
+
+
+def too_long_message(source: str, rows: list[tuple[int, int]], limit: int) -> str:
+    """One line naming every row (index, tokens) longer than ``limit`` and the choices left."""
+    numbers = sorted(index + 1 for index, _ in rows)
+    shown = ", ".join(map(str, numbers[:20])) + (f" and {len(numbers) - 20} more" if len(numbers) > 20 else "")
+    return (f"{source}: {'rows' if len(rows) > 1 else 'row'} {shown}: field 'prompt': context + continuation is up to "
+            f"{max(length for _, length in rows)} tokens, more than the {limit} the model takes; --too-long skip "
+            f"scores the other rows, --too-long truncate-left drops the oldest prompt tokens")
 
 
 def score_token_sequences(model, sequences: list[tuple[tuple[int, ...], int]], max_tokens_per_pack: int | None = None,
