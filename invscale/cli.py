@@ -23,6 +23,7 @@ from invscale.models import (DTYPES, ModelLoadError, NotLocal, fingerprint, load
 from invscale.results import ResultsError, ResultsStore, check_out_path, open_results
 from invscale.scoring import distributed
 from invscale.scoring.attention import backends
+from invscale.scoring.chat import apply_chat_template
 from invscale.scoring.metrics import summarize
 from invscale.scoring.scorer import DEFAULT_MAX_TOKENS_PER_PACK, ScoreStats, ScoringJob, check_too_long
 from invscale.sweep.family import family_help
@@ -42,6 +43,8 @@ MODEL_HELP = "Hub id, local checkpoint directory, .gguf file, tiny-opt or smollm
 TOO_LONG_HELP = ("Rows longer than the model takes: error (list them all and stop), skip (score the rest; "
                  "skipped rows are recorded in the results and the summary) or truncate-left (drop the oldest "
                  "prompt tokens, as lm-evaluation-harness does; a truncated column says how many).")
+CHAT_TEMPLATE_HELP = ("Wrap each prompt in the model's chat template (one user turn, the assistant's turn "
+                      "opened), for instruct models; the classes follow as they are.")
 X_AXIS_HELP = "Plots' x axis: params, non-embedding (parameters) or flops (6·N·D training FLOPs, for families)."
 
 
@@ -114,6 +117,7 @@ def score(
                                              "(disk when the weights exceed --gpu-memory)."),
     gpu_memory: Optional[str] = typer.Option(None, help="Memory budget for streamed scoring, e.g. 20GiB."),
     too_long: str = typer.Option("error", help=TOO_LONG_HELP),
+    chat_template: bool = typer.Option(False, help=CHAT_TEMPLATE_HELP),
 ) -> None:
     """Score every row of DATA with MODEL and write per-example results; resumes an interrupted run."""
     started = time.perf_counter()
@@ -138,14 +142,16 @@ def score(
         resolve_device(device)
         identity, loaded = _identify(model, load)
         with distributed.results_store(group, lambda: open_results(out_path, dataset, identity, dtype,
-                                                                   overwrite=overwrite, too_long=too_long),
+                                                                   overwrite=overwrite, too_long=too_long,
+                                                                   chat_template=chat_template),
                                        out_path) as store:
             for warning in store.warnings:
                 err.print(f"[yellow]warning:[/yellow] {warning}", highlight=False, soft_wrap=True)
             done, job = store.done_indexes(), None
             if len(done) < len(dataset.rows):
                 loaded = loaded or load()
-                job = ScoringJob(loaded.model, loaded.tokenizer, dataset, max_tokens_per_pack=max_tokens_per_pack,
+                scored = apply_chat_template(dataset, loaded.tokenizer) if chat_template else dataset
+                job = ScoringJob(loaded.model, loaded.tokenizer, scored, max_tokens_per_pack=max_tokens_per_pack,
                                  backend=attention, skip_indexes=done, kernels=kernels, streamed=loaded.streamed,
                                  memory_budget=budget, group=group, too_long=too_long)
                 if group.is_main:
@@ -199,6 +205,7 @@ def evaluate(
                                  help="Folder for each task's data, results and the summary CSV."),
     overwrite: bool = typer.Option(False, help="Start over instead of resuming results already in --out."),
     too_long: str = typer.Option("error", help=TOO_LONG_HELP),
+    chat_template: bool = typer.Option(False, help=CHAT_TEMPLATE_HELP),
 ) -> None:
     """Generate each task, score it with MODEL and print accuracy and loss per task against chance.
 
@@ -225,14 +232,16 @@ def evaluate(
                 write_dataset(dataset, out_dir / f"{task}.jsonl")
             path = out_dir / f"{task}.results.jsonl"
             with distributed.results_store(group, lambda: open_results(path, dataset, identity, dtype,
-                                                                       overwrite=overwrite, too_long=too_long),
+                                                                       overwrite=overwrite, too_long=too_long,
+                                                                       chat_template=chat_template),
                                            path) as store:
                 done = store.done_indexes()
                 new_results = []
                 job = None
                 if len(done) < len(dataset.rows):
                     loaded = loaded or load_model(model, dtype=dtype, device=device)
-                    job = ScoringJob(loaded.model, loaded.tokenizer, dataset, skip_indexes=done, kernels=kernels,
+                    scored = apply_chat_template(dataset, loaded.tokenizer) if chat_template else dataset
+                    job = ScoringJob(loaded.model, loaded.tokenizer, scored, skip_indexes=done, kernels=kernels,
                                      group=group, too_long=too_long)
                 store.start()
                 if job is not None and group.is_main:

@@ -236,10 +236,11 @@ def _replace(path: Path, text: str) -> None:
     os.replace(staging, path)
 
 
-def provenance(dataset: Dataset, model: dict, dtype: str, too_long: str = "error") -> dict:
+def provenance(dataset: Dataset, model: dict, dtype: str, too_long: str = "error", chat_template: bool = False) -> dict:
     """What a results file's results depend on: the data's content and task type, the model's and
-    tokenizer's content (``model``: from :func:`invscale.models.fingerprint`), dtype, version, and
-    what is done with rows too long for the model (recorded unless it is the default, ``error``)."""
+    tokenizer's content (``model``: from :func:`invscale.models.fingerprint`), dtype, version, what
+    is done with rows too long for the model and whether prompts were wrapped in the chat template
+    (each recorded only when not the default)."""
     from importlib import metadata
 
     try:
@@ -247,12 +248,13 @@ def provenance(dataset: Dataset, model: dict, dtype: str, too_long: str = "error
     except metadata.PackageNotFoundError:
         version = "unknown"
     return {"data_sha256": dataset.content_sha256, "task_type": dataset.task_type.value, **model, "dtype": dtype,
-            "invscale_version": version, **({"too_long": too_long} if too_long != "error" else {})}
+            "invscale_version": version, **({"too_long": too_long} if too_long != "error" else {}),
+            **({"chat_template": "applied"} if chat_template else {})}
 
 
 def open_results(path: str | Path, dataset: Dataset, model: dict, dtype: str, overwrite: bool = False,
-                 too_long: str = "error") -> ResultsStore:
+                 too_long: str = "error", chat_template: bool = False) -> ResultsStore:
     """The results store of ``dataset`` scored by ``model`` (a fingerprint) in ``dtype``, rows too long
-    for the model handled as ``too_long`` says."""
-    return ResultsStore(path, provenance(dataset, model, dtype, too_long),
+    for the model handled as ``too_long`` says, prompts in the chat template with ``chat_template``."""
+    return ResultsStore(path, provenance(dataset, model, dtype, too_long, chat_template),
                         result_columns(dataset.task_type, dataset.extra_columns, too_long), overwrite=overwrite)

@@ -48,6 +48,20 @@ def test_scorer_equals_the_full_forward_reference(smollm2, task, rows):
         assert max_abs_diff(results[row.index]["class_logprobs"], expected) <= 1e-4
 
 
+def test_its_chat_template_is_applied_and_scored_exactly(smollm2):
+    """SmolLM2-135M-Instruct's own template (system turn, user turn, assistant turn opened)."""
+    from invscale.scoring.chat import apply_chat_template
+
+    dataset, _ = generate("gambling", 4, seed=5)
+    wrapped = apply_chat_template(dataset, smollm2.tokenizer)
+    assert all(row.prompt.startswith("<|im_start|>system") and row.prompt.endswith("<|im_start|>assistant\n")
+               and original.prompt in row.prompt for row, original in zip(wrapped.rows, dataset.rows))
+    results = {r["index"]: r for r in ScoringJob(smollm2.model, smollm2.tokenizer, wrapped).results()}
+    for row in wrapped.rows:
+        expected = [reference_logprob(smollm2.model, smollm2.tokenizer, row.prompt, c) for c in row.classes]
+        assert max_abs_diff(results[row.index]["class_logprobs"], expected) <= 1e-4
+
+
 def test_lm_eval_model_equals_the_hf_backend(smollm2):
     """SmolLM2 inside lm-evaluation-harness: --model invscale gives the HF backend's
     (log-likelihood, is_greedy) on every request, on the seed task's prompts and options."""
