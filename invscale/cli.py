@@ -24,7 +24,7 @@ from invscale.results import ResultsError, ResultsStore, check_out_path, open_re
 from invscale.scoring import distributed
 from invscale.scoring.attention import backends
 from invscale.scoring.chat import apply_chat_template
-from invscale.scoring.metrics import summarize
+from invscale.scoring.metrics import seed_summary, summarize
 from invscale.scoring.scorer import DEFAULT_MAX_TOKENS_PER_PACK, ScoreStats, ScoringJob, check_too_long
 from invscale.sweep.family import family_help
 
@@ -195,8 +195,13 @@ SEED_TASKS = "triviamod,gambling,decoy,expert,pretend"
 @app.command()
 def evaluate(
     tasks: str = typer.Option(SEED_TASKS, help="Comma-separated generator names (see: invscale generate --list)."),
-    n: int = typer.Option(300, "--n", min=1, help="Items per task."),
-    seed: int = typer.Option(0, help="Generator seed."),
+    n: int = typer.Option(300, "--n", min=1, help="Items per task (and per seed)."),
+    seeds: str = typer.Option("0", "--seeds", "--seed", help="Generator seed, or several (0,1,2): each seed's rows are "
+                                                             "scored and the table aggregates them, with intervals "
+                                                             "across seeds and items."),
+    shots: Optional[str] = typer.Option(None, help="Worked examples in each task's shared preface: one count or "
+                                                   "several (0,3), each its own row of the table (default: the "
+                                                   "task's own)."),
     model: str = typer.Option("smollm2-135m", "--model", "-m", help=MODEL_HELP),
     dtype: str = typer.Option("float32", help=f"One of {', '.join(DTYPES)}."),
     device: str = typer.Option("auto", help="cpu, cuda or auto."),
@@ -209,8 +214,9 @@ def evaluate(
 ) -> None:
     """Generate each task, score it with MODEL and print accuracy and loss per task against chance.
 
-    Each task's rows go to OUT/TASK.jsonl and its results to OUT/TASK.results.jsonl (resumable, like
-    score); the table is also written to OUT/summary.csv."""
+    Each task's rows go to OUT/NAME.jsonl and its results to OUT/NAME.results.jsonl (resumable, like
+    score), NAME being the task, with -Kshot when --shots is given and -seedS with several seeds;
+    the table (one row per task and shot count, with 95% intervals) is also OUT/summary.csv."""
     from invscale.data import write_dataset
     from invscale.generators import generate as generate_task
     from invscale.scoring.metrics import chance_levels
@@ -220,24 +226,25 @@ def evaluate(
     try:
         group = distributed.current()
         check_too_long(too_long)
+        seed_list = _counts("--seeds", seeds)
+        shot_list = _counts("--shots", shots) if shots is not None else [None]
         resolve_device(device)
         out_dir.mkdir(parents=True, exist_ok=True)
         identity, loaded = _identify(model, lambda: load_model(model, dtype=dtype, device=device))
-        for task in tasks.split(","):
-            generate_task(task, 1, seed)  # every task name is checked before any is scored
-        for task in tasks.split(","):
-            started = time.perf_counter()
-            dataset, _ = generate_task(task, n, seed)
+        cells = [(task, shot_count) for task in tasks.split(",") for shot_count in shot_list]
+        for task, shot_count in cells:  # every task name and shot count is checked before any is scored
+            generate_task(task, 1, seed_list[0], shot_count)
+
+        def score_one(name: str, dataset) -> list[dict]:
+            nonlocal loaded
             if group.is_main:
-                write_dataset(dataset, out_dir / f"{task}.jsonl")
-            path = out_dir / f"{task}.results.jsonl"
+                write_dataset(dataset, out_dir / f"{name}.jsonl")
+            path = out_dir / f"{name}.results.jsonl"
             with distributed.results_store(group, lambda: open_results(path, dataset, identity, dtype,
                                                                        overwrite=overwrite, too_long=too_long,
                                                                        chat_template=chat_template),
                                            path) as store:
-                done = store.done_indexes()
-                new_results = []
-                job = None
+                done, new_results, job = store.done_indexes(), [], None
                 if len(done) < len(dataset.rows):
                     loaded = loaded or load_model(model, dtype=dtype, device=device)
                     scored = apply_chat_template(dataset, loaded.tokenizer) if chat_template else dataset
@@ -245,26 +252,56 @@ def evaluate(
                                      group=group, too_long=too_long)
                 store.start()
                 if job is not None and group.is_main:
-                    err.print(f"{task}: scoring {job.stats.items} items", soft_wrap=True)
+                    err.print(f"{name}: scoring {job.stats.items} items", soft_wrap=True)
                     _warn_too_long(job)
                     new_results = _run_with_progress(job, store)
                 results = store.existing + new_results
                 store.finalize(results)
-            rows.append({"task": task, **summarize(results), **chance_levels(dataset),
-                         "seconds": time.perf_counter() - started})
+            return results
+
+        for task, shot_count in cells:
+            started = time.perf_counter()
+            per_seed = []
+            for seed in seed_list:
+                name = task + (f"-{shot_count}shot" if shot_count is not None else "") + (
+                    f"-seed{seed}" if len(seed_list) > 1 else "")
+                dataset, _ = generate_task(task, n, seed, shot_count)
+                per_seed.append((score_one(name, dataset), dataset))
+            rows.append({"task": task, "shots": "default" if shot_count is None else shot_count,
+                         "seeds": ",".join(map(str, seed_list)),
+                         **seed_summary([results for results, _ in per_seed]),
+                         **chance_levels(per_seed[0][1]), "seconds": time.perf_counter() - started})
     except (DataError, ModelLoadError, ResultsError, KernelUnavailable, ValueError, OSError) as exc:
         _fail(_one_line(exc))
     if not group.is_main:
         return
     _write_summary_csv(out_dir / "summary.csv", rows)
-    table = Table(title=f"{model} · {n} items per task, seed {seed}")
-    for column in ("task", "n", "accuracy", "chance", "mean loss", "chance loss", "seconds"):
+    seeds_title = f"seed {seed_list[0]}" if len(seed_list) == 1 else f"seeds {','.join(map(str, seed_list))}"
+    table = Table(title=f"{model} · {n} items per task{' and seed' if len(seed_list) > 1 else ''}, {seeds_title}",
+                  caption="95% bootstrap intervals" + (" across seeds and items" if len(seed_list) > 1 else ""))
+    with_shots = shots is not None
+    for column in ("task", *(("shots",) if with_shots else ()), "n", "accuracy (95%)", "chance", "mean loss (95%)",
+                   "chance loss", "seconds"):
         table.add_column(column, justify="left" if column == "task" else "right")
     for row in rows:
-        table.add_row(row["task"], str(row["n"]), f"{row['accuracy']:.3f}", f"{row['chance_accuracy']:.3f}",
-                      f"{row['mean_loss']:.3f}", f"{row['chance_loss']:.3f}", f"{row['seconds']:.1f}")
+        table.add_row(row["task"], *((str(row["shots"]),) if with_shots else ()), str(row["n"]),
+                      f"{row['accuracy']:.3f} ({row['accuracy_low']:.3f}–{row['accuracy_high']:.3f})",
+                      f"{row['chance_accuracy']:.3f}",
+                      f"{row['mean_loss']:.3f} ({row['loss_low']:.3f}–{row['loss_high']:.3f})",
+                      f"{row['chance_loss']:.3f}", f"{row['seconds']:.1f}")
     out.print(table)
     out.print(f"results and summary.csv in {out_dir}", highlight=False)
+
+
+def _counts(option: str, text: str) -> list[int]:
+    """Comma-separated counts of 0 or more, e.g. ``0,3``; ValueError naming ``option`` otherwise."""
+    try:
+        values = [int(part) for part in text.split(",")]
+    except ValueError:
+        values = []
+    if not values or any(value < 0 for value in values) or len(set(values)) != len(values):
+        raise ValueError(f"{option} {text}: give distinct whole numbers of 0 or more, separated by commas (e.g. 0,3)")
+    return values
 
 
 @app.command()
@@ -354,7 +391,8 @@ def _print_report(run_dir: Path, x_axis: str = "params") -> None:
 def _write_summary_csv(path: Path, rows: list[dict]) -> None:
     import csv
 
-    columns = ["task", "n", "accuracy", "acc_norm", "chance_accuracy", "mean_loss", "chance_loss", "seconds"]
+    columns = ["task", "shots", "seeds", "n", "skipped", "accuracy", "accuracy_low", "accuracy_high", "acc_norm",
+               "chance_accuracy", "mean_loss", "loss_low", "loss_high", "chance_loss", "seconds"]
     with open(path, "w", newline="") as handle:
         writer = csv.DictWriter(handle, fieldnames=columns, extrasaction="ignore")
         writer.writeheader()

@@ -3,6 +3,7 @@
 import csv
 import json
 
+import numpy as np
 import pytest
 import torch
 from typer.testing import CliRunner
@@ -198,6 +199,37 @@ def test_evaluate_generates_scores_and_summarises(checkpoint_dirs, tmp_path):
         assert float(row["accuracy"]) == pytest.approx(sum(r["correct"] for r in results) / 12)
     again = run(*args)
     assert again.exit_code == 0 and "scoring" not in again.stderr, "finished tasks are not scored again"
+
+
+def test_evaluate_varies_shots_and_aggregates_seeds(checkpoint_dirs, tmp_path):
+    """--shots 0,2 gives a row per shot count; --seeds 0,1 scores each seed's rows and the row pools
+    them, with intervals across seeds and items."""
+    out = tmp_path / "eval"
+    result = run("evaluate", "--tasks", "gambling", "--n", "8", "--shots", "0,2", "--seeds", "0,1", "--model",
+                 checkpoint_dirs["opt-plain"], "--out", out)
+    assert result.exit_code == 0, result.output
+    rows = list(csv.DictReader((out / "summary.csv").open()))
+    assert [(r["task"], r["shots"], r["seeds"]) for r in rows] == [("gambling", "0", "0,1"), ("gambling", "2", "0,1")]
+    for row in rows:
+        results = [r for seed in (0, 1) for r in read_jsonl(out / f"gambling-{row['shots']}shot-seed{seed}.results.jsonl")]
+        assert int(row["n"]) == len(results) == 16
+        assert float(row["accuracy"]) == pytest.approx(sum(r["correct"] for r in results) / 16)
+        assert float(row["accuracy_low"]) <= float(row["accuracy"]) <= float(row["accuracy_high"])
+        assert float(row["loss_low"]) < float(row["mean_loss"]) < float(row["loss_high"])
+    zero, two = (read_jsonl(out / f"gambling-{k}shot-seed0.jsonl")[0]["prompt"] for k in (0, 2))
+    assert two.count("Answer:") == zero.count("Answer:") + 2  # two worked examples before the item
+    bad = run("evaluate", "--tasks", "gambling", "--shots", "2,x", "--model", checkpoint_dirs["opt-plain"], "--out", out)
+    assert bad.exit_code == 2 and "--shots 2,x: give distinct whole numbers" in " ".join(bad.output.split())
+
+
+def test_seed_intervals_widen_when_seeds_disagree():
+    from invscale.sweep.stats import grouped_bootstrap_ci
+
+    agreeing = [np.full(50, 0.5) + np.linspace(-0.1, 0.1, 50) for _ in range(4)]
+    disagreeing = [np.full(50, level) + np.linspace(-0.1, 0.1, 50) for level in (0.2, 0.4, 0.6, 0.8)]
+    narrow, wide = grouped_bootstrap_ci(agreeing), grouped_bootstrap_ci(disagreeing)
+    assert narrow[0] < 0.5 < narrow[1] and wide[0] < 0.5 < wide[1]
+    assert wide[1] - wide[0] > 5 * (narrow[1] - narrow[0])
 
 
 def test_csv_results_are_rendered_from_the_store(tmp_path):

@@ -132,3 +132,23 @@ def chance_levels(dataset) -> dict:
     sizes = [len(row.classes) for row in dataset.rows]
     return {"chance_accuracy": sum(1 / k for k in sizes) / len(sizes),
             "chance_loss": sum(math.log(k) for k in sizes) / len(sizes)}
+
+
+def seed_summary(per_seed: list[list[dict]]) -> dict:
+    """:func:`summarize` over the results of every generator seed together, with 95% bootstrap
+    intervals of accuracy and mean loss across seeds and items (``*_low``, ``*_high``)."""
+    import numpy as np
+
+    from invscale.sweep.stats import grouped_bootstrap_ci
+
+    summary = summarize([r for results in per_seed for r in results])
+    scored = [[r for r in results if "skipped" not in r] for results in per_seed]
+    scored = [results for results in scored if results]
+    if not scored:
+        return summary
+    summary["loss_low"], summary["loss_high"] = grouped_bootstrap_ci([np.array([r["loss"] for r in results], float)
+                                                                      for results in scored])
+    if "accuracy" in summary:
+        summary["accuracy_low"], summary["accuracy_high"] = grouped_bootstrap_ci(
+            [np.array([bool(r["correct"]) for r in results], float) for results in scored])
+    return summary
