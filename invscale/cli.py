@@ -318,6 +318,7 @@ def sweep(
                                              "bigger than the device instead of skipping them."),
     gpu_memory: Optional[str] = typer.Option(None, help="Memory budget for streamed scoring, e.g. 20GiB."),
     x_axis: str = typer.Option("params", help=X_AXIS_HELP),
+    chat_template: bool = typer.Option(False, help=CHAT_TEMPLATE_HELP),
 ) -> None:
     """Score every DATA file on every model, then report tables, plots and scaling verdicts.
 
@@ -340,7 +341,7 @@ def sweep(
         budget = parse_memory(gpu_memory) if gpu_memory is not None else None
         run_sweep(out_dir, datasets, chosen, dtype, device, kernels, max_tokens_per_pack,
                   score=_run_with_progress, log=lambda line: err.print(line, highlight=False, soft_wrap=True),
-                  offload=offload, memory_budget=budget, group=group)
+                  offload=offload, memory_budget=budget, group=group, chat_template=chat_template)
     except (DataError, ModelLoadError, ResultsError, KernelUnavailable, ValueError) as exc:
         _fail(str(exc))
     if not group.is_main:

@@ -21,6 +21,7 @@ import torch
 from invscale.data import DataError, Dataset
 from invscale.models import ModelLoadError, fingerprint, load_for_scoring, resolve_device, resolve_dtype
 from invscale.results import ResultsError, ResultsStore, open_results, read_results
+from invscale.scoring.chat import apply_chat_template
 from invscale.scoring.distributed import Group, results_store
 from invscale.scoring.metrics import chance_levels
 from invscale.scoring.scorer import ScoringJob
@@ -55,13 +56,15 @@ def _scored(path: Path) -> int:
 def run_sweep(run_dir: Path, datasets: dict[str, tuple[str, Dataset]], models: list[tuple[str, Member | None]],
               dtype: str, device: str, kernels: str, max_tokens_per_pack: int | None,
               score: Callable[[ScoringJob, ResultsStore], list[dict]], log: Callable[[str], None],
-              offload: str = "none", memory_budget: int | None = None, group: Group = Group()) -> dict:
+              offload: str = "none", memory_budget: int | None = None, group: Group = Group(),
+              chat_template: bool = False) -> dict:
     """Score ``datasets`` ({name: (path, dataset)}) on ``models`` ([(name, its family entry or None)]).
 
     ``score(job, results_file)`` runs one job, appending to the file, and returns the new results.
     With ``offload`` other than ``none`` a model too big for the device is streamed layer by layer
     (see :func:`invscale.models.load_for_scoring`) instead of skipped.
-    Under torchrun (``group`` of several processes) every process loads each model and scores its
+    With ``chat_template`` each model scores the prompts in its own chat template (a model without
+    one fails with that reason). Under torchrun (``group`` of several processes) every process loads each model and scores its
     share of the packs; the main one alone logs, keeps the manifest and writes results.
     Returns the manifest, which is also saved after every model."""
     def save(manifest: dict) -> None:
@@ -74,7 +77,7 @@ def run_sweep(run_dir: Path, datasets: dict[str, tuple[str, Dataset]], models: l
 
     run_dir.mkdir(parents=True, exist_ok=True)
     manifest = read_manifest(run_dir)
-    manifest.update(dtype=dtype, device=device)
+    manifest.update(dtype=dtype, device=device, chat_template=chat_template)
     manifest["datasets"] = [{"name": name, "path": path, "sha256": dataset.content_sha256, "rows": len(dataset.rows),
                              "task_type": dataset.task_type.value, **chance_levels(dataset)}
                             for name, (path, dataset) in datasets.items()]
@@ -121,8 +124,10 @@ def run_sweep(run_dir: Path, datasets: dict[str, tuple[str, Dataset]], models: l
                 dataset = datasets[dataset_entry["name"]][1]
                 try:
                     path = results_path(run_dir, name, dtype, dataset_entry)
-                    with results_store(group, lambda: open_results(path, dataset, identity, dtype), path) as store:
-                        job = ScoringJob(loaded.model, loaded.tokenizer, dataset, max_tokens_per_pack=max_tokens_per_pack,
+                    with results_store(group, lambda: open_results(path, dataset, identity, dtype,
+                                                                   chat_template=chat_template), path) as store:
+                        scored = apply_chat_template(dataset, loaded.tokenizer) if chat_template else dataset
+                        job = ScoringJob(loaded.model, loaded.tokenizer, scored, max_tokens_per_pack=max_tokens_per_pack,
                                          skip_indexes=store.done_indexes(), kernels=kernels, streamed=loaded.streamed,
                                          memory_budget=memory_budget, group=group)
                         store.start()
