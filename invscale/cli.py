@@ -306,7 +306,8 @@ def _counts(option: str, text: str) -> list[int]:
 
 @app.command()
 def sweep(
-    data: list[str] = typer.Argument(..., help="Prize-format dataset files (their file names name the tasks)."),
+    data: list[str] = typer.Argument(..., help="Prize-format dataset files (their file names name the tasks), or "
+                                               "generator names (see: invscale generate --list)."),
     family: Optional[str] = typer.Option(None, help=f"A model family: {family_help()}."),
     models: Optional[str] = typer.Option(None, help="Comma-separated models (hub ids, directories, .gguf, built-ins)."),
     out_dir: Path = typer.Option(..., "--out", "-o", help="Run folder, e.g. runs/NAME (resumable)."),
@@ -319,12 +320,19 @@ def sweep(
     gpu_memory: Optional[str] = typer.Option(None, help="Memory budget for streamed scoring, e.g. 20GiB."),
     x_axis: str = typer.Option("params", help=X_AXIS_HELP),
     chat_template: bool = typer.Option(False, help=CHAT_TEMPLATE_HELP),
+    n: int = typer.Option(300, "--n", min=1, help="Generator names: rows per task, shot count and seed."),
+    seeds: str = typer.Option("0", "--seeds", help="Generator names: seed, or several (0,1,2), pooled in the report "
+                                                   "with intervals across seeds and items."),
+    shots: Optional[str] = typer.Option(None, help="Generator names: worked examples in the shared preface, one "
+                                                   "count or several (0,3), each its own task in the report."),
 ) -> None:
-    """Score every DATA file on every model, then report tables, plots and scaling verdicts.
+    """Score every DATA file (or generated task) on every model, then report tables, plots and scaling
+    verdicts.
 
     One model is loaded at a time; finished (dataset, model, dtype) pairs are not redone."""
     from invscale.sweep.family import family_members
     from invscale.sweep.run import read_manifest, run_sweep
+    from invscale.sweep.tasks import sweep_datasets
 
     try:
         group = distributed.current()
@@ -332,16 +340,14 @@ def sweep(
             raise ValueError("give exactly one of --family or --models")
         chosen = ([(m.model, m) for m in family_members(family)] if family
                   else [(m, None) for m in models.split(",") if m])
-        datasets = {}
-        for path in data:
-            name = Path(path).name.split(".")[0]
-            if name in datasets:
-                raise ValueError(f"{path}: another file is also named {name!r}; task names come from file names")
-            datasets[name] = (str(Path(path).resolve()), read_dataset(path))
+        datasets, seed_groups = sweep_datasets(data, out_dir, n, _counts("--seeds", seeds),
+                                               _counts("--shots", shots) if shots is not None else [None],
+                                               write=group.is_main)
         budget = parse_memory(gpu_memory) if gpu_memory is not None else None
         run_sweep(out_dir, datasets, chosen, dtype, device, kernels, max_tokens_per_pack,
                   score=_run_with_progress, log=lambda line: err.print(line, highlight=False, soft_wrap=True),
-                  offload=offload, memory_budget=budget, group=group, chat_template=chat_template)
+                  offload=offload, memory_budget=budget, group=group, chat_template=chat_template,
+                  seed_groups=seed_groups)
     except (DataError, ModelLoadError, ResultsError, KernelUnavailable, ValueError) as exc:
         _fail(str(exc))
     if not group.is_main:

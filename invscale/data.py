@@ -330,3 +330,12 @@ def _write_records(dataset: Dataset, handle: TextIO, fmt: str) -> None:
     else:
         for record in records:
             handle.write(json.dumps(record, ensure_ascii=False) + "\n")
+
+
+def with_content_hash(dataset: Dataset) -> Dataset:
+    """``dataset`` with ``content_sha256`` set to the hash of its JSONL text (what
+    :func:`read_dataset` gives after :func:`write_dataset` to a ``.jsonl`` file); returns it."""
+    buffer = io.StringIO()
+    _write_records(dataset, buffer, "jsonl")
+    dataset.content_sha256 = hashlib.sha256(buffer.getvalue().encode("utf-8")).hexdigest()
+    return dataset

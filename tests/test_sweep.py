@@ -258,6 +258,41 @@ def test_task_figure_labels_models_band_chance_and_n(sizes):
     figure.clf()
 
 
+def test_a_sweep_of_generated_tasks_pools_seeds_per_shot_count(family_dirs, tmp_path):
+    """Generator names with --shots 0,2 --seeds 0,1: each (shots, seed) dataset is generated into
+    the run folder and scored; the report has one task per shot count pooling both seeds."""
+    out = tmp_path / "run"
+    result = runner.invoke(app, ["sweep", "gambling", "--n", "10", "--shots", "0,2", "--seeds", "0,1", "--models",
+                                 ",".join(family_dirs[:2]), "--out", str(out)])
+    assert result.exit_code == 0, result.output
+    data = sorted(p.name for p in (out / "data").iterdir())
+    assert data == [f"gambling-{k}shot-seed{s}.jsonl" for k in (0, 2) for s in (0, 1)]
+    rows = list(csv.DictReader((out / "summary.csv").open()))
+    assert sorted({(r["task"], r["seeds"]) for r in rows}) == [("gambling-0shot", "0,1"), ("gambling-2shot", "0,1")]
+    assert all(int(r["n"]) == 20 for r in rows) and len(rows) == 4
+    assert set(json.loads((out / "verdicts.json").read_text())) == {"gambling-0shot", "gambling-2shot"}
+    assert (out / "plots" / "gambling-2shot.png").exists()
+    again = runner.invoke(app, ["sweep", "gambling", "--n", "10", "--shots", "0,2", "--seeds", "0,1", "--models",
+                                ",".join(family_dirs[:2]), "--out", str(out)])
+    assert again.exit_code == 0 and "already scored on every dataset" in again.output
+
+
+def test_seed_clustered_verdicts_are_wider_when_seeds_disagree():
+    """Losses whose trend holds within seeds but whose seeds disagree in level: resampling seeds
+    widens the slope's interval."""
+    rng = np.random.default_rng(3)
+    levels = np.repeat([0.0, 0.6, -0.6, 0.3], 100)
+    losses = np.stack([1 + 0.05 * m + levels * (m - 1.5) + rng.normal(0, 0.2, 400) for m in range(4)])
+    pooled = trend_verdict(PARAMS, losses).statistics["slope_interval"]
+    clustered = trend_verdict(PARAMS, losses, clusters=[100] * 4).statistics["slope_interval"]
+    assert clustered[1] - clustered[0] > 2 * (pooled[1] - pooled[0])
+
+
+def test_one_size_is_insufficient_data():
+    verdict = trend_verdict([10**6, 10**6], synthetic_losses([0.6, 0.9], 0))
+    assert verdict.kind == "insufficient data" and "same size" in verdict.reason
+
+
 def test_verdict_does_not_depend_on_model_order():
     losses = synthetic_losses([0.6, 0.7, 0.8, 0.9], 0)
     shuffled = [2, 0, 3, 1]

@@ -10,12 +10,12 @@ from pathlib import Path
 import numpy as np
 
 from invscale.results import read_results
+from invscale.scoring.metrics import seed_summary
 from invscale.sweep.plot import overview_figure, save, task_figure
 from invscale.sweep.run import read_manifest, results_path
-from invscale.sweep.stats import summarize_model
 from invscale.sweep.verdict import Verdict, trend_verdict
 
-SUMMARY_COLUMNS = ["task", "model", "params", "non_embedding_params", "training_flops", "n", "accuracy",
+SUMMARY_COLUMNS = ["task", "seeds", "model", "params", "non_embedding_params", "training_flops", "n", "accuracy",
                    "accuracy_low", "accuracy_high", "mean_loss", "loss_low", "loss_high"]
 # --x-axis choice -> (summary column, axis label)
 X_AXES = {"params": ("params", "parameters"),
@@ -23,9 +23,20 @@ X_AXES = {"params": ("params", "parameters"),
           "flops": ("training_flops", "training FLOPs (6·N·D)")}
 
 
+def report_tasks(datasets: list[dict]) -> list[tuple[str, list[dict]]]:
+    """(task, its datasets) in manifest order: a dataset alone, or the datasets of one seed group
+    (generated with several seeds) pooled under the group's name."""
+    tasks: dict[str, list[dict]] = {}
+    for dataset in datasets:
+        tasks.setdefault(dataset.get("group", dataset["name"]), []).append(dataset)
+    return list(tasks.items())
+
+
 def build_report(run_dir: Path, x_axis: str = "params") -> tuple[list[dict], dict[str, Verdict]]:
     """Write summary.csv, verdicts.json, plots/<task>.png and plots/overview.png under ``run_dir``; return the summary
-    rows and the verdict per task. Only models whose results cover every row of a task count.
+    rows and the verdict per task (datasets generated with several seeds pooled into one task, their
+    intervals and verdict resampling seeds as well as examples). Only models whose results cover
+    every row of a task count.
     ``x_axis`` (see :data:`X_AXES`) is what the plots put on their x axis; ValueError if a model
     lacks it (training FLOPs need the training tokens a family publishes)."""
     if x_axis not in X_AXES:
@@ -34,32 +45,35 @@ def build_report(run_dir: Path, x_axis: str = "params") -> tuple[list[dict], dic
     if not manifest["datasets"]:
         raise ValueError(f"{run_dir}: no {run_dir / 'sweep.json'}; run invscale sweep first")
     summary, verdicts, plotted = [], {}, {}
-    for dataset in manifest["datasets"]:
+    for task, members in report_tasks(manifest["datasets"]):
         task_rows, params, losses, names = [], [], [], []
         for model in manifest["models"]:
-            path = results_path(run_dir, model["name"], manifest["dtype"], dataset)
-            results = sorted(read_results(path), key=lambda r: r["index"]) if path.exists() else []
-            if len(results) != dataset["rows"] or not model.get("params"):
+            per_member = []
+            for dataset in members:
+                path = results_path(run_dir, model["name"], manifest["dtype"], dataset)
+                per_member.append(sorted(read_results(path), key=lambda r: r["index"]) if path.exists() else [])
+            if any(len(results) != dataset["rows"] for results, dataset in zip(per_member, members)) or not model.get("params"):
                 continue
             tokens, non_embedding = model.get("training_tokens"), model.get("non_embedding_params")
-            task_rows.append({"task": dataset["name"], "model": model["name"], "params": model["params"],
-                              "non_embedding_params": non_embedding,
+            task_rows.append({"task": task, "seeds": ",".join(str(d["seed"]) for d in members if "seed" in d),
+                              "model": model["name"], "params": model["params"], "non_embedding_params": non_embedding,
                               "training_flops": 6.0 * non_embedding * tokens if tokens and non_embedding else None,
-                              **summarize_model(results)})
+                              **seed_summary(per_member)})
             params.append(model["params"])
-            losses.append([r["loss"] for r in results])
+            losses.append([r["loss"] for results in per_member for r in results])
             names.append(model["name"])
-        verdict = trend_verdict(params, np.array(losses), names=names) if task_rows else Verdict("no results", "no model has results for this task")
-        verdicts[dataset["name"]] = verdict
+        verdict = (trend_verdict(params, np.array(losses), names=names, clusters=[d["rows"] for d in members])
+                   if task_rows else Verdict("no results", "no model has results for this task"))
+        verdicts[task] = verdict
         summary += task_rows
         if task_rows:
             column, label = X_AXES[x_axis]
             missing = [row["model"] for row in task_rows if not row[column]]
             if missing:
                 raise ValueError(f"--x-axis {x_axis}: no {label} known for {', '.join(missing)}")
-            save(task_figure(dataset["name"], task_rows, verdict.kind, dataset, x=column, x_label=label),
-                 run_dir / "plots" / f"{dataset['name']}.png")
-            plotted[dataset["name"]] = (task_rows, verdict.kind, dataset)
+            save(task_figure(task, task_rows, verdict.kind, members[0], x=column, x_label=label),
+                 run_dir / "plots" / f"{task}.png")
+            plotted[task] = (task_rows, verdict.kind, members[0])
     if plotted:
         column, label = X_AXES[x_axis]
         save(overview_figure(plotted, x=column, x_label=label), run_dir / "plots" / "overview.png")

@@ -57,13 +57,14 @@ def run_sweep(run_dir: Path, datasets: dict[str, tuple[str, Dataset]], models: l
               dtype: str, device: str, kernels: str, max_tokens_per_pack: int | None,
               score: Callable[[ScoringJob, ResultsStore], list[dict]], log: Callable[[str], None],
               offload: str = "none", memory_budget: int | None = None, group: Group = Group(),
-              chat_template: bool = False) -> dict:
+              chat_template: bool = False, seed_groups: dict[str, dict] | None = None) -> dict:
     """Score ``datasets`` ({name: (path, dataset)}) on ``models`` ([(name, its family entry or None)]).
 
     ``score(job, results_file)`` runs one job, appending to the file, and returns the new results.
     With ``offload`` other than ``none`` a model too big for the device is streamed layer by layer
     (see :func:`invscale.models.load_for_scoring`) instead of skipped.
-    With ``chat_template`` each model scores the prompts in its own chat template (a model without
+    ``seed_groups`` ({name: {"group", "seed"}}) marks generated datasets that differ only by seed,
+    which the report pools. With ``chat_template`` each model scores the prompts in its own chat template (a model without
     one fails with that reason). Under torchrun (``group`` of several processes) every process loads each model and scores its
     share of the packs; the main one alone logs, keeps the manifest and writes results.
     Returns the manifest, which is also saved after every model."""
@@ -79,7 +80,8 @@ def run_sweep(run_dir: Path, datasets: dict[str, tuple[str, Dataset]], models: l
     manifest = read_manifest(run_dir)
     manifest.update(dtype=dtype, device=device, chat_template=chat_template)
     manifest["datasets"] = [{"name": name, "path": path, "sha256": dataset.content_sha256, "rows": len(dataset.rows),
-                             "task_type": dataset.task_type.value, **chance_levels(dataset)}
+                             "task_type": dataset.task_type.value, **chance_levels(dataset),
+                             **(seed_groups or {}).get(name, {})}
                             for name, (path, dataset) in datasets.items()]
     previous = {entry["name"]: entry for entry in manifest["models"]}
     manifest["models"] = []

@@ -1,4 +1,4 @@
-"""Per task × model summaries with bootstrap confidence intervals."""
+"""Bootstrap confidence intervals for per task × model summaries."""
 
 from __future__ import annotations
 
@@ -12,13 +12,6 @@ def percentile_interval(samples: np.ndarray, level: float) -> tuple[float, float
     tail = (1 - level) / 2 * 100
     low, high = np.percentile(samples, [tail, 100 - tail])
     return float(low), float(high)
-
-
-def bootstrap_mean_ci(values: np.ndarray, seed: int = 0, level: float = 0.95) -> tuple[float, float]:
-    """Percentile bootstrap interval of the mean of ``values`` (resampling examples)."""
-    rng = np.random.default_rng(seed)
-    picks = rng.integers(0, len(values), size=(BOOTSTRAP_SAMPLES, len(values)))
-    return percentile_interval(values[picks].mean(axis=1), level)
 
 
 def grouped_bootstrap_ci(groups: list[np.ndarray], seed: int = 0, level: float = 0.95) -> tuple[float, float]:
@@ -35,15 +28,3 @@ def grouped_bootstrap_ci(groups: list[np.ndarray], seed: int = 0, level: float =
                          for group in groups])  # [groups, samples]
         totals += sums[chosen[:, slot], np.arange(BOOTSTRAP_SAMPLES)]
     return percentile_interval(totals / sizes[chosen].sum(axis=1), level)
-
-
-def summarize_model(results: list[dict], seed: int = 0) -> dict:
-    """n, accuracy and mean loss of one model on one task, each with a 95% bootstrap interval."""
-    loss = np.array([r["loss"] for r in results], dtype=float)
-    summary = {"n": len(results), "mean_loss": float(loss.mean())}
-    summary["loss_low"], summary["loss_high"] = bootstrap_mean_ci(loss, seed)
-    if results and "correct" in results[0]:
-        correct = np.array([bool(r["correct"]) for r in results], dtype=float)
-        summary["accuracy"] = float(correct.mean())
-        summary["accuracy_low"], summary["accuracy_high"] = bootstrap_mean_ci(correct, seed)
-    return summary

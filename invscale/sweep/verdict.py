@@ -43,10 +43,23 @@ def _excludes_zero(interval: tuple[float, float]) -> bool:
     return interval[0] > 0 or interval[1] < 0
 
 
-def trend_verdict(params: list[int], losses: np.ndarray, seed: int = 0, names: list[str] | None = None) -> Verdict:
+def _example_picks(rng, n_examples: int, clusters: list[int] | None) -> np.ndarray:
+    """[samples, examples] bootstrap picks: examples with replacement or, with ``clusters`` (the
+    sizes of consecutive groups of examples, e.g. one per generator seed, all equal), the groups
+    with replacement and then examples within each."""
+    if not clusters or len(clusters) == 1 or len(set(clusters)) != 1:
+        return rng.integers(0, n_examples, size=(BOOTSTRAP_SAMPLES, n_examples))
+    count, size = len(clusters), clusters[0]
+    chosen = rng.integers(0, count, size=(BOOTSTRAP_SAMPLES, count, 1))
+    return (chosen * size + rng.integers(0, size, size=(BOOTSTRAP_SAMPLES, count, size))).reshape(BOOTSTRAP_SAMPLES, -1)
+
+
+def trend_verdict(params: list[int], losses: np.ndarray, seed: int = 0, names: list[str] | None = None,
+                  clusters: list[int] | None = None) -> Verdict:
     """Verdict for per-example ``losses`` [models, examples] of models with ``params`` parameters
     (models in any order; every row scores the same examples); ``names`` name the models in the
-    reason."""
+    reason; ``clusters`` (sizes of consecutive example groups, one per generator seed) makes the
+    bootstrap resample seeds as well as examples."""
     order = np.argsort(params, kind="stable")
     names = [names[i] for i in order] if names is not None else [f"model {i + 1} of {len(order)}" for i in range(len(order))]
     x = np.log10(np.asarray(params, dtype=float)[order])
@@ -54,8 +67,11 @@ def trend_verdict(params: list[int], losses: np.ndarray, seed: int = 0, names: l
     n_models, n_examples = losses.shape
     if n_models < 2:
         return Verdict("insufficient data", "fewer than two models have results: no trend can be measured")
+    if len(set(x.tolist())) < 2:
+        return Verdict("insufficient data", "every model with results has the same size: no trend against size "
+                                            "can be measured")
     rng = np.random.default_rng(seed)
-    picks = rng.integers(0, n_examples, size=(BOOTSTRAP_SAMPLES, n_examples))
+    picks = _example_picks(rng, n_examples, clusters)
     means = losses[:, picks].mean(axis=2).T  # [samples, models]
     observed = losses.mean(axis=1)
     centred = x - x.mean()

@@ -1,0 +1,44 @@
+"""The datasets of a sweep: prize-format files as given, and generator names expanded into one
+dataset per shot count and seed, written into the run folder."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from invscale.data import Dataset, read_dataset, with_content_hash, write_dataset
+
+
+def sweep_datasets(items: list[str], run_dir: Path, n: int, seeds: list[int], shots: list[int | None],
+                   write: bool = True) -> tuple[dict[str, tuple[str, Dataset]], dict[str, dict]]:
+    """({name: (path, dataset)}, {name: {"group": …, "seed": …}}) for ``items``: an existing file is
+    read (named by its file name); a generator's name gives ``n`` rows per shot count and seed,
+    saved as ``run_dir/data/NAME.jsonl`` (NAME: the task, ``-Kshot`` when shots are given,
+    ``-seedS`` with several seeds); datasets that differ only by seed share a group, which the
+    report pools. ``write`` False (a process other than the main one) writes nothing. ValueError (one line) for a name that is neither, or two items of one name."""
+    from invscale.generators import REGISTRY, generate
+
+    datasets: dict[str, tuple[str, Dataset]] = {}
+    groups: dict[str, dict] = {}
+
+    def add(name: str, path: str, dataset: Dataset) -> None:
+        if name in datasets:
+            raise ValueError(f"{path}: another dataset is also named {name!r}; task names come from file names")
+        datasets[name] = (path, dataset)
+
+    for item in items:
+        if Path(item).exists() or item not in REGISTRY:
+            add(Path(item).name.split(".")[0], str(Path(item).resolve()), read_dataset(item))
+            continue
+        for shot_count in shots:
+            group = item + (f"-{shot_count}shot" if shot_count is not None else "")
+            for seed in seeds:
+                name = group + (f"-seed{seed}" if len(seeds) > 1 else "")
+                dataset = with_content_hash(generate(item, n, seed, shot_count)[0])
+                path = run_dir / "data" / f"{name}.jsonl"
+                if write:
+                    path.parent.mkdir(parents=True, exist_ok=True)
+                    write_dataset(dataset, path)
+                add(name, str(path.resolve()), dataset)
+                if len(seeds) > 1:
+                    groups[name] = {"group": group, "seed": seed}
+    return datasets, groups
