@@ -44,7 +44,7 @@ def test_the_default_names_every_long_row_in_one_line_and_writes_nothing(short_m
     result = invoke(short_model.name, data, tmp_path / "out.jsonl")
     message = " ".join(result.output.split())
     assert result.exit_code == 2 and "Traceback" not in result.output
-    assert "rows 3, 6: field 'prompt'" in message and f"more than the {POSITIONS} the model takes" in message
+    assert "rows 3, 6: field 'prompt'" in message and f"more than the model's {POSITIONS} positions" in message
     assert not (tmp_path / "out.jsonl").exists()
     bad = invoke(short_model.name, data, tmp_path / "out.jsonl", "--too-long", "cut")
     assert bad.exit_code == 2 and "--too-long cut: choose one of error, skip, truncate-left" in " ".join(bad.output.split())
@@ -58,7 +58,7 @@ def test_skip_scores_the_rest_and_records_the_skipped_rows(short_model, tmp_path
     assert result.exit_code == 0, result.output
     results = {r["index"]: r for r in read_results(out)}
     assert set(results) == set(range(8))
-    assert set(results[2]) == {"index", "skipped"} and f"more than the {POSITIONS}" in results[5]["skipped"]
+    assert set(results[2]) == {"index", "skipped"} and f"more than the model's {POSITIONS} positions" in results[5]["skipped"]
     assert all("loss" in results[i] for i in range(8) if i not in (2, 5))
     text = " ".join(result.output.replace("│", " ").split())
     assert "skipped 2 (too long for the model)" in text and "examples 6" in text

@@ -192,7 +192,7 @@ class ScoringJob:
             if max_positions is None or longest_row <= max_positions:  # the architecture's own limit: its reason
                 architectures.check_architecture(config, longest_row)
             raise DataError(too_long_message(self.dataset.name, [(row.index, length) for row, _, length in long_rows],
-                                             limit))
+                                             limit_words(config)))
         if self.too_long == "truncate-left":
             for row, row_sequences, _ in long_rows:
                 if max(s.n_target for s in row_sequences) >= limit:
@@ -322,7 +322,7 @@ class ScoringJob:
         if self.too_long == "skip":
             for row, sequences in self._long_rows:
                 yield {"index": row.index, "skipped": f"{max(len(s.tokens) for s in sequences)} tokens, more than "
-                                                      f"the {limit} the model takes"}
+                                                      f"{limit_words(self.model.config)}"}
         else:
             flat = [(s.tokens[-limit:], s.n_target) for _, sequences in self._long_rows for s in sequences]
             logprobs, _ = score_token_sequences(self.model, flat, self.max_tokens_per_pack, self.backend, self.kernels)
@@ -394,13 +394,21 @@ def max_sequence_length(config) -> int | None:
     return min(limits) if limits else None
 
 
-def too_long_message(source: str, rows: list[tuple[int, int]], limit: int) -> str:
-    """One line naming every row (index, tokens) longer than ``limit`` and the choices left."""
+def limit_words(config) -> str:
+    """What limits a sequence's length, in words: the model's positions, or the architecture's."""
+    limit, positions = max_sequence_length(config), getattr(config, "max_position_embeddings", None)
+    if limit == positions:
+        return f"the model's {positions} positions"
+    return f"{limit} tokens, up to which this architecture is scored exactly"
+
+
+def too_long_message(source: str, rows: list[tuple[int, int]], limit: str) -> str:
+    """One line naming every row (index, tokens) longer than ``limit`` (in words) and the choices left."""
     numbers = sorted(index + 1 for index, _ in rows)
     shown = ", ".join(map(str, numbers[:20])) + (f" and {len(numbers) - 20} more" if len(numbers) > 20 else "")
     return (f"{source}: {'rows' if len(rows) > 1 else 'row'} {shown}: field 'prompt': context + continuation is up to "
-            f"{max(length for _, length in rows)} tokens, more than the {limit} the model takes; --too-long skip "
-            f"scores the other rows, --too-long truncate-left drops the oldest prompt tokens")
+            f"{max(length for _, length in rows)} tokens, more than {limit}; --too-long skip scores the other rows, "
+            f"--too-long truncate-left drops the oldest prompt tokens")
 
 
 def score_token_sequences(model, sequences: list[tuple[tuple[int, ...], int]], max_tokens_per_pack: int | None = None,
