@@ -58,7 +58,7 @@ def scored(checkpoint_dirs, tmp_path_factory):
     return folder, args
 
 
-@pytest.mark.parametrize("processes, streaming", [(3, []), (2, ["--offload", "disk", "--gpu-memory", "1MiB"])])
+@pytest.mark.parametrize("processes, streaming", [(2, []), (3, []), (2, ["--offload", "disk", "--gpu-memory", "1MiB"])])
 def test_score_on_several_processes_writes_what_one_writes(scored, processes, streaming):
     """3 processes do not divide the packs evenly; streamed, the groups of packs are dealt out; the
     main process alone prints and writes."""
