@@ -24,7 +24,7 @@ from invscale.results import ResultsError, ResultsStore, check_out_path, open_re
 from invscale.scoring import distributed
 from invscale.scoring.attention import backends
 from invscale.scoring.chat import apply_chat_template
-from invscale.scoring.metrics import seed_summary, summarize
+from invscale.scoring.metrics import TOO_LONG_COLUMNS, seed_summary, summarize
 from invscale.scoring.scorer import DEFAULT_MAX_TOKENS_PER_PACK, ScoreStats, ScoringJob, check_too_long
 from invscale.sweep.family import family_help
 
@@ -218,7 +218,7 @@ def evaluate(
     score), NAME being the task, with -Kshot when --shots is given and -seedS with several seeds;
     the table (one row per task and shot count, with 95% intervals) is also OUT/summary.csv."""
     from invscale.data import write_dataset
-    from invscale.generators import generate as generate_task
+    from invscale.generators import generate as generate_task, variant_name
     from invscale.scoring.metrics import chance_levels
 
     loaded = None
@@ -263,8 +263,7 @@ def evaluate(
             started = time.perf_counter()
             per_seed = []
             for seed in seed_list:
-                name = task + (f"-{shot_count}shot" if shot_count is not None else "") + (
-                    f"-seed{seed}" if len(seed_list) > 1 else "")
+                name = variant_name(task, shot_count, seed if len(seed_list) > 1 else None)
                 dataset, _ = generate_task(task, n, seed, shot_count)
                 per_seed.append((score_one(name, dataset), dataset))
             rows.append({"task": task, "shots": "default" if shot_count is None else shot_count,
@@ -570,8 +569,8 @@ def _warn_too_long(job: ScoringJob) -> None:
     if job.too_long_rows:
         done = "skipped" if job.too_long == "skip" else "scored with their oldest prompt tokens dropped"
         err.print(f"[yellow]warning:[/yellow] {job.too_long_rows} row(s) longer than the model takes are {done} "
-                  f"(--too-long {job.too_long}; see the results' {'skipped' if job.too_long == 'skip' else 'truncated'} "
-                  "column)", highlight=False, soft_wrap=True)
+                  f"(--too-long {job.too_long}; see the results' {TOO_LONG_COLUMNS[job.too_long][0]} column)",
+                  highlight=False, soft_wrap=True)
 
 
 def _print_summary(name: str, model: str, results: list[dict], stats: ScoreStats | None, out_path: Path,
@@ -581,9 +580,8 @@ def _print_summary(name: str, model: str, results: list[dict], stats: ScoreStats
     table.add_row("examples", str(summary["n"]))
     if "skipped" in summary:
         table.add_row("skipped", f"{summary['skipped']} (too long for the model)")
-    truncated = sum("truncated" in r for r in results)
-    if truncated:
-        table.add_row("truncated", f"{truncated} (oldest prompt tokens dropped)")
+    if "truncated" in summary:
+        table.add_row("truncated", f"{summary['truncated']} (oldest prompt tokens dropped)")
     if "accuracy" in summary:
         table.add_row("accuracy", f"{summary['accuracy']:.4f}")
     if "acc_norm" in summary:

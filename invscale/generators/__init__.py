@@ -24,3 +24,9 @@ def generate(task: str, n: int, seed: int = 0, shots: int | None = None) -> tupl
     generated = generate_records(REGISTRY[task], n, seed, shots)
     columns = list(dict.fromkeys(key for record in generated.records for key in record))
     return validate_records(f"{task}(seed={seed})", generated.records, columns), generated
+
+
+def variant_name(task: str, shots: int | None = None, seed: int | None = None) -> str:
+    """The name of one generated variant of ``task``: ``-Kshot`` when a shot count is given,
+    ``-seedS`` when a seed is given (callers give it when there are several)."""
+    return task + (f"-{shots}shot" if shots is not None else "") + (f"-seed{seed}" if seed is not None else "")

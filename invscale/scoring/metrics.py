@@ -113,10 +113,11 @@ def example_metrics(task_type: TaskType, row: Row, logprobs: list[float]) -> dic
 
 def summarize(results: list[dict]) -> dict:
     """n, mean loss and (where defined) accuracy and acc_norm over per-example results; rows
-    skipped as too long are counted apart (``skipped``) and left out of the rest."""
-    skipped = sum("skipped" in r for r in results)
+    skipped as too long are counted apart (``skipped``) and left out of the rest, and rows scored
+    truncated are counted (``truncated``)."""
+    counts = {column: sum(column in r for r in results) for column in ("skipped", "truncated")}
     results = [r for r in results if "skipped" not in r]
-    summary: dict = {"n": len(results), **({"skipped": skipped} if skipped else {})}
+    summary: dict = {"n": len(results), **{column: count for column, count in counts.items() if count}}
     if not results:
         return summary
     summary["mean_loss"] = sum(r["loss"] for r in results) / len(results)

@@ -19,7 +19,7 @@ from typing import Callable, Iterator
 import numpy as np
 import torch
 
-from invscale.data import DataError, Dataset, Row, TaskType
+from invscale.data import DataError, Dataset, Row
 from invscale.kernels.launch import resolve_kernels
 from invscale.scoring import architectures
 from invscale.scoring.attention import resolve_backend
@@ -27,9 +27,9 @@ from invscale.scoring.distributed import Group
 from invscale.scoring.metrics import example_metrics
 from invscale.scoring.runner import PackRunner
 from invscale.scoring.streamed import StreamedModel, StreamedRunner, plan_groups
-from invscale.scoring.tokenize import (PairTokenizer, ScoredSequence, check_sequences, contexts, continuations,
-                                       row_pairs)
-from invscale.scoring.trie import Pack, SequenceRef, build_packs, common_prefix_length
+from invscale.scoring.tokenize import (PairTokenizer, ScoredSequence, check_sequences, contexts, continuation_field,
+                                       continuations, row_pairs)
+from invscale.scoring.trie import Pack, SequenceRef, build_packs, common_prefix
 
 # Unique tokens per packed forward pass when none is given: on a CPU (segment attention) 1024 ran
 # fastest of 512 … 4096 on the seed tasks with SmolLM2-135M (bench/RESULTS.md), while a GPU wants
@@ -106,10 +106,10 @@ class ScoringJob:
         self._index_rows(sorted(dataset.rows, key=lambda row: (row.prompt, row.index)), skip_indexes)  # neighbours share text
         if self.pairs.rule is None:
             self._tokenize_whole_strings(dataset)
-        self._long_rows = [(row, sequences) for row, sequences in self._check_before_any_work()
-                           if row.index not in skip_indexes]  # (row, its whole sequences), scored apart or skipped
-        if self._too_long_indexes:
-            self._set_long_rows_apart(skip_indexes)
+        long_rows = self._check_before_any_work()  # (row, its whole sequences), scored apart or skipped
+        self._long_rows = [(row, sequences) for row, sequences in long_rows if row.index not in skip_indexes]
+        if long_rows:
+            self._set_long_rows_apart({row.index for row, _ in long_rows}, skip_indexes)
         self.preface = self.pairs.preface
         counts = np.diff(self._first_sequence)
         self.stats = ScoreStats(items=int(self._pending.sum()) + len(self._long_rows),
@@ -135,10 +135,9 @@ class ScoringJob:
         self._first_sequence = np.concatenate([[0], np.cumsum(counts)])
         self._pending_sequence = np.repeat(self._pending, counts)
 
-    def _set_long_rows_apart(self, skip_indexes) -> None:
-        """Leave rows too long for the model out of the packs (already scored ones too, so a resumed
-        run packs as the first did)."""
-        long = self._too_long_indexes
+    def _set_long_rows_apart(self, long: set[int], skip_indexes) -> None:
+        """Leave the rows too long for the model (indexes ``long``) out of the packs (already scored
+        ones too, so a resumed run packs as the first did)."""
         kept = [number for number, row in enumerate(self.rows) if row.index not in long]
         if self._eager is not None:
             first = self._first_sequence
@@ -148,9 +147,7 @@ class ScoringJob:
     def _tokenize_whole_strings(self, dataset: Dataset) -> None:
         """No splice rule: tokenize every row now, and take their common token prefix as the preface."""
         sequences = self.pairs.suffixes(row_pairs(self.rows, dataset.task_type))
-        preface = sequences[0][0] if sequences else ()
-        for tokens, _ in sequences:
-            preface = preface[:common_prefix_length(preface, tokens)]
+        preface = common_prefix(tokens for tokens, _ in sequences)
         self.pairs.adopt_preface(preface)
         self._eager = [(tokens[len(preface):], n) for tokens, n in sequences]
 
@@ -186,7 +183,6 @@ class ScoringJob:
         lengths = [max(len(s.tokens) for s in row_sequences) for row_sequences in grouped]
         long_rows = [(row, row_sequences, length) for row, row_sequences, length in zip(exact_rows, grouped, lengths)
                      if limit is not None and length > limit]
-        self._too_long_indexes = {row.index for row, _, _ in long_rows}
         if long_rows and self.too_long == "error":
             longest_row = max(length for _, _, length in long_rows)
             if max_positions is None or longest_row <= max_positions:  # the architecture's own limit: its reason
@@ -195,11 +191,11 @@ class ScoringJob:
                                              limit_words(config)))
         if self.too_long == "truncate-left":
             for row, row_sequences, _ in long_rows:
-                if max(s.n_target for s in row_sequences) >= limit:
-                    field_name = "completion" if task_type is TaskType.sequence_prob else "classes"
-                    raise DataError(f"{self.dataset.name}: row {row.index + 1}: field '{field_name}': a continuation "
-                                    f"alone is {max(s.n_target for s in row_sequences)} tokens; with --too-long "
-                                    f"truncate-left nothing of the prompt would be left (the model takes {limit})")
+                longest_target = max(s.n_target for s in row_sequences)
+                if longest_target >= limit:
+                    raise DataError(f"{self.dataset.name}: row {row.index + 1}: field '{continuation_field(task_type)}': "
+                                    f"a continuation alone is {longest_target} tokens; with --too-long truncate-left "
+                                    f"nothing of the prompt would be left (the model takes {limit})")
         longest = max([longest] + [length for length in lengths if limit is None or length <= limit])
         architectures.check_architecture(config, longest)
         return [(row, row_sequences) for row, row_sequences, _ in long_rows]
@@ -209,7 +205,7 @@ class ScoringJob:
         counts = self.pairs.target_counts(k for _, k in pairs)
         empty = {k for k, n in counts.items() if n == 0}
         if empty:
-            field_name = "completion" if self.dataset.task_type is TaskType.sequence_prob else "classes"
+            field_name = continuation_field(self.dataset.task_type)
             for row, own_pairs in zip(self.rows, self._row_pairs):
                 for _, continuation in own_pairs:
                     if continuation in empty:
@@ -223,9 +219,8 @@ class ScoringJob:
         for seq_id, (tokens, n_target) in zip(seq_ids, suffixes):
             if n_target >= preface + len(tokens):
                 row = self.rows[int(np.searchsorted(self._first_sequence, seq_id, side="right")) - 1]
-                field_name = "completion" if task_type is TaskType.sequence_prob else "classes"
-                raise DataError(f"{self.dataset.name}: row {row.index + 1}: field '{field_name}': the continuation "
-                                "would be the whole sequence; nothing predicts its first token")
+                raise DataError(f"{self.dataset.name}: row {row.index + 1}: field '{continuation_field(task_type)}': "
+                                "the continuation would be the whole sequence; nothing predicts its first token")
 
     def plan(self) -> list[Pack]:
         """Every pack of the job, built now (what :meth:`results` streams)."""
@@ -421,9 +416,7 @@ def score_token_sequences(model, sequences: list[tuple[tuple[int, ...], int]], m
         return [], []
     architectures.check_architecture(model.config, max(len(tokens) for tokens, _ in sequences))
     kernels = resolve_kernels(kernels, model.device)
-    preface = sequences[0][0]
-    for tokens, _ in sequences:
-        preface = preface[:common_prefix_length(preface, tokens)]
+    preface = common_prefix(tokens for tokens, _ in sequences)
     distinct = {}
     for number, (tokens, n_target) in enumerate(sequences):
         if n_target < 1 or n_target >= len(tokens):

@@ -30,6 +30,11 @@ class ScoredSequence:
     n_target: int
 
 
+def continuation_field(task_type: TaskType) -> str:
+    """The data field a task type's continuations come from, for error messages."""
+    return "completion" if task_type is TaskType.sequence_prob else "classes"
+
+
 def continuations(row: Row, task_type: TaskType) -> list[tuple[str, str]]:
     """The (context, continuation) pairs a row is scored on, in the order the metrics expect.
 
@@ -173,7 +178,7 @@ def check_sequences(rows: list[Row], task_type: TaskType, sequences: list[Scored
                     max_positions: int | None) -> list[list[ScoredSequence]]:
     """``sequences`` (flattened as :func:`row_pairs` lists them) regrouped per row; raise
     :class:`DataError` naming the row if one cannot be scored."""
-    field_name = "completion" if task_type is TaskType.sequence_prob else "classes"
+    field_name = continuation_field(task_type)
     grouped, cursor = [], 0
     for row in rows:
         pairs = continuations(row, task_type)

@@ -27,6 +27,15 @@ from itertools import chain
 import numpy as np
 
 
+def common_prefix(sequences) -> tuple[int, ...]:
+    """The tokens every one of ``sequences`` (token tuples) starts with; () for none."""
+    sequences = iter(sequences)
+    prefix = next(sequences, ())
+    for tokens in sequences:
+        prefix = prefix[:common_prefix_length(prefix, tokens)]
+    return prefix
+
+
 def common_prefix_length(a: tuple[int, ...], b: tuple[int, ...]) -> int:
     """Length of the longest common prefix of two token tuples."""
     low, high = 0, min(len(a), len(b))

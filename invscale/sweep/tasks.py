@@ -15,7 +15,7 @@ def sweep_datasets(items: list[str], run_dir: Path, n: int, seeds: list[int], sh
     saved as ``run_dir/data/NAME.jsonl`` (NAME: the task, ``-Kshot`` when shots are given,
     ``-seedS`` with several seeds); datasets that differ only by seed share a group, which the
     report pools. ``write`` False (a process other than the main one) writes nothing. ValueError (one line) for a name that is neither, or two items of one name."""
-    from invscale.generators import REGISTRY, generate
+    from invscale.generators import REGISTRY, generate, variant_name
 
     datasets: dict[str, tuple[str, Dataset]] = {}
     groups: dict[str, dict] = {}
@@ -30,9 +30,9 @@ def sweep_datasets(items: list[str], run_dir: Path, n: int, seeds: list[int], sh
             add(Path(item).name.split(".")[0], str(Path(item).resolve()), read_dataset(item))
             continue
         for shot_count in shots:
-            group = item + (f"-{shot_count}shot" if shot_count is not None else "")
+            group = variant_name(item, shot_count)
             for seed in seeds:
-                name = group + (f"-seed{seed}" if len(seeds) > 1 else "")
+                name = variant_name(item, shot_count, seed if len(seeds) > 1 else None)
                 dataset = with_content_hash(generate(item, n, seed, shot_count)[0])
                 path = run_dir / "data" / f"{name}.jsonl"
                 if write:
