@@ -54,26 +54,34 @@ def _keep_inside(axis, values: list[float]) -> None:
     axis.set_ylim(low - margin, high + margin)
 
 
+def _draw_trend(axis, rows: list[dict], x: str, panel, legend: bool) -> list[float]:
+    """Mean line, 95% band and chance line of one panel (labelled for a legend with ``legend``),
+    y limits holding them all; returns the means."""
+    value, low, high, _, chance_value = panel
+    sizes, means = [row[x] for row in rows], [row[value] for row in rows]
+    axis.plot(sizes, means, marker="o", label="mean" if legend else None)
+    axis.fill_between(sizes, [row[low] for row in rows], [row[high] for row in rows], alpha=0.25,
+                      label=BAND_LABEL if legend else None)
+    if chance_value is not None:
+        axis.axhline(chance_value, linestyle="--", color="grey", label="chance" if legend else None)
+    _keep_inside(axis, [r[low] for r in rows] + [r[high] for r in rows] + means + [chance_value])
+    return means
+
+
 def task_figure(task: str, rows: list[dict], verdict: str, chance: dict, x: str = "params",
                 x_label: str = "parameters"):
     """The figure of one task: accuracy (if every model has it) and mean loss against ``rows[i][x]``,
     one labelled point per model, the band and the chance line in the legend, n in the title."""
     rows = sorted(rows, key=lambda row: (row[x], row["model"]))
-    sizes = [row[x] for row in rows]
     panels = _panels(rows, chance)
     figure, axes = plt.subplots(1, len(panels), figsize=(5.5 * len(panels), 4.2), squeeze=False)
-    for axis, (value, low, high, label, chance_value) in zip(axes[0], panels):
-        means = [row[value] for row in rows]
-        axis.plot(sizes, means, marker="o", label="mean")
-        axis.fill_between(sizes, [row[low] for row in rows], [row[high] for row in rows], alpha=0.25, label=BAND_LABEL)
+    for axis, panel in zip(axes[0], panels):
+        means = _draw_trend(axis, rows, x, panel, legend=True)
         for row, mean in zip(rows, means):
             axis.annotate(model_label(row["model"]), (row[x], mean), textcoords="offset points", xytext=(4, 5),
                           fontsize=7)
-        if chance_value is not None:
-            axis.axhline(chance_value, linestyle="--", color="grey", label="chance")
-        _keep_inside(axis, [r[low] for r in rows] + [r[high] for r in rows] + means + [chance_value])
         _size_axis(axis, rows, x, x_label)
-        axis.set_ylabel(label)
+        axis.set_ylabel(panel[3])
         axis.grid(alpha=0.3)
         axis.legend(fontsize=8)
     counts = sorted({row["n"] for row in rows})
@@ -91,16 +99,11 @@ def overview_figure(tasks: dict[str, tuple[list[dict], str, dict]], x: str = "pa
     figure, axes = plt.subplots(lines, columns, figsize=(4.2 * columns, 3.4 * lines), squeeze=False)
     for axis, (task, (rows, verdict, chance)) in zip(axes.flat, tasks.items()):
         rows = sorted(rows, key=lambda row: (row[x], row["model"]))
-        value, low, high, label, chance_value = _panels(rows, chance)[0]
-        sizes = [row[x] for row in rows]
-        axis.plot(sizes, [row[value] for row in rows], marker="o")
-        axis.fill_between(sizes, [row[low] for row in rows], [row[high] for row in rows], alpha=0.25)
-        if chance_value is not None:
-            axis.axhline(chance_value, linestyle="--", color="grey")
-        _keep_inside(axis, [r[low] for r in rows] + [r[high] for r in rows] + [chance_value])
+        panel = _panels(rows, chance)[0]
+        _draw_trend(axis, rows, x, panel, legend=False)
         axis.set_xscale("log")
         axis.set_xlabel(x_label, fontsize=8)
-        axis.set_ylabel(label, fontsize=8)
+        axis.set_ylabel(panel[3], fontsize=8)
         axis.set_title(f"{task}: {verdict}", fontsize=9)
         axis.grid(alpha=0.3)
     for axis in list(axes.flat)[count:]:
