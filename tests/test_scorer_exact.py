@@ -221,15 +221,15 @@ def test_a_planner_failure_reaches_the_caller(loaded_models, monkeypatch):
     loaded = loaded_models["opt-plain"]
     dataset = as_dataset(random_classification(23, n_rows=12))
     calls = {"n": 0}
-    original = PairTokenizer.suffixes
+    original = PairTokenizer.contexts
 
-    def failing(self, pairs):
+    def failing(self, contexts, continuations):
         calls["n"] += 1
         if calls["n"] == 3:
             raise RuntimeError("planner broke")
-        return original(self, pairs)
+        return original(self, contexts, continuations)
 
-    monkeypatch.setattr(PairTokenizer, "suffixes", failing)
+    monkeypatch.setattr(PairTokenizer, "contexts", failing)
     job = ScoringJob(loaded.model, loaded.tokenizer, dataset, max_tokens_per_pack=30, chunk_rows=3)
     seen = []
     with pytest.raises(RuntimeError, match="planner broke"):

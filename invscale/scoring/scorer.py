@@ -14,6 +14,8 @@ from __future__ import annotations
 import queue
 import threading
 from dataclasses import dataclass
+from itertools import chain
+from operator import attrgetter
 from typing import Callable, Iterator
 
 import numpy as np
@@ -27,21 +29,38 @@ from invscale.scoring.distributed import Group
 from invscale.scoring.metrics import example_metrics
 from invscale.scoring.runner import PackRunner
 from invscale.scoring.streamed import StreamedModel, StreamedRunner, plan_groups
-from invscale.scoring.tokenize import (PairTokenizer, ScoredSequence, check_sequences, contexts, continuation_field,
-                                       continuations, row_pairs)
-from invscale.scoring.trie import Pack, SequenceRef, build_packs, common_prefix
+from invscale.scoring.tokenize import (ContextTokens, PairTokenizer, ScoredSequence, check_sequences, contexts,
+                                       continuation_field, continuations, item_continuations)
+from invscale.scoring.trie import Pack, SequenceRef, Unit, build_packs, common_prefix, template, units_of_sequences
 
 # Unique tokens per packed forward pass when none is given: on a CPU (segment attention) 1024 ran
 # fastest of 512 … 4096 on the seed tasks with SmolLM2-135M (bench/RESULTS.md), while a GPU wants
 # long packs to fill its matrix units.
 DEFAULT_MAX_TOKENS_PER_PACK = {"cpu": 1024, "cuda": 8192}
-CHUNK_ROWS = 2048  # rows tokenized and planned together
+CHUNK_ROWS = 2048  # distinct items tokenized and planned together
 TOO_LONG = ("error", "skip", "truncate-left")  # what to do with rows longer than the model can score
 QUEUED_PACKS = 8  # built packs waiting for the model, at most
 
 
 def _utf8_length(text: str) -> int:
     return len(text) if text.isascii() else len(text.encode())
+
+
+def _items(rows: list[Row]) -> tuple[list[Row], list[list[Row]]]:
+    """Rows grouped into distinct items (the same prompts and continuations), in order of first
+    appearance: each item's first row, and all its rows."""
+    keys = list(map(attrgetter("prompt", "other_prompt", "classes", "completion"), rows))
+    if len(set(keys)) == len(keys):  # no repeats, the usual case
+        return rows, [[row] for row in rows]
+    firsts, groups, number_of = [], [], {}
+    for row, key in zip(rows, keys):
+        number = number_of.setdefault(key, len(firsts))
+        if number == len(firsts):
+            firsts.append(row)
+            groups.append([row])
+        else:
+            groups[number].append(row)
+    return firsts, groups
 
 
 def default_max_tokens_per_pack(model) -> int:
@@ -97,24 +116,23 @@ class ScoringJob:
         self.kernels = resolve_kernels(kernels, model.device)
         self.backend = resolve_backend(backend, model.device, self.kernels)
         self.max_tokens_per_pack = max_tokens_per_pack or default_max_tokens_per_pack(model)
-        task_type = dataset.task_type
-        self.pairs = PairTokenizer(tokenizer, (c for row in dataset.rows for c in contexts(row, task_type)),
-                                   splice=splice)
         self.too_long = check_too_long(too_long)
-        self._eager: list[tuple[tuple[int, ...], int]] | None = None
-        self._aliases: dict[int, list[int]] = {}  # a packed sequence's id -> ids of the same pair on other rows
-        self._index_rows(sorted(dataset.rows, key=lambda row: (row.prompt, row.index)), skip_indexes)  # neighbours share text
-        if self.pairs.rule is None:
-            self._tokenize_whole_strings(dataset)
-        long_rows = self._check_before_any_work()  # (row, its whole sequences), scored apart or skipped
-        self._long_rows = [(row, sequences) for row, sequences in long_rows if row.index not in skip_indexes]
-        if long_rows:
-            self._set_long_rows_apart({row.index for row, _ in long_rows}, skip_indexes)
+        self._skip = skip_indexes
+        self._aliases: dict[int, list[int]] = {}  # a packed sequence's id -> ids of the same pair in other items
+        self._index_items(_items(sorted(dataset.rows, key=attrgetter("prompt", "index"))))  # neighbours share text
+        self.pairs = PairTokenizer(tokenizer, (c for item in self.items for c in contexts(item, dataset.task_type)),
+                                   splice=splice)
+        eager = self._tokenize_whole_strings() if self.pairs.rule is None else None
+        long_items = self._check_before_any_work(eager)  # (item, its whole sequences), scored apart or skipped
+        self._long_rows = [(row, sequences) for number, sequences in long_items
+                           for row in self.item_rows[number] if row.index not in skip_indexes]
+        if long_items:
+            kept = sorted(set(range(len(self.items))) - {number for number, _ in long_items})
+            self._index_items(([self.items[n] for n in kept], [self.item_rows[n] for n in kept]))
         self.preface = self.pairs.preface
-        counts = np.diff(self._first_sequence)
-        self.stats = ScoreStats(items=int(self._pending.sum()) + len(self._long_rows),
-                                sequences=int(counts[self._pending].sum()),
-                                preface_tokens=len(self.preface) if self._pending.any() else 0)
+        self.stats = ScoreStats(items=int(self._pending_rows.sum()) + len(self._long_rows),
+                                sequences=int((self._pending_rows * np.diff(self._first_sequence)).sum()),
+                                preface_tokens=len(self.preface) if self._pending_rows.any() else 0)
         if streamed is not None:
             self.packs = self.plan()
             self.groups = plan_groups(streamed, len(self.preface), [p.n_tokens for p in self.packs], memory_budget,
@@ -125,145 +143,176 @@ class ScoringJob:
         """Rows still to score that are too long for the model (skipped or truncated)."""
         return len(self._long_rows)
 
-    def _index_rows(self, rows, skip_indexes) -> None:
-        """Take ``rows`` (in packing order) as the rows packed: their pairs, where each one's sequences
-        start in the flat list of sequences, and which are still to score."""
-        self.rows = rows
-        self._pending = np.fromiter((row.index not in skip_indexes for row in rows), dtype=bool, count=len(rows))
-        self._row_pairs = [continuations(row, self.dataset.task_type) for row in rows]
-        counts = np.fromiter(map(len, self._row_pairs), dtype=np.int64, count=len(rows))
+    def _index_items(self, items: tuple[list[Row], list[list[Row]]]) -> None:
+        """Take ``items`` (each distinct item's first row, and all its rows; in packing order) as the
+        items packed: their pairs, where each one's sequences start in the flat list of sequences,
+        and how many of each item's rows are still to score."""
+        self.items, self.item_rows = items
+        self._item_pairs = [continuations(item, self.dataset.task_type) for item in self.items]
+        counts = np.fromiter(map(len, self._item_pairs), dtype=np.int64, count=len(self.items))
         self._first_sequence = np.concatenate([[0], np.cumsum(counts)])
-        self._pending_sequence = np.repeat(self._pending, counts)
+        skip = self._skip
+        self._pending_rows = np.fromiter((sum(row.index not in skip for row in rows) if skip else len(rows)
+                                          for rows in self.item_rows), dtype=np.int64, count=len(self.items))
+        self._owner_pending = np.zeros(int(self._first_sequence[-1]), dtype=bool)
 
-    def _set_long_rows_apart(self, long: set[int], skip_indexes) -> None:
-        """Leave the rows too long for the model (indexes ``long``) out of the packs (already scored
-        ones too, so a resumed run packs as the first did)."""
-        kept = [number for number, row in enumerate(self.rows) if row.index not in long]
-        if self._eager is not None:
-            first = self._first_sequence
-            self._eager = [sequence for number in kept for sequence in self._eager[first[number]:first[number + 1]]]
-        self._index_rows([self.rows[number] for number in kept], skip_indexes)
+    def _tokenize_whole_strings(self) -> list[tuple[tuple[int, ...], int]]:
+        """No splice rule: tokenize every item now, and take their common token prefix as the preface;
+        the whole sequences, in item order."""
+        sequences = self.pairs.whole_sequences([pair for pairs in self._item_pairs for pair in pairs])
+        self.pairs.adopt_preface(common_prefix(tokens for tokens, _ in sequences))
+        return [(self.pairs.preface + tokens[len(self.pairs.preface):], n) for tokens, n in sequences]
 
-    def _tokenize_whole_strings(self, dataset: Dataset) -> None:
-        """No splice rule: tokenize every row now, and take their common token prefix as the preface."""
-        sequences = self.pairs.suffixes(row_pairs(self.rows, dataset.task_type))
-        preface = common_prefix(tokens for tokens, _ in sequences)
-        self.pairs.adopt_preface(preface)
-        self._eager = [(tokens[len(preface):], n) for tokens, n in sequences]
-
-    def _check_before_any_work(self) -> list[tuple[Row, list[ScoredSequence]]]:
+    def _check_before_any_work(self, eager) -> list[tuple[int, list[ScoredSequence]]]:
         """Refuse, before the first pack, rows the model cannot score (continuations with no tokens,
-        nothing to predict from) and architectures or features the scorer cannot score exactly; rows
+        nothing to predict from) and architectures or features the scorer cannot score exactly; items
         too long for the model's positions or the architecture's limits are refused all at once
-        (``too_long="error"``) or returned with their sequences."""
+        (``too_long="error"``, every row named) or returned (their numbers and sequences)."""
         config = self.model.config
         max_positions = getattr(config, "max_position_embeddings", None)
         limit = max_sequence_length(config)
         task_type = self.dataset.task_type
-        flat = [pair for pairs in self._row_pairs for pair in pairs]
-        self._check_targets(flat)
-        if self._eager is not None:  # every row is tokenized already
-            exact_rows = self.rows
-            sequences = [ScoredSequence(self.pairs.preface + tokens, n) for tokens, n in self._eager]
+        self._check_targets()
+        if eager is not None:  # every item is tokenized already
+            exact = np.arange(len(self.items))
+            sequences = [ScoredSequence(tokens, n) for tokens, n in eager]
             longest = 0
-        else:  # upper bounds on token counts; rows near a limit (or with tiny contexts) tokenized now
+        else:  # upper bounds on token counts; items near a limit (or with tiny contexts) tokenized now
             rule = self.pairs.rule
             scale = 4 if rule.normalizes else 1  # normalizers may expand text (NFKC), never four-fold per byte
-            context_chars = np.fromiter((len(c) for c, _ in flat), dtype=np.int64, count=len(flat))
-            pair_bytes = np.fromiter((_utf8_length(c) + _utf8_length(k) for c, k in flat), dtype=np.int64,
-                                     count=len(flat))
-            starts = self._first_sequence[:-1]
-            bound = len(rule.special_prefix) + 1 + scale * np.maximum.reduceat(pair_bytes, starts) if flat else pair_bytes
-            tiny = np.minimum.reduceat(context_chars, starts) <= rule.margin if flat else context_chars > 0
-            exact = tiny | (bound > limit) if limit is not None else tiny
-            exact_rows = [self.rows[i] for i in np.flatnonzero(exact)]
-            longest = max(len(self.pairs.preface) + 1, int(bound[~exact].max()) if (~exact).any() else 0)
-            sequences = self.pairs.sequences(row_pairs(exact_rows, task_type))  # few rows: near a limit
+            item_contexts = [contexts(item, task_type) for item in self.items]
+            longest_continuation: dict[tuple[str, ...], int] = {}  # by an item's continuations
+            for item in self.items:
+                own = item_continuations(item, task_type)
+                if own not in longest_continuation:
+                    longest_continuation[own] = max(map(_utf8_length, own))
+            shortest_context = np.fromiter((min(map(len, c)) for c in item_contexts), dtype=np.int64,
+                                           count=len(self.items))
+            bound = len(rule.special_prefix) + 1 + scale * (np.fromiter(
+                (max(map(_utf8_length, c)) for c in item_contexts), dtype=np.int64, count=len(self.items)) +
+                np.fromiter((longest_continuation[item_continuations(item, task_type)] for item in self.items),
+                            dtype=np.int64, count=len(self.items)))
+            near = shortest_context <= rule.margin
+            if limit is not None:
+                near |= bound > limit
+            exact = np.flatnonzero(near)
+            longest = max(len(self.pairs.preface) + 1, int(bound[~near].max()) if (~near).any() else 0)
+            sequences = self.pairs.sequences([pair for n in exact for pair in self._item_pairs[n]])
+        exact_rows = [self.items[n] for n in exact]
         grouped = check_sequences(exact_rows, task_type, sequences, self.dataset.name, None)
-        lengths = [max(len(s.tokens) for s in row_sequences) for row_sequences in grouped]
-        long_rows = [(row, row_sequences, length) for row, row_sequences, length in zip(exact_rows, grouped, lengths)
-                     if limit is not None and length > limit]
-        if long_rows and self.too_long == "error":
-            longest_row = max(length for _, _, length in long_rows)
+        lengths = [max(len(s.tokens) for s in item_sequences) for item_sequences in grouped]
+        long_items = [(int(n), item_sequences, length) for n, item_sequences, length in zip(exact, grouped, lengths)
+                      if limit is not None and length > limit]
+        if long_items and self.too_long == "error":
+            longest_row = max(length for _, _, length in long_items)
             if max_positions is None or longest_row <= max_positions:  # the architecture's own limit: its reason
                 architectures.check_architecture(config, longest_row)
-            raise DataError(too_long_message(self.dataset.name, [(row.index, length) for row, _, length in long_rows],
-                                             limit_words(config)))
+            raise DataError(too_long_message(self.dataset.name, [(row.index, length) for n, _, length in long_items
+                                                                 for row in self.item_rows[n]], limit_words(config)))
         if self.too_long == "truncate-left":
-            for row, row_sequences, _ in long_rows:
-                longest_target = max(s.n_target for s in row_sequences)
+            for n, item_sequences, _ in long_items:
+                longest_target = max(s.n_target for s in item_sequences)
                 if longest_target >= limit:
-                    raise DataError(f"{self.dataset.name}: row {row.index + 1}: field '{continuation_field(task_type)}': "
-                                    f"a continuation alone is {longest_target} tokens; with --too-long truncate-left "
-                                    f"nothing of the prompt would be left (the model takes {limit})")
+                    raise DataError(f"{self.dataset.name}: row {self.items[n].index + 1}: field "
+                                    f"'{continuation_field(task_type)}': a continuation alone is {longest_target} "
+                                    f"tokens; with --too-long truncate-left nothing of the prompt would be left "
+                                    f"(the model takes {limit})")
         longest = max([longest] + [length for length in lengths if limit is None or length <= limit])
         architectures.check_architecture(config, longest)
-        return [(row, row_sequences) for row, row_sequences, _ in long_rows]
+        return [(n, item_sequences) for n, item_sequences, _ in long_items]
 
-    def _check_targets(self, pairs: list[tuple[str, str]]) -> None:
+    def _check_targets(self) -> None:
         """Every continuation has tokens of its own (its count is what is scored)."""
-        counts = self.pairs.target_counts(k for _, k in pairs)
+        task_type = self.dataset.task_type
+        counts = self.pairs.target_counts(chain.from_iterable({item_continuations(item, task_type)
+                                                               for item in self.items}))
         empty = {k for k, n in counts.items() if n == 0}
         if empty:
             field_name = continuation_field(self.dataset.task_type)
-            for row, own_pairs in zip(self.rows, self._row_pairs):
-                for _, continuation in own_pairs:
+            for item, pairs in zip(self.items, self._item_pairs):
+                for _, continuation in pairs:
                     if continuation in empty:
-                        raise DataError(f"{self.dataset.name}: row {row.index + 1}: field '{field_name}': "
+                        raise DataError(f"{self.dataset.name}: row {item.index + 1}: field '{field_name}': "
                                         f"{continuation!r} has no tokens")
 
-    def _check_predictable(self, seq_ids: list[int], suffixes) -> None:
+    def _check_predictable(self, ids: np.ndarray, lengths: np.ndarray, targets: np.ndarray) -> None:
         """A continuation whose tokens would be the whole sequence (no BOS, and a context that
         merged into it) has nothing to predict its first token: refused with the row named."""
-        preface, task_type = len(self.pairs.preface), self.dataset.task_type
-        for seq_id, (tokens, n_target) in zip(seq_ids, suffixes):
-            if n_target >= preface + len(tokens):
-                row = self.rows[int(np.searchsorted(self._first_sequence, seq_id, side="right")) - 1]
-                raise DataError(f"{self.dataset.name}: row {row.index + 1}: field '{continuation_field(task_type)}': "
-                                "the continuation would be the whole sequence; nothing predicts its first token")
+        whole = np.flatnonzero(targets >= lengths)
+        if whole.size:
+            item = self.items[int(np.searchsorted(self._first_sequence, ids[whole[0]], side="right")) - 1]
+            raise DataError(f"{self.dataset.name}: row {item.index + 1}: field "
+                            f"'{continuation_field(self.dataset.task_type)}': the continuation would be the whole "
+                            "sequence; nothing predicts its first token")
+
+    def _sequence_sizes(self, units: list[Unit]) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """The packed sequences of ``units``: their ids, whole lengths and scored token counts."""
+        n = sum(len(unit.seq_ids) for unit in units)
+        ids = np.fromiter(chain.from_iterable(unit.seq_ids for unit in units), dtype=np.int64, count=n)
+        above = np.repeat(np.fromiter((len(self.preface) + len(unit.stem) for unit in units), dtype=np.int64,
+                                      count=len(units)), [len(unit.seq_ids) for unit in units])
+        lengths = above + np.fromiter(chain.from_iterable(unit.template.lengths for unit in units), dtype=np.int64,
+                                      count=n)
+        targets = np.fromiter(chain.from_iterable(unit.template.n_targets for unit in units), dtype=np.int64, count=n)
+        return ids, lengths, targets
 
     def plan(self) -> list[Pack]:
         """Every pack of the job, built now (what :meth:`results` streams)."""
         return list(self.iter_packs())
 
     def iter_packs(self) -> Iterator[Pack]:
-        """The packs that hold a row still to score, in order, a chunk of rows tokenized, planned and
-        built at a time (what :meth:`results` runs, on a background thread). A pair repeated
-        within a chunk (the same context and continuation on another row) is tokenized and packed
-        once; the repeats are recorded as its aliases."""
-        held: list[SequenceRef] = []
-        for start in range(0, len(self.rows), self.chunk_rows):
-            stop = min(start + self.chunk_rows, len(self.rows))
-            first = int(self._first_sequence[start])
-            distinct: dict[tuple[str, str], int] = {}
-            owners: list[int] = []  # the id of each distinct pair's first sequence
-            numbers = []  # each sequence's distinct pair
-            for offset, pair in enumerate(pair for pairs in self._row_pairs[start:stop] for pair in pairs):
-                number = distinct.setdefault(pair, len(distinct))
-                numbers.append(number)
-                if number == len(owners):
-                    owners.append(first + offset)
-                else:
-                    self._aliases.setdefault(owners[number], []).append(first + offset)
-            if self._eager is not None:
-                suffixes = [self._eager[seq_id] for seq_id in owners]
-            else:
-                suffixes = self.pairs.suffixes(list(distinct))
-            self._check_predictable(owners, suffixes)
-            pending = np.bincount(numbers, weights=self._pending_sequence[first:first + len(numbers)],
-                                  minlength=len(owners))  # how many of each pair's sequences are to score
-            lengths = np.fromiter((len(tokens) + len(self.preface) for tokens, _ in suffixes), dtype=np.int64)
-            self.stats.naive_tokens += int((lengths * pending).sum())
-            self.stats.answer_tokens += int((np.fromiter((n for _, n in suffixes), dtype=np.int64) * pending).sum())
-            refs = held + [SequenceRef(seq_id, tokens, n) for seq_id, (tokens, n) in zip(owners, suffixes)]
-            packs, held = build_packs(refs, self.max_tokens_per_pack, self.preface, keep_last=stop < len(self.rows))
-            yield from (pack for pack in packs if self._any_pending(pack))
+        """The packs that hold a row still to score, in order, a chunk of items tokenized, planned and
+        built at a time (what :meth:`results` runs, on a background thread). A pair repeated within
+        a chunk (the same context and continuation in another item) is tokenized and packed once;
+        the repeats are recorded as its aliases."""
+        held: list[Unit] = []
+        weights = np.repeat(self._pending_rows, np.diff(self._first_sequence))  # naive runs of each sequence
+        for start in range(0, len(self.items), self.chunk_rows):
+            stop = min(start + self.chunk_rows, len(self.items))
+            first, last = int(self._first_sequence[start]), int(self._first_sequence[stop])
+            by_context: dict[str, dict[str, int]] = {}
+            owner_of = []  # each sequence's owner: the first sequence of the same pair
+            seq_id = first
+            for pairs in self._item_pairs[start:stop]:
+                for context, continuation in pairs:
+                    owners = by_context.get(context)
+                    if owners is None:
+                        owners = by_context[context] = {}
+                    owner_of.append(owners.setdefault(continuation, seq_id))
+                    seq_id += 1
+            owner_of = np.array(owner_of, dtype=np.int64)
+            for same in np.flatnonzero(owner_of != np.arange(first, last)).tolist():
+                self._aliases.setdefault(int(owner_of[same]), []).append(first + same)
+            ordered = sorted(by_context)
+            units = self._units(self.pairs.contexts(ordered, [tuple(by_context[c]) for c in ordered]),
+                                [list(by_context[c].values()) for c in ordered])
+            ids, lengths, targets = self._sequence_sizes(units)
+            self._check_predictable(ids, lengths, targets)
+            np.logical_or.at(self._owner_pending, owner_of, weights[first:last] > 0)
+            owner_weights = np.bincount(owner_of - first, weights=weights[first:last], minlength=last - first)
+            self.stats.naive_tokens += int((owner_weights[ids - first] * lengths).sum())
+            self.stats.answer_tokens += int((owner_weights[ids - first] * targets).sum())
+            packs, held = build_packs(held + units, self.max_tokens_per_pack, self.preface, keep_last=stop < len(self.items))
+            yield from (pack for pack in packs if self._owner_pending[pack.seq_ids].any())
 
-    def _any_pending(self, pack: Pack) -> bool:
-        """Whether ``pack`` holds a sequence (or a repeat of one) of a row still to score."""
-        return any(self._pending_sequence[seq_id] or any(self._pending_sequence[same] for same in
-                                                          self._aliases.get(seq_id, ()))
-                   for seq_id in pack.seq_ids)
+    def _units(self, found: list[ContextTokens], seq_ids: list[list[int]]) -> list[Unit]:
+        """The units of tokenized contexts, ``seq_ids[i]`` the sequence ids of context ``i``'s
+        continuations; a context with more continuation tokens than half a pack is split."""
+        units, half = [], max(self.max_tokens_per_pack // 2, 1)
+        for tokens, ids in zip(found, seq_ids):
+            junctions = tokens.junctions
+            if len(junctions) > 1 and sum(len(j) for j, _ in junctions) > half:
+                start, hint = 0, tokens.hint
+                while start < len(junctions):
+                    stop, size = start, 0
+                    while stop < len(junctions) and (stop == start or size + len(junctions[stop][0]) <= half):
+                        size += len(junctions[stop][0])
+                        stop += 1
+                    units.append(Unit(tokens.stem, hint, template(junctions[start:stop]), ids[start:stop]))
+                    start, hint = stop, len(tokens.stem)
+            else:
+                units.append(Unit(tokens.stem, tokens.hint, template(junctions), ids))
+        return units
 
     def _packs_beside(self) -> Iterator[Pack]:
         """:meth:`iter_packs` run on a background thread, at most ``QUEUED_PACKS`` ahead."""
@@ -332,31 +381,35 @@ class ScoringJob:
             on_pack(len(self._long_rows), 0)
 
     def _packed_results(self, on_pack: Callable[[int, int], None] | None) -> Iterator[dict]:
-        if not self._pending.any():
+        if not self._pending_rows.any():
             return
-        first = self._first_sequence
-        owner = np.repeat(np.arange(len(self.rows)), np.diff(first))
-        remaining = np.where(self._pending, np.diff(first), -1)  # rows already scored never finish again
+        first, skip, task_type = self._first_sequence, self._skip, self.dataset.task_type
+        owner = np.repeat(np.arange(len(self.items)), np.diff(first)).tolist()
+        remaining = np.where(self._pending_rows > 0, np.diff(first), -1).tolist()  # done items never finish again
         logprobs = np.zeros(int(first[-1]), dtype=np.float64)
         self.stats.unique_tokens = self.stats.preface_tokens
         passes = self._streamed_passes() if self.streamed is not None else self._resident_passes()
         for pack, launched in passes:
-            pair_logprobs = launched.double().cpu().numpy()
+            sums = pack.sequence_sums(launched.double().cpu().numpy())
             self.stats.unique_tokens += pack.n_tokens
             self.stats.packs += 1
             finished = []
-            for seq_id, pairs in zip(pack.seq_ids, pack.seq_pairs):
-                value = pair_logprobs[pairs].sum()
+            for seq_id, value in zip(pack.seq_ids.tolist(), sums.tolist()):
                 for same in (seq_id, *self._aliases.pop(seq_id, ())):
                     logprobs[same] = value
-                    r = owner[same]
-                    remaining[r] -= 1
-                    if remaining[r] == 0:
-                        finished.append(r)
-            for r in finished:
-                yield example_metrics(self.dataset.task_type, self.rows[r], logprobs[first[r]:first[r + 1]].tolist())
+                    item = owner[same]
+                    remaining[item] -= 1
+                    if remaining[item] == 0:
+                        finished.append(item)
+            rows = 0
+            for item in finished:
+                item_logprobs = logprobs[first[item]:first[item + 1]].tolist()
+                for row in self.item_rows[item]:
+                    if row.index not in skip:
+                        rows += 1
+                        yield example_metrics(task_type, row, item_logprobs)
             if on_pack is not None:
-                on_pack(len(finished), pack.n_tokens)
+                on_pack(rows, pack.n_tokens)
 
     def _resident_passes(self) -> Iterator[tuple[Pack, torch.Tensor]]:
         """(pack, its answer log-probs) with the whole model resident, one forward pass per pack (this
@@ -424,14 +477,13 @@ def score_token_sequences(model, sequences: list[tuple[tuple[int, ...], int]], m
                              "the first")
         distinct.setdefault((tokens, n_target), len(distinct))
     refs = [SequenceRef(number, tokens[len(preface):], n_target) for (tokens, n_target), number in distinct.items()]
-    packs, _ = build_packs(refs, max_tokens_per_pack or default_max_tokens_per_pack(model), preface)
+    packs, _ = build_packs(units_of_sequences(refs), max_tokens_per_pack or default_max_tokens_per_pack(model), preface)
     logprobs, greedy = np.zeros(len(distinct)), np.zeros(len(distinct), dtype=bool)
     with PackRunner(model, backend=resolve_backend(backend, model.device, kernels), kernels=kernels) as runner:
         runner.set_preface(preface)
         for pack in packs:
             pair_logprobs, pair_greedy = runner.pair_logprobs(pack, with_greedy=True)
-            pair_logprobs, pair_greedy = pair_logprobs.double().cpu().numpy(), pair_greedy.cpu().numpy()
-            for seq_id, pairs in zip(pack.seq_ids, pack.seq_pairs):
-                logprobs[seq_id], greedy[seq_id] = pair_logprobs[pairs].sum(), pair_greedy[pairs].all()
+            logprobs[pack.seq_ids] = pack.sequence_sums(pair_logprobs.double().cpu().numpy())
+            greedy[pack.seq_ids] = pack.sequence_all(pair_greedy.cpu().numpy())
     order = [distinct[key] for key in sequences]
     return logprobs[order].tolist(), greedy[order].tolist()

@@ -27,7 +27,11 @@ from __future__ import annotations
 import json
 import re
 import unicodedata
+from bisect import bisect_right
 from dataclasses import dataclass
+from typing import NamedTuple
+
+from invscale.scoring.words import WordEncoder, word_encoder
 
 MARGIN = 8  # characters between a cut and the end of the text it was found in
 PROBES = ("a", "Hello world", " x\n1", "  two  spaces, 123 4567!? e\u0301 \u4e2d\u6587 \U0001f600")
@@ -39,7 +43,8 @@ class SpliceRule:
     whether it normalizes (then cuts go before an ASCII character only) and with which Unicode
     forms (then only text already in those forms is cut), whether its offsets are trimmed (then
     boundaries come from the pre-tokenizer, not the offsets), and the added tokens that force a
-    text onto the whole-string path."""
+    text onto the whole-string path; ``words`` tokenizes ASCII text fast where that is exact
+    (:mod:`invscale.scoring.words`)."""
 
     backend: object
     special_prefix: tuple[int, ...]
@@ -48,6 +53,8 @@ class SpliceRule:
     trims_offsets: bool
     added: re.Pattern | None
     longest_added: int
+    added_contents: tuple[str, ...] = ()
+    words: WordEncoder | None = None
     margin: int = MARGIN
 
     def added_across(self, text: str, cut: int) -> bool:
@@ -77,7 +84,8 @@ def splice_rule(tokenizer) -> SpliceRule | None:
     added = re.compile("|".join(map(re.escape, sorted(contents, key=len, reverse=True)))) if contents else None
     forms = tuple(_unicode_forms(normalizer)) if normalizer is not None else ()
     trims = processor is not None and '"trim_offsets":true' in json.dumps(processor, separators=(",", ":"))
-    return SpliceRule(backend, prefix, normalizer is not None, forms, trims, added, max(map(len, contents), default=0))
+    return SpliceRule(backend, prefix, normalizer is not None, forms, trims, added, max(map(len, contents), default=0),
+                      tuple(contents), word_encoder(backend, pre_tokenizer, normalizer, added))
 
 
 def _state(component) -> dict | None:
@@ -170,28 +178,60 @@ def _special_prefix(backend) -> tuple[int, ...] | None:
     return prefix
 
 
-def last_cut(rule: SpliceRule, text: str, encoding) -> tuple[int, int] | None:
-    """The last safe cut of ``text``, given its encoding without special tokens: (character
-    position, tokens before it), or None when there is none."""
-    if len(text) <= rule.margin or (rule.added is not None and rule.added.search(text)):
+class Cuts(NamedTuple):
+    """A text's token ids (no special tokens) and where it may be cut: the start of each pre-token
+    (character position, ascending, 0 first) a cut may fall at, and how many tokens lie before it."""
+
+    ids: list[int]
+    starts: list[int]
+    firsts: list[int]
+
+    def last_before(self, limit: int) -> int:
+        """The index of the last cut at or before character ``limit`` (0, the text's start, when none)."""
+        return max(bisect_right(self.starts, limit) - 1, 0)
+
+
+def cuts(rule: SpliceRule, text: str) -> Cuts | None:
+    """``text``'s tokens and cuts, or None when no cut inside it can be shown exact (an added
+    token's content in it, text not in the normalizer's forms, a normalizer that changes its length)."""
+    if rule.words is not None:
+        found = rule.words.encode(text)
+        if found is not None:
+            return Cuts(*found)
+    if rule.added is not None and rule.added.search(text):
         return None
     if any(not unicodedata.is_normalized(form, text) for form in rule.unicode_forms):
         return None
     if rule.normalizes and len(rule.backend.normalizer.normalize_str(text)) != len(text):
         return None
-    limit = len(text) - rule.margin
+    encoding = rule.backend.encode(text, add_special_tokens=False)
     word_ids, offsets = encoding.word_ids, encoding.offsets
-    starts = _pre_token_starts(rule, text) if rule.trims_offsets else None
-    for index in range(len(word_ids) - 1, 0, -1):
+    pre_token_starts = _pre_token_starts(rule, text) if rule.trims_offsets else None
+    starts, firsts = [0], [0]
+    for index in range(1, len(word_ids)):
         word = word_ids[index]
         if word is None or word == word_ids[index - 1]:
             continue  # not the first token of a pre-token
-        start = starts[word] if starts is not None else offsets[index][0]
-        if start <= limit and (not rule.normalizes or text[start].isascii()):
-            return start, index
-    return None
+        start = pre_token_starts[word] if pre_token_starts is not None else offsets[index][0]
+        if start > starts[-1] and (not rule.normalizes or text[start].isascii()):
+            starts.append(start)
+            firsts.append(index)
+    return Cuts(encoding.ids, starts, firsts)
 
 
 def _pre_token_starts(rule: SpliceRule, text: str) -> list[int]:
     normalized = rule.backend.normalizer.normalize_str(text) if rule.normalizes else text
     return [start for _, (start, _) in rule.backend.pre_tokenizer.pre_tokenize_str(normalized)]
+
+
+def common_text_length(a: str, b: str) -> int:
+    """Length of the longest common prefix of two strings (compared in C, as integers)."""
+    n = min(len(a), len(b))
+    if a[:n] == b[:n]:
+        return n
+    if a.isascii() and b.isascii():
+        width, left, right = 1, a[:n].encode("ascii"), b[:n].encode("ascii")
+    else:
+        width, left, right = 4, a[:n].encode("utf-32-be"), b[:n].encode("utf-32-be")
+    differ = int.from_bytes(left, "big") ^ int.from_bytes(right, "big")
+    return (len(left) * 8 - differ.bit_length()) // 8 // width

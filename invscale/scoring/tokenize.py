@@ -16,10 +16,12 @@ from __future__ import annotations
 
 import os
 from dataclasses import dataclass
-from typing import Iterable
+from itertools import chain
+from typing import Iterable, NamedTuple
 
 from invscale.data import DataError, Row, TaskType
-from invscale.scoring.splice import SpliceRule, last_cut, splice_rule
+from invscale.scoring.splice import Cuts, SpliceRule, common_text_length, cuts, splice_rule
+from invscale.scoring.trie import common_prefix
 
 
 @dataclass(frozen=True)
@@ -33,6 +35,11 @@ class ScoredSequence:
 def continuation_field(task_type: TaskType) -> str:
     """The data field a task type's continuations come from, for error messages."""
     return "completion" if task_type is TaskType.sequence_prob else "classes"
+
+
+def item_continuations(row: Row, task_type: TaskType) -> tuple[str, ...]:
+    """The continuation texts a row is scored on: its classes, or its completion."""
+    return (row.completion,) if task_type is TaskType.sequence_prob else row.classes
 
 
 def continuations(row: Row, task_type: TaskType) -> list[tuple[str, str]]:
@@ -49,6 +56,17 @@ def continuations(row: Row, task_type: TaskType) -> list[tuple[str, str]]:
     return pairs
 
 
+class ContextTokens(NamedTuple):
+    """A context's tokens after the preface as packing wants them: ``stem``, the tokens every one of
+    its sequences starts with; ``hint``, how many of them are known to equal the previous context's
+    stem (in the list tokenized together; 0 when unknown); and per continuation, its tokens after
+    the stem and how many of the whole sequence's last tokens are scored."""
+
+    stem: tuple[int, ...]
+    hint: int
+    junctions: tuple[tuple[tuple[int, ...], int], ...]
+
+
 class PairTokenizer:
     """Joint token sequences of (context, continuation) pairs, from unique text where exact.
 
@@ -56,6 +74,12 @@ class PairTokenizer:
     the same preface): the preface is the tokens of their common text up to its last safe cut,
     shared by every sequence. ``splice=False`` forces the whole-string path, where the caller may
     :meth:`adopt_preface` once it knows a prefix every sequence shares.
+
+    Contexts are tokenized in the order given (sorted text, so each shares a prefix with the one
+    before it): a context's tokens up to the last safe cut inside the text it shares with the
+    previous context are that context's, and only the rest is tokenized. So the tokenizer sees
+    each context's text beyond what it shares with its neighbour, and each distinct junction
+    (the context's text from its last safe cut, plus a continuation) once.
     """
 
     def __init__(self, tokenizer, contexts: Iterable[str], splice: bool = True):
@@ -63,11 +87,13 @@ class PairTokenizer:
         self.rule: SpliceRule | None = splice_rule(tokenizer) if splice else None
         self._continuations: dict[str, int] = {}
         self._junctions: dict[str, tuple[int, ...]] = {}
+        self._whole: dict[tuple[str, str], tuple[int, ...]] = {}
+        self._tails: dict[tuple[str, tuple[str, ...]], tuple | None] = {}
         self.spliced = self.whole = 0  # pairs tokenized each way
         distinct = set(contexts)
-        common = os.path.commonprefix(list(distinct)) if distinct else ""
+        common = os.path.commonprefix([min(distinct), max(distinct)]) if distinct else ""
         self.preface, self._preface_chars = self._cut(common)
-        if self._preface_chars and any(self.rule.added_across(c, self._preface_chars) for c in distinct):
+        if self._preface_chars and self._added_over_preface_cut(common, distinct):
             self.preface, self._preface_chars = self.rule.special_prefix, 0  # an added token spans the cut
 
     def _cut(self, common: str) -> tuple[tuple[int, ...], int]:
@@ -75,12 +101,21 @@ class PairTokenizer:
         character position), or the special prefix alone when there is no safe cut."""
         if self.rule is None:
             return (), 0
-        encoding = self.rule.backend.encode(common, add_special_tokens=False)
-        cut = last_cut(self.rule, common, encoding)
-        if cut is None:
+        found = cuts(self.rule, common)
+        if found is None:
             return self.rule.special_prefix, 0
-        chars, tokens = cut
-        return self.rule.special_prefix + tuple(encoding.ids[:tokens]), chars
+        index = found.last_before(len(common) - self.rule.margin)
+        return self.rule.special_prefix + tuple(found.ids[:found.firsts[index]]), found.starts[index]
+
+    def _added_over_preface_cut(self, common: str, contexts: set[str]) -> bool:
+        """Whether an added token's content spans the preface cut in any context (only possible
+        when the text before the cut ends with the start of one)."""
+        rule, cut = self.rule, self._preface_chars
+        before = common[max(0, cut - rule.longest_added + 1):cut]
+        if rule.added is None or not any(token.startswith(before[i:]) for token in rule.added_contents
+                                         for i in range(len(before))):
+            return False
+        return any(rule.added_across(c, cut) for c in contexts)
 
     def adopt_preface(self, preface: tuple[int, ...]) -> None:
         """Use ``preface`` (a prefix of every sequence, found from whole-string tokens) from now on."""
@@ -90,76 +125,131 @@ class PairTokenizer:
 
     def target_counts(self, continuations: Iterable[str]) -> dict[str, int]:
         """Each continuation's own token count (without special tokens), tokenized once."""
-        wanted = set(continuations)
-        if len(self._continuations) > 200_000:  # bounded memory over a long run of distinct completions
-            self._continuations.clear()
-        new = sorted(wanted - self._continuations.keys())
+        known, wanted = self._continuations, set(continuations)
+        new = wanted - known.keys()
+        if len(known) + len(new) > 200_000:  # bounded memory over a long run of distinct completions
+            known.clear()
+            new = wanted
+        new = sorted(new)
         for text, tokens in zip(new, self._encode(new, special=False)):
-            self._continuations[text] = len(tokens)
-        return self._continuations
+            known[text] = len(tokens)
+        return known
+
+    def contexts(self, contexts: list[str], continuations: list[tuple[str, ...]]) -> list[ContextTokens]:
+        """Each context's stem and its continuations' tokens below it (``continuations[i]`` are
+        context ``i``'s, distinct)."""
+        targets = self.target_counts(chain.from_iterable(continuations))
+        start, out, previous = self._preface_chars, [], None
+        margin = self.rule.margin if self.rule is not None else 0
+        for context, own_continuations in zip(contexts, continuations):
+            found = None
+            if self.rule is not None:
+                own = context[start:]
+                found, hint = self._own_cuts(own, previous)
+            if found is not None:
+                index = found.last_before(len(own) - margin)
+                junctions = self._below(own[found.starts[index]:], own_continuations, targets)
+                if junctions is not None:
+                    out.append(ContextTokens(tuple(found.ids[:found.firsts[index]]), hint, junctions))
+                    self.spliced += len(own_continuations)
+                    previous = (own, found)
+                    continue
+            out.append(self._whole_context(context, own_continuations, targets))
+            previous = None
+        return out
+
+    def _below(self, tail: str, own_continuations: tuple[str, ...],
+               targets: dict[str, int]) -> tuple[tuple[tuple[int, ...], int], ...] | None:
+        """The junctions (tokens of ``tail`` + each continuation, target count) below a context's
+        last safe cut, ``tail`` being its text from there; None when the pairs must be tokenized
+        whole (an added token could form across the cut, or a junction has fewer tokens than its
+        continuation alone). Cached: most contexts end in the same few tails."""
+        key = (tail, own_continuations)
+        found = self._tails.get(key, False)
+        if found is False:
+            if len(self._tails) > 200_000:
+                self._tails.clear()
+            junctions = tuple((self._junction(tail + k), targets[k]) for k in own_continuations)
+            # an added token over the cut would hold the whole tail and run on into the continuation
+            spans = self.rule.added is not None and any(tail in content for content in self.rule.added_contents)
+            found = self._tails[key] = None if spans or any(n > len(j) for j, n in junctions) else junctions
+        return found
+
+    def _own_cuts(self, own: str, previous: tuple[str, Cuts] | None) -> tuple[Cuts | None, int]:
+        """``own``'s cuts, reusing the previous context's tokens up to the last safe cut in the text
+        they share; and how many tokens were reused."""
+        rule = self.rule
+        if previous is not None:
+            before, before_cuts = previous
+            index = before_cuts.last_before(common_text_length(before, own) - rule.margin)
+            if index and not (rule.added is not None and rule.added.search(
+                    own, max(0, before_cuts.starts[index] - rule.longest_added + 1))):
+                cut, reused = before_cuts.starts[index], before_cuts.firsts[index]
+                rest = cuts(rule, own[cut:])
+                if rest is not None:
+                    return Cuts(before_cuts.ids[:reused] + rest.ids,
+                                before_cuts.starts[:index] + [cut + s for s in rest.starts],
+                                before_cuts.firsts[:index] + [reused + f for f in rest.firsts]), reused
+        return cuts(rule, own), 0
+
+    def _whole_context(self, context: str, own_continuations: tuple[str, ...], targets: dict[str, int]) -> ContextTokens:
+        """A context whose pairs are tokenized as whole strings: its stem is what they share."""
+        sequences = self._whole_suffixes([(context, k) for k in own_continuations])
+        counts = [targets[k] for k in own_continuations]
+        stem = common_prefix(sequences)[:max(0, min(len(tokens) - n for tokens, n in zip(sequences, counts)))]
+        self.whole += len(own_continuations)
+        return ContextTokens(stem, 0, tuple((tokens[len(stem):], n) for tokens, n in zip(sequences, counts)))
+
+    def _whole_suffixes(self, pairs: list[tuple[str, str]]) -> list[tuple[int, ...]]:
+        """The joint tokens after the preface of pairs tokenized as whole strings."""
+        new = [pair for pair in pairs if pair not in self._whole]
+        preface = self.preface
+        for pair, tokens in zip(new, self._encode([c + k for c, k in new], special=True)):
+            if tokens[:len(preface)] != preface:
+                raise RuntimeError(f"the preface is not a prefix of {pair[0][:40]!r}…: tokenizer not splice-safe")
+            self._whole[pair] = tokens
+        found = [self._whole[pair][len(preface):] for pair in pairs]
+        if self.rule is not None:  # kept only for the eager path, whose preface comes from them
+            self._whole.clear()
+        return found
+
+    def whole_sequences(self, pairs: list[tuple[str, str]]) -> list[tuple[tuple[int, ...], int]]:
+        """(whole joint tokens, target count) of pairs tokenized as whole strings, kept for later
+        (the path of a tokenizer that cannot be spliced, whose preface is found from them)."""
+        targets = self.target_counts(k for _, k in pairs)
+        return [(tokens, targets[k]) for tokens, (_, k) in zip(self._whole_suffixes(pairs), pairs)]
 
     def sequences(self, pairs: list[tuple[str, str]]) -> list[ScoredSequence]:
         """The whole joint tokens and target count of each (context, continuation) pair."""
-        return [ScoredSequence(self.preface + tokens, n_target) for tokens, n_target in self.suffixes(pairs)]
-
-    def suffixes(self, pairs: list[tuple[str, str]]) -> list[tuple[tuple[int, ...], int]]:
-        """(joint tokens after the preface, target count) of each (context, continuation) pair."""
-        targets = self.target_counts(pair[1] for pair in pairs)
-        contexts = self._contexts({context for context, _ in pairs}) if self.rule is not None else {}
-        spliced = [contexts.get(c) if c in contexts and not self._added_across(contexts[c], k) else None
-                   for c, k in pairs]
-        self._encode_junctions(list({part[1] + k: None for part, (_, k) in zip(spliced, pairs) if part is not None}))
-        out, whole = [], []
-        for number, (part, (_, continuation)) in enumerate(zip(spliced, pairs)):
-            if part is None:  # no safe cut, an added token across it, or no splice rule: the whole string
-                out.append(None)
-                whole.append(number)
-            else:
-                out.append((part[0] + self._junctions[part[1] + continuation], targets[continuation]))
-        preface = self.preface
-        for number, tokens in zip(whole, self._encode([pairs[n][0] + pairs[n][1] for n in whole], special=True)):
-            if tokens[:len(preface)] != preface:
-                raise RuntimeError(f"the preface is not a prefix of {pairs[number][0][:40]!r}…: tokenizer not splice-safe")
-            out[number] = (tokens[len(preface):], targets[pairs[number][1]])
-        self.whole += len(whole)
-        self.spliced += len(pairs) - len(whole)
-        return out
-
-    def _added_across(self, part: tuple, continuation: str) -> bool:
-        """An added token over the cut of a context joined with ``continuation``."""
-        lead = part[2]
-        return self.rule.added is not None and self.rule.added_across(lead + part[1] + continuation, len(lead))
-
-    def _contexts(self, contexts: set[str]) -> dict[str, tuple[tuple[int, ...], str, str]]:
-        """Each context's (tokens after the preface up to its last safe cut, text from the cut on,
-        the few characters before the cut that an added token could start in), its own text (after
-        the preface) tokenized once; contexts with no safe cut are left out."""
-        rule, start = self.rule, self._preface_chars
-        texts = [c for c in contexts if len(c) > start]
-        encodings = rule.backend.encode_batch([c[start:] for c in texts], add_special_tokens=False)
+        by_context: dict[str, dict[str, None]] = {}
+        for context, continuation in pairs:
+            by_context.setdefault(context, {})[continuation] = None
+        ordered = sorted(by_context)
         found = {}
-        for context, encoding in zip(texts, encodings):
-            own = context[start:]
-            cut = last_cut(rule, own, encoding)
-            if cut is not None:
-                chars, tokens = cut
-                lead = own[max(0, chars - rule.longest_added + 1):chars]
-                found[context] = (tuple(encoding.ids[:tokens]), own[chars:], lead)
-        return found
+        for context, tokens in zip(ordered, self.contexts(ordered, [tuple(by_context[c]) for c in ordered])):
+            for continuation, (junction, n_target) in zip(by_context[context], tokens.junctions):
+                found[context, continuation] = ScoredSequence(self.preface + tokens.stem + junction, n_target)
+        return [found[pair] for pair in pairs]
 
-    def _encode_junctions(self, texts: list[str]) -> None:
-        if len(self._junctions) > 200_000:  # bounded memory over a long run; repeated junctions come back fast
-            self._junctions.clear()
-        new = [text for text in texts if text not in self._junctions]
-        for text, tokens in zip(new, self._encode(new, special=False)):
-            self._junctions[text] = tokens
+    def _junction(self, text: str) -> tuple[int, ...]:
+        """Tokens of a junction text (a context's tail and a continuation), tokenized once."""
+        found = self._junctions.get(text)
+        if found is None:
+            if len(self._junctions) > 200_000:  # bounded memory over a long run; repeats come back fast
+                self._junctions.clear()
+            found = self._junctions[text] = self._encode([text], special=False)[0]
+        return found
 
     def _encode(self, texts: list[str], special: bool) -> list[tuple[int, ...]]:
         if not texts:
             return []
-        if self.rule is not None:
-            return [tuple(e.ids) for e in self.rule.backend.encode_batch(texts, add_special_tokens=special)]
-        return [tuple(ids) for ids in self.tokenizer(texts, add_special_tokens=special)["input_ids"]]
+        if self.rule is None:
+            return [tuple(ids) for ids in self.tokenizer(texts, add_special_tokens=special)["input_ids"]]
+        words, prefix = self.rule.words, self.rule.special_prefix if special else ()
+        fast = [words.ids(text) for text in texts] if words is not None else [None] * len(texts)
+        slow = [text for text, ids in zip(texts, fast) if ids is None]
+        encoded = iter(self.rule.backend.encode_batch(slow, add_special_tokens=special)) if slow else iter(())
+        return [prefix + tuple(ids) if ids is not None else tuple(next(encoded).ids) for ids in fast]
 
 
 def contexts(row: Row, task_type: TaskType) -> tuple[str, ...]:

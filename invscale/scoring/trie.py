@@ -2,21 +2,23 @@
 
 A *pack* is one flat sequence of trie nodes in depth-first order. Node ``k`` is visible to
 node ``q`` iff ``k <= q < subtree_end[k]`` (``k`` is ``q`` or one of its ancestors), and each node's
-position id is its depth. Sorting the sequences lexicographically makes the DFS order simply the
-concatenation of every sequence's suffix after its longest common prefix with the one before.
+position id is its depth. The *preface* is a token prefix every sequence of a dataset shares
+(BOS, shared instructions, worked examples); it is computed once per dataset and every pack
+attends to its cached keys and values, so pack positions start at the preface length. Sequences
+here hold their tokens after the preface. A target whose predicting token lies inside the preface
+is read from the preface's own last hidden states: its pair node is negative, counted from the
+preface's end (-1 is the preface's last token).
 
-The *preface* is a token prefix every sequence of a dataset shares (BOS, shared instructions,
-worked examples); it is computed once per dataset and every pack attends to its cached keys and
-values, so pack positions start at the preface length. Sequences here hold their tokens after
-the preface. A target whose predicting token lies inside the preface (a sequence that barely
-extends it) is read from the preface's own last hidden states: its pair node is negative, counted
-from the preface's end (-1 is the preface's last token).
+Packs are built from *units*: a context's *stem* (its tokens shared by all its continuations)
+and the small trie of its continuations' own tokens below the stem, a :class:`Template`. Units come
+in the order of their contexts' text, so each stem shares a prefix with the one before it; a unit
+costs its stem's tokens after that prefix plus its template. Templates repeat (every prompt ending
+in ``"\\nAnswer:"`` with options A-D has the same one), so they are built once and cached, and a
+pack is assembled with array operations over its units: the host work grows with the unique
+tokens, never with the naive ones.
 
-A sequence's last token is computed only when something reads it (another sequence extends it):
-with one-token options such as " A", that is one node per option saved.
-
-Packs are built with array operations on a padded [sequences × length] matrix (no per-token
-Python), so planning keeps up with the device on large datasets.
+A sequence's last token is computed only when something reads it (another sequence extends it, or
+it predicts a target): with one-token options such as " A", that is one node per option saved.
 """
 
 from __future__ import annotations
@@ -25,6 +27,8 @@ from dataclasses import dataclass
 from itertools import chain
 
 import numpy as np
+
+_TEMPLATE_CACHE_LIMIT = 100_000
 
 
 def common_prefix(sequences) -> tuple[int, ...]:
@@ -36,14 +40,20 @@ def common_prefix(sequences) -> tuple[int, ...]:
     return prefix
 
 
-def common_prefix_length(a: tuple[int, ...], b: tuple[int, ...]) -> int:
-    """Length of the longest common prefix of two token tuples."""
-    low, high = 0, min(len(a), len(b))
-    if a[:high] == b[:high]:
+def common_prefix_length(a: tuple[int, ...], b: tuple[int, ...], known: int = 0) -> int:
+    """Length of the longest common prefix of two token tuples, of which the first ``known``
+    tokens are known to be equal."""
+    high = min(len(a), len(b))
+    low = min(known, high)
+    if a[low:low + 8] != b[low:low + 8]:  # the usual case: they part within a few tokens
+        while low < high and a[low] == b[low]:
+            low += 1
+        return low
+    if a[low:high] == b[low:high]:
         return high
     while low < high:  # binary search on slice equality: each comparison runs in C
         middle = (low + high + 1) // 2
-        if a[:middle] == b[:middle]:
+        if a[low:middle] == b[low:middle]:
             low = middle
         else:
             high = middle - 1
@@ -60,6 +70,109 @@ class SequenceRef:
     n_target: int
 
 
+@dataclass(frozen=True)
+class Template:
+    """The trie of a context's continuations below its stem, in depth-first order, with the nodes
+    nothing reads left out.
+
+    tokens, depth (0: a child of the stem's last token), end (subtree end, counted from the
+    template's first node; the template's size for nodes open to its end).
+    ``lengths``: each continuation's tokens below the stem, in the order given.
+    Targets, continuation by continuation in that order (``n_targets`` of each), each with its predicting position ``pair_position`` (relative to the start of the continuation's own
+    tokens: -1 is the stem's last token, lower reaches into the stem or preface), the node that is
+    (``pair_node``, relative; -1 when the position is above the template) and the target token
+    (``pair_target``; -1 when the target itself lies above, at ``pair_position + 1``).
+    """
+
+    tokens: tuple[int, ...]
+    depth: tuple[int, ...]
+    end: tuple[int, ...]
+    pair_position: tuple[int, ...]
+    pair_node: tuple[int, ...]
+    pair_target: tuple[int, ...]
+    n_targets: tuple[int, ...]
+    lengths: tuple[int, ...]
+
+    @property
+    def reaches_up(self) -> bool:
+        """Whether a target or its predictor lies above the stem's last token."""
+        return min(self.pair_position, default=0) < -1
+
+    @property
+    def size(self) -> int:
+        return len(self.tokens)
+
+
+_templates: dict[tuple, Template] = {}
+
+
+def template(junctions: tuple[tuple[tuple[int, ...], int], ...]) -> Template:
+    """The :class:`Template` of continuations given as (their tokens below the stem, how many of
+    the sequence's last tokens are scored), built once per distinct tuple."""
+    found = _templates.get(junctions)
+    if found is None:
+        if len(_templates) > _TEMPLATE_CACHE_LIMIT:
+            _templates.clear()
+        found = _templates[junctions] = _chain(*junctions[0]) if len(junctions) == 1 else _tree(junctions)
+    return found
+
+
+def _chain(tokens: tuple[int, ...], n_target: int) -> Template:
+    """One continuation: a chain whose last token is read by nothing."""
+    length = len(tokens)
+    positions = tuple(range(length - n_target - 1, length - 1))
+    return Template(tokens=tokens[:length - 1], depth=tuple(range(length - 1)), end=(length - 1,) * (length - 1),
+                    pair_position=positions, pair_node=tuple(p if p >= 0 else -1 for p in positions),
+                    pair_target=tuple(tokens[p + 1] if p + 1 >= 0 else -1 for p in positions),
+                    n_targets=(n_target,), lengths=(length,))
+
+
+def _tree(junctions: tuple[tuple[tuple[int, ...], int], ...]) -> Template:
+    """Several continuations: a trie built in sorted order, then its unread leaves dropped."""
+    tokens, depth, end, path, previous = [], [], [], [], ()
+    reads: dict[int, list[int]] = {}
+    for number in sorted(range(len(junctions)), key=lambda j: junctions[j][0]):
+        sequence, n_target = junctions[number]
+        shared = common_prefix_length(previous, sequence) if previous else 0
+        for node in path[shared:]:
+            end[node] = len(tokens)
+        del path[shared:]
+        for position in range(shared, len(sequence)):
+            path.append(len(tokens))
+            tokens.append(sequence[position])
+            depth.append(position)
+            end.append(None)
+        reads[number] = [path[p] if p >= 0 else -1 for p in range(len(sequence) - n_target - 1, len(sequence) - 1)]
+        previous = sequence
+    for node in path:
+        end[node] = len(tokens)
+    read = {node for nodes in reads.values() for node in nodes if node >= 0}
+    keep = [end[node] != node + 1 or node in read for node in range(len(tokens))]
+    kept_before = [0, *np.cumsum(keep).tolist()]
+    positions, targets = [], []
+    for sequence, n_target in junctions:
+        start = len(sequence) - n_target - 1
+        positions.extend(range(start, start + n_target))
+        targets.extend(sequence[p + 1] if p + 1 >= 0 else -1 for p in range(start, start + n_target))
+    nodes = [kept_before[node] if node >= 0 else -1 for number in range(len(junctions)) for node in reads[number]]
+    return Template(tokens=tuple(t for t, k in zip(tokens, keep) if k), depth=tuple(d for d, k in zip(depth, keep) if k),
+                    end=tuple(kept_before[e] for e, k in zip(end, keep) if k), pair_position=tuple(positions),
+                    pair_node=tuple(nodes), pair_target=tuple(targets),
+                    n_targets=tuple(n for _, n in junctions), lengths=tuple(len(j) for j, _ in junctions))
+
+
+@dataclass
+class Unit:
+    """A context to pack: its stem (tokens after the preface that all its sequences share), how many
+    of the stem's first tokens are known to equal the previous unit's stem (a hint; 0 when unknown),
+    its template and the id of each of its sequences (in the template's continuation order)."""
+
+    stem: tuple[int, ...]
+    hint: int
+    template: Template
+    seq_ids: list[int]
+
+
 @dataclass
 class Pack:
     """One packed trie.
@@ -67,7 +180,8 @@ class Pack:
     tokens, depth, subtree_end: [N] per node in DFS order.
     pair_node, pair_target: [T] the unique (predicting node, target token) pairs to score; a
     negative node is a preface position counted from the preface's end.
-    seq_ids: the sequences in this pack; seq_pairs[i]: indices into the pairs for seq_ids[i].
+    seq_ids: [S] the sequences in this pack; the targets of sequence ``i`` are
+    ``target_pair[seq_offsets[i]:seq_offsets[i + 1]]`` (indices into the pairs), in order.
     """
 
     tokens: np.ndarray
@@ -75,157 +189,154 @@ class Pack:
     subtree_end: np.ndarray
     pair_node: np.ndarray
     pair_target: np.ndarray
-    seq_ids: list[int]
-    seq_pairs: list[np.ndarray]
+    seq_ids: np.ndarray
+    target_pair: np.ndarray
+    seq_offsets: np.ndarray
 
     @property
     def n_tokens(self) -> int:
         """Unique tokens computed for this pack."""
         return int(self.tokens.shape[0])
 
+    def sequence_sums(self, pair_values: np.ndarray) -> np.ndarray:
+        """[S] each sequence's sum of ``pair_values`` ([T]) over its targets."""
+        return np.add.reduceat(pair_values[self.target_pair], self.seq_offsets[:-1])
 
-@dataclass
-class _Sorted:
-    """Sequences in lexicographic order as a padded matrix, with each one's common prefix length
-    with the one before it (0 for the first)."""
-
-    refs: list[SequenceRef]
-    matrix: np.ndarray  # [n, width] int64, padded with -1
-    lengths: np.ndarray
-    shared: np.ndarray
-
-    def part(self, start: int, stop: int) -> "_Sorted":
-        shared = self.shared[start:stop].copy()
-        shared[:1] = 0
-        return _Sorted(self.refs[start:stop], self.matrix[start:stop], self.lengths[start:stop], shared)
+    def sequence_all(self, pair_flags: np.ndarray) -> np.ndarray:
+        """[S] whether ``pair_flags`` ([T] bool) holds for every target of each sequence."""
+        return np.logical_and.reduceat(pair_flags[self.target_pair], self.seq_offsets[:-1])
 
 
-def _sorted(sequences: list[SequenceRef]) -> _Sorted:
-    refs = sorted(sequences, key=lambda s: s.tokens)
-    lengths = np.fromiter((len(s.tokens) for s in refs), dtype=np.int64, count=len(refs))
-    width = max(int(lengths.max()) if len(refs) else 0, 1)
-    matrix = np.full((len(refs), width), -1, dtype=np.int64)
-    total = int(lengths.sum())
-    rows = np.repeat(np.arange(len(refs)), lengths)
-    columns = np.arange(total) - np.repeat(np.cumsum(lengths) - lengths, lengths)
-    matrix[rows, columns] = np.fromiter(chain.from_iterable(s.tokens for s in refs), dtype=np.int64, count=total)
-    shared = np.zeros(len(refs), dtype=np.int64)
-    if len(refs) > 1:
-        differs = matrix[1:] != matrix[:-1]
-        first = np.where(differs.any(axis=1), differs.argmax(axis=1), width)
-        shared[1:] = np.minimum(first, np.minimum(lengths[1:], lengths[:-1]))
-    return _Sorted(refs, matrix, lengths, shared)
+def _array(values, count: int) -> np.ndarray:
+    return np.fromiter(values, dtype=np.int64, count=count)
 
 
-def _build(batch: _Sorted, preface: tuple[int, ...]) -> Pack:
-    n, width = batch.matrix.shape
-    columns = np.arange(width)
-    new = (columns[None, :] >= batch.shared[:, None]) & (columns[None, :] < batch.lengths[:, None])
-    tokens = batch.matrix[new]
-    depth = np.broadcast_to(columns, (n, width))[new]
-    count = int(tokens.shape[0])
-    node = np.full((n, width), -1, dtype=np.int64)
-    node[new] = np.arange(count)
-    # a node a row shares with the row before it was created by the last row above that created one
-    creator = np.maximum.accumulate(np.where(new, np.arange(n)[:, None], -1), axis=0)
-    node = node[np.maximum(creator, 0), columns[None, :]]
-    subtree_end = _subtree_end(depth, count)
-    # answer pairs: the last n_target positions of each sequence and the nodes that predict them
-    n_target = np.fromiter((s.n_target for s in batch.refs), dtype=np.int64, count=n)
-    row = np.repeat(np.arange(n), n_target)
-    position = (batch.lengths - n_target)[row] + np.arange(int(n_target.sum())) - np.repeat(
-        np.cumsum(n_target) - n_target, n_target)
-    predictor = position - 1
-    pair_node = np.where(predictor >= 0, node[row, np.maximum(predictor, 0)], predictor)
-    tokens, depth, subtree_end, pair_node = _drop_unread_leaves(tokens, depth, subtree_end, pair_node)
-    preface_tokens = np.asarray(preface, dtype=np.int64)
-    inside = batch.matrix[row, np.maximum(position, 0)]
-    pair_target = np.where(position >= 0, inside, preface_tokens[np.minimum(position, -1)] if len(preface) else inside)
+def _assemble(units: list[Unit], shared: list[int], preface: tuple[int, ...]) -> Pack:
+    """The pack of ``units`` in order, each sharing ``shared[i]`` stem tokens with the one before."""
+    path: list[int] = []  # the node at each depth of the current stem
+    popped, popped_at, stem_last, bases, starts = [], [], [], [], []
+    count = 0
+    for unit, common in zip(units, shared):
+        popped.append(path[common:])
+        popped_at.append(count)
+        del path[common:]
+        new = len(unit.stem) - common
+        path.extend(range(count, count + new))
+        stem_last.append(path[-1] if path else -1)
+        starts.append(count)
+        bases.append(count + new)
+        count += new + unit.template.size
+    popped.append(path)
+    popped_at.append(count)
+    templates = [unit.template for unit in units]
+    stem_lengths = [len(unit.stem) for unit in units]
+    new_lengths = [base - start for base, start in zip(bases, starts)]
+    sizes = [t.size for t in templates]
+    segment_lengths = list(chain.from_iterable(zip(new_lengths, sizes)))
+    tokens = _array(chain.from_iterable(chain.from_iterable(
+        (unit.stem[common:], t.tokens) for unit, common, t in zip(units, shared, templates))), count)
+    depth = _array(chain.from_iterable(chain.from_iterable(
+        (range(common, length), t.depth) for common, length, t in zip(shared, stem_lengths, templates))), count)
+    depth += np.repeat(np.array(list(chain.from_iterable((0, length) for length in stem_lengths)), dtype=np.int64),
+                       segment_lengths)
+    subtree_end = np.empty(count, dtype=np.int64)
+    in_template = np.repeat(np.tile(np.array([False, True]), len(units)), segment_lengths)
+    subtree_end[in_template] = _array(chain.from_iterable(t.end for t in templates), int(sum(sizes))) + np.repeat(
+        np.array(bases, dtype=np.int64), sizes)
+    subtree_end[_array(chain.from_iterable(popped), count - int(sum(sizes)))] = np.repeat(
+        np.array(popped_at, dtype=np.int64), [len(p) for p in popped])
+    # answer pairs: template nodes, the stem's last token, or (rarely) deeper in the stem or preface
+    n_pairs = [len(t.pair_node) for t in templates]
+    total = int(sum(n_pairs))
+    relative = _array(chain.from_iterable(t.pair_node for t in templates), total)
+    position = _array(chain.from_iterable(t.pair_position for t in templates), total)
+    pair_node = np.where(position >= 0, relative + np.repeat(np.array(bases, dtype=np.int64), n_pairs),
+                         np.repeat(np.array(stem_last, dtype=np.int64), n_pairs))
+    pair_target = _array(chain.from_iterable(t.pair_target for t in templates), total)
+    if any(t.reaches_up for t in templates):
+        _resolve_upward(units, shared, preface, n_pairs, pair_node, pair_target)
     keys = (pair_node + len(preface)) * (1 << 32) + pair_target
     unique, inverse = np.unique(keys, return_inverse=True)
-    return Pack(
-        tokens=tokens, depth=depth.copy(), subtree_end=subtree_end,
-        pair_node=unique // (1 << 32) - len(preface), pair_target=unique % (1 << 32),
-        seq_ids=[s.seq_id for s in batch.refs], seq_pairs=np.split(inverse.reshape(-1), np.cumsum(n_target)[:-1]),
-    )
+    n_sequences = sum(len(u.seq_ids) for u in units)
+    offsets = np.zeros(n_sequences + 1, dtype=np.int64)
+    np.cumsum(_array(chain.from_iterable(t.n_targets for t in templates), n_sequences), out=offsets[1:])
+    return Pack(tokens=tokens, depth=depth, subtree_end=subtree_end, pair_node=unique // (1 << 32) - len(preface),
+                pair_target=unique % (1 << 32), seq_ids=np.array(list(chain.from_iterable(u.seq_ids for u in units)),
+                                                                 dtype=np.int64),
+                target_pair=inverse.reshape(-1), seq_offsets=offsets)
 
 
-def _drop_unread_leaves(tokens, depth, subtree_end, pair_node):
-    """Leave out the nodes nothing reads: a sequence's last token predicts nothing of its own, so
-    unless another sequence extends it (or it predicts a target) its output is never used. Such a
-    node is a leaf, so dropping it leaves every other node's ancestors and subtree as they were;
-    indices are renumbered and subtree ends counted over the nodes kept."""
-    count = tokens.shape[0]
-    read = np.zeros(count, dtype=bool)
-    read[pair_node[pair_node >= 0]] = True
-    keep = read | (subtree_end != np.arange(1, count + 1))
-    if keep.all():
-        return tokens, depth, subtree_end, pair_node
-    kept_before = np.concatenate([[0], np.cumsum(keep)])  # kept nodes with a smaller index
-    pair_node = np.where(pair_node >= 0, kept_before[np.maximum(pair_node, 0)], pair_node)
-    return tokens[keep], depth[keep], kept_before[subtree_end][keep], pair_node
+def _resolve_upward(units, shared, preface, n_pairs, pair_node, pair_target) -> None:
+    """Pairs whose predictor or target lies above the stem's last token: found along each stem's
+    path (or in the preface, counted from its end), unit by unit."""
+    path: list[int] = []
+    count, first = 0, 0
+    for unit, common, pairs in zip(units, shared, n_pairs):
+        del path[common:]
+        path.extend(range(count, count + len(unit.stem) - common))
+        template_ = unit.template
+        if template_.reaches_up:
+            above = preface + unit.stem
+            for offset, position in enumerate(template_.pair_position):
+                depth = len(unit.stem) + position  # the predictor's depth below the preface
+                if position < -1:
+                    pair_node[first + offset] = path[depth] if depth >= 0 else depth
+                if position + 1 < 0:
+                    pair_target[first + offset] = above[len(preface) + depth + 1]
+        count += len(unit.stem) - common + template_.size
+        first += pairs
 
 
-def _subtree_end(depth: np.ndarray, count: int) -> np.ndarray:
-    """For each node, the next node at its depth or above (where its subtree ends), else ``count``."""
-    end = np.full(count, count, dtype=np.int64)
-    for level in range(int(depth.max()) + 1 if count else 0):
-        at_or_above = np.flatnonzero(depth <= level)
-        here = np.flatnonzero(depth == level)
-        after = np.searchsorted(at_or_above, here, side="right")
-        found = after < len(at_or_above)
-        end[here[found]] = at_or_above[after[found]]
-    return end
+def stem_shared(units: list[Unit]) -> list[int]:
+    """For each unit, the stem tokens it shares with the unit before it (0 for the first)."""
+    shared = [0] * len(units)
+    for index in range(1, len(units)):
+        unit = units[index]
+        shared[index] = common_prefix_length(units[index - 1].stem, unit.stem, unit.hint)
+    return shared
+
+
+def build_packs(units: list[Unit], max_tokens: int, preface: tuple[int, ...] = (),
+                keep_last: bool = False) -> tuple[list[Pack], list[Unit]]:
+    """Pack ``units`` in order, greedily, into packs of at most ``max_tokens`` unique tokens (a unit
+    larger than that gets a pack of its own). With ``keep_last`` the last, possibly unfilled pack is
+    not built but its units handed back, to be packed again with the next ones."""
+    if max_tokens < 1:
+        raise ValueError("max_tokens must be positive")
+    shared = stem_shared(units)
+    groups, current, used = [], [], 0
+    for index, (unit, common) in enumerate(zip(units, shared)):
+        cost = len(unit.stem) - common + unit.template.size
+        if current and used + cost > max_tokens:
+            groups.append(current)
+            current, used, cost = [], 0, len(unit.stem) + unit.template.size
+        current.append(index)
+        used += cost
+    if current:
+        groups.append(current)
+    held = []
+    if keep_last and groups:
+        held = [units[i] for i in groups.pop()]
+    packs = [_assemble([units[i] for i in group], [0] + [shared[i] for i in group[1:]], preface) for group in groups]
+    return packs, held
+
+
+def units_of_sequences(sequences: list[SequenceRef]) -> list[Unit]:
+    """Units for token sequences given whole (after the preface): sequences with the same tokens
+    before their targets share a stem; units in stem order."""
+    by_stem: dict[tuple[int, ...], list[SequenceRef]] = {}
+    for sequence in sequences:
+        cut = max(len(sequence.tokens) - sequence.n_target, 0)
+        by_stem.setdefault(sequence.tokens[:cut], []).append(sequence)
+    units = []
+    for stem in sorted(by_stem):
+        group = by_stem[stem]
+        junctions = tuple((s.tokens[len(stem):], s.n_target) for s in group)
+        units.append(Unit(stem, 0, template(junctions), [s.seq_id for s in group]))
+    return units
 
 
 def build_pack(sequences: list[SequenceRef], preface: tuple[int, ...] = ()) -> Pack:
-    """Build the DFS-ordered trie of ``sequences`` with its visibility ranges and answer pairs;
-    ``preface`` is needed only when a target's predictor lies inside it."""
-    return _build(_sorted(sequences), preface)
-
-
-def _pack_bounds(batch: _Sorted, max_tokens: int) -> list[int]:
-    """Where packs of at most ``max_tokens`` unique tokens start, greedily in sorted order (a
-    sequence longer than the budget gets a pack of its own)."""
-    starts, used = [0], 0
-    for index, (length, shared) in enumerate(zip(batch.lengths.tolist(), batch.shared.tolist())):
-        cost = length - shared
-        if index and used + cost > max_tokens:
-            starts.append(index)
-            used, cost = 0, length
-        used += cost
-    return starts
-
-
-def plan_packs(sequences: list[SequenceRef], max_tokens: int) -> list[list[SequenceRef]]:
-    """Group sequences into packs of at most ``max_tokens`` unique tokens.
-
-    Sequences are visited in lexicographic order so that neighbours share prefixes (worked
-    examples, repeated questions); each costs its tokens after the prefix it shares with the
-    previous one, which bounds the trie's growth, so no pack exceeds the budget unless one
-    sequence alone does (then it gets a pack of its own).
-    """
-    if max_tokens < 1:
-        raise ValueError("max_tokens must be positive")
-    batch = _sorted(sequences)
-    starts = _pack_bounds(batch, max_tokens) if batch.refs else []
-    return [batch.refs[a:b] for a, b in zip(starts, starts[1:] + [len(batch.refs)])]
-
-
-def build_packs(sequences: list[SequenceRef], max_tokens: int, preface: tuple[int, ...] = (),
-                keep_last: bool = False) -> tuple[list[Pack], list[SequenceRef]]:
-    """Plan and build packs in one pass (sorted once). With ``keep_last`` the last, possibly
-    unfilled pack is not built but handed back, to be planned again with the next chunk."""
-    if max_tokens < 1:
-        raise ValueError("max_tokens must be positive")
-    if not sequences:
-        return [], []
-    batch = _sorted(sequences)
-    starts = _pack_bounds(batch, max_tokens)
-    bounds = list(zip(starts, starts[1:] + [len(batch.refs)]))
-    held = []
-    if keep_last:
-        last = bounds.pop()
-        held = batch.refs[last[0]:last[1]]
-    return [_build(batch.part(a, b), preface) for a, b in bounds], held
-
+    """The one pack of ``sequences`` (tokens after ``preface``), however many tokens it holds."""
+    units = units_of_sequences(sequences)
+    return _assemble(units, stem_shared(units), preface)

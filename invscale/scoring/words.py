@@ -1,0 +1,215 @@
+"""Token ids of ASCII text from each distinct pre-token's ids: the tokenizer's work, minus its overhead.
+
+A byte-level BPE tokenizer (GPT-2, OPT, Pythia, SmolLM2, Qwen2.5, Llama-3) cuts text into
+pre-tokens with one regular expression, then runs BPE on each pre-token alone. Generated task sets
+repeat a small vocabulary of pre-tokens (a few thousand distinct ones in 5,000 rows), so the ids of
+a text are the ids of its pre-tokens, each computed once by the tokenizer itself and cached. What
+is left per text is one regex pass, in Python's ``re``, several times faster than the tokenizer's
+own call with its offsets and encodings.
+
+Why it is exact: on ASCII text the tokenizer's regex (Oniguruma, Unicode classes) and its
+translation here agree character class by character class: ``\\p{L}`` is ``A-Za-z``, ``\\p{N}`` is
+``0-9``, ``\\s`` is tab, newline, vertical tab, form feed, carriage return and space (not the
+separators 0x1c-0x1f, which Python's ``\\s`` would add); both engines backtrack, try alternatives in
+order and repeat greedily. Only the regex constructs listed in :func:`translate` are accepted, and
+the translation is checked once per tokenizer against its own pre-tokenizer on a probe text holding
+every ASCII character beside every kind of neighbour (:func:`word_encoder`). A pre-token's ids are
+those of the pre-token tokenized alone when the regex keeps it whole alone (checked for each
+distinct pre-token; one that would split takes the tokenizer's path, with any text holding it).
+Text with a non-ASCII character or an added token's content is left to the tokenizer.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from itertools import accumulate, chain
+
+GPT2_PATTERN = r"'s|'t|'re|'ve|'m|'ll|'d| ?\p{L}+| ?\p{N}+| ?[^\s\p{L}\p{N}]+|\s+(?!\S)|\s+"
+_SPACE = r"\t\n\x0b\x0c\r "  # Oniguruma's \s on ASCII
+_IN_CLASS = {r"\p{L}": "A-Za-z", r"\p{N}": "0-9", r"\s": _SPACE, r"\d": "0-9"}
+_OUTSIDE = {r"\p{L}": "[A-Za-z]", r"\p{N}": "[0-9]", r"\s": f"[{_SPACE}]", r"\S": f"[^{_SPACE}]", r"\d": "[0-9]"}
+_LITERAL_ESCAPES = set(r"rnt\'\"-.^$|?*+()[]{}/!:,=<>&%#@~`;_")
+_CACHE_LIMIT = 1_000_000  # distinct pre-tokens kept; a text with more is simply re-cached
+
+
+class Untranslatable(ValueError):
+    """A construct of the tokenizer's regex with no exact ASCII translation here."""
+
+
+def translate(pattern: str) -> str:
+    """The Python ``re`` pattern that cuts ASCII text where Oniguruma cuts it with ``pattern``.
+
+    Accepted: literal characters and escaped punctuation, ``\\p{L}``, ``\\p{N}``, ``\\s``, ``\\d``
+    (in and out of classes), ``\\S`` (out of classes), ``\\r``, ``\\n``, ``\\t``, classes and
+    negated classes, groups (made non-capturing), ``(?i:``, ``(?:``, look-ahead, quantifiers.
+    Anything else raises :class:`Untranslatable`.
+    """
+    out, index, in_class = [], 0, False
+    while index < len(pattern):
+        char = pattern[index]
+        if char == "\\":
+            escape = pattern[index:index + 5] if pattern.startswith(r"\p{", index) else pattern[index:index + 2]
+            table = _IN_CLASS if in_class else _OUTSIDE
+            if escape in table:
+                out.append(table[escape])
+            elif len(escape) == 2 and escape[1] in _LITERAL_ESCAPES:
+                out.append(escape)
+            else:
+                raise Untranslatable(f"regex escape {escape!r}")
+            index += len(escape)
+            continue
+        if in_class:
+            in_class = char != "]"
+            out.append(char)
+        elif char == "[":
+            in_class = True
+            out.append(char)
+            if pattern.startswith("[^", index):
+                out.append("^")
+                index += 1
+        elif char == "(":
+            if pattern.startswith("(?", index):
+                group = next((g for g in ("(?i:", "(?:", "(?!", "(?=") if pattern.startswith(g, index)), None)
+                if group is None:
+                    raise Untranslatable(f"regex group {pattern[index:index + 4]!r}")
+                out.append(group)
+                index += len(group)
+                continue
+            out.append("(?:")
+        else:
+            out.append(char)
+        index += 1
+    return "".join(out)
+
+
+PROBE_CASES = ("'s 'S 't 're 'RE 've 'm 'll 'd 'x '' ''s a's b't x 're\n've", "a  b   c\t\td \n\n e \r\n f\x0b\x0cg ",
+               "  \n  x 12 345 6789 a1 1a .,;:!? (x) [y] {z} <|a|> </s> ~~~ --- ___ ...", "\t\n \x1c\x1d \x1e\x1f x\x7f\x00 ")
+
+
+def probe_text() -> str:
+    """Every ASCII character beside every kind of neighbour, the regex's special cases, then a
+    fixed pseudo-random ASCII run."""
+    kinds = "a Z 7 ' \n . \t"
+    parts = [kinds.replace(" ", chr(c)) + chr(c) * 2 + " " + chr(c) + "s" for c in range(128)]
+    state, run = 12345, []
+    for _ in range(1500):  # a linear congruential generator: the same run everywhere
+        state = (state * 1103515245 + 12345) % (1 << 31)
+        run.append(chr(state >> 24) if state % 3 else " \n'asd19"[state % 9])
+    return "".join(PROBE_CASES) + "".join(parts) + "".join(run)
+
+
+class WordEncoder:
+    """Token ids of ASCII texts, pre-token by pre-token, each distinct pre-token tokenized once."""
+
+    def __init__(self, backend, pattern: re.Pattern, added: re.Pattern | None):
+        self.backend, self.pattern, self.added = backend, pattern, added
+        self._ids: dict[str, tuple[int, ...] | None] = {}
+
+    def words(self, text: str) -> list[str] | None:
+        """``text``'s pre-tokens, or None when the fast path does not apply to it."""
+        if not text.isascii() or (self.added is not None and self.added.search(text)):
+            return None
+        words = self.pattern.findall(text)
+        if sum(map(len, words)) != len(text) or "" in words:  # a gap or an empty match: leave it to the tokenizer
+            return None
+        return words
+
+    def encode(self, text: str) -> tuple[list[int], list[int], list[int]] | None:
+        """(ids, each pre-token's start in ``text``, each pre-token's first token index), or None
+        when ``text`` must go to the tokenizer."""
+        words = self.words(text)
+        if words is None:
+            return None
+        ids = self._lookup(words)
+        if ids is None:
+            return None
+        starts = list(accumulate(map(len, words), initial=0))
+        firsts = list(accumulate(map(len, ids), initial=0))
+        if words:  # the end of the text is no pre-token's start
+            starts.pop()
+            firsts.pop()
+        return list(chain.from_iterable(ids)), starts, firsts
+
+    def ids(self, text: str) -> list[int] | None:
+        """Token ids of ``text`` (no special tokens), or None when it must go to the tokenizer."""
+        words = self.words(text)
+        ids = self._lookup(words) if words is not None else None
+        return None if ids is None else list(chain.from_iterable(ids))
+
+    def _lookup(self, words: list[str]) -> list[tuple[int, ...]] | None:
+        known = self._ids
+        try:
+            found = list(map(known.__getitem__, words))
+        except KeyError:
+            self._learn({w for w in words if w not in known})
+            found = list(map(known.__getitem__, words))
+        return None if None in found else found
+
+    def _learn(self, new: set[str]) -> None:
+        if len(self._ids) + len(new) > _CACHE_LIMIT:
+            self._ids.clear()
+        new = sorted(new)
+        whole = [w for w in new if self.pattern.findall(w) == [w]]  # kept whole when tokenized alone
+        for word in new:
+            self._ids[word] = None
+        for word, encoding in zip(whole, self.backend.encode_batch_fast(whole, add_special_tokens=False)):
+            self._ids[word] = tuple(encoding.ids)
+
+
+_translations: dict[str, re.Pattern | None] = {}
+
+
+def word_encoder(backend, pre_tokenizer: dict | None, normalizer: dict | None,
+                 added: re.Pattern | None) -> WordEncoder | None:
+    """The fast encoder for ``backend`` (a byte-level BPE tokenizer cut by one regex, normalizing
+    nothing ASCII changes), or None when there is none; its regex is checked once per process."""
+    regex = _regex_of(pre_tokenizer)
+    if regex is None or not _ascii_invariant(normalizer):
+        return None
+    key = json.dumps([pre_tokenizer, normalizer], sort_keys=True)
+    if key not in _translations:
+        _translations[key] = _checked(backend, regex)
+    pattern = _translations[key]
+    return None if pattern is None else WordEncoder(backend, pattern, added)
+
+
+def _checked(backend, regex: str) -> re.Pattern | None:
+    try:
+        pattern = re.compile(translate(regex))
+    except (Untranslatable, re.error):
+        return None
+    probe = probe_text()
+    cuts = [start for _, (start, _) in backend.pre_tokenizer.pre_tokenize_str(probe)]
+    ours = list(accumulate(map(len, pattern.findall(probe)), initial=0))[:-1]
+    return pattern if cuts == ours and sum(map(len, pattern.findall(probe))) == len(probe) else None
+
+
+def _regex_of(pre_tokenizer: dict | None) -> str | None:
+    """The one regex that cuts text into pre-tokens, for the byte-level forms recognised."""
+    if pre_tokenizer is None:
+        return None
+    if pre_tokenizer.get("type") == "Sequence":
+        parts = pre_tokenizer["pretokenizers"]
+        if len(parts) == 1:
+            return _regex_of(parts[0])
+        if len(parts) == 2 and parts[0].get("type") == "Split" and _plain_byte_level(parts[1], regex=False):
+            split = parts[0]
+            if split.get("behavior") == "Isolated" and not split.get("invert", False):
+                return split.get("pattern", {}).get("Regex")
+        return None
+    return GPT2_PATTERN if _plain_byte_level(pre_tokenizer, regex=True) else None
+
+
+def _plain_byte_level(part: dict, regex: bool) -> bool:
+    return (part.get("type") == "ByteLevel" and not part.get("add_prefix_space", False)
+            and part.get("use_regex", True) == regex)
+
+
+def _ascii_invariant(normalizer: dict | None) -> bool:
+    """No normalizer, or only Unicode normal forms (which leave ASCII as it is)."""
+    if normalizer is None:
+        return True
+    if normalizer.get("type") == "Sequence":
+        return all(_ascii_invariant(n) for n in normalizer["normalizers"])
+    return normalizer.get("type") in ("NFC", "NFKC", "NFD", "NFKD")
