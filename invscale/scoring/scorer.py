@@ -14,18 +14,19 @@ from __future__ import annotations
 import queue
 import threading
 from dataclasses import dataclass
-from itertools import chain
+from itertools import accumulate, chain
 from operator import attrgetter
 from typing import Callable, Iterator
 
 import numpy as np
 import torch
 
-from invscale.data import DataError, Dataset, Row
+from invscale.data import DataError, Dataset, Row, TaskType
 from invscale.kernels.launch import resolve_kernels
 from invscale.scoring import architectures
 from invscale.scoring.attention import resolve_backend
 from invscale.scoring.distributed import Group
+from invscale.scoring.heap import settled_heap
 from invscale.scoring.metrics import example_metrics
 from invscale.scoring.runner import PackRunner
 from invscale.scoring.streamed import StreamedModel, StreamedRunner, plan_groups
@@ -50,17 +51,18 @@ def _items(rows: list[Row]) -> tuple[list[Row], list[list[Row]]]:
     """Rows grouped into distinct items (the same prompts and continuations), in order of first
     appearance: each item's first row, and all its rows."""
     keys = list(map(attrgetter("prompt", "other_prompt", "classes", "completion"), rows))
-    if len(set(keys)) == len(keys):  # no repeats, the usual case
+    first_of: dict = {}
+    numbers = [first_of.setdefault(key, number) for number, key in enumerate(keys)]  # each row's item: its first row
+    if len(first_of) == len(keys):  # no repeats, the usual case
         return rows, [[row] for row in rows]
-    firsts, groups, number_of = [], [], {}
-    for row, key in zip(rows, keys):
-        number = number_of.setdefault(key, len(firsts))
-        if number == len(firsts):
-            firsts.append(row)
-            groups.append([row])
+    groups: dict[int, list[Row]] = {}
+    for row, number in zip(rows, numbers):
+        group = groups.get(number)
+        if group is None:
+            groups[number] = [row]
         else:
-            groups[number].append(row)
-    return firsts, groups
+            group.append(row)
+    return [rows[number] for number in groups], list(groups.values())
 
 
 def default_max_tokens_per_pack(model) -> int:
@@ -109,6 +111,12 @@ class ScoringJob:
                  kernels: str = "auto", streamed: StreamedModel | None = None, memory_budget: int | None = None,
                  on_layer: Callable[[int, int], None] | None = None, splice: bool = True,
                  chunk_rows: int = CHUNK_ROWS, group: Group = Group(), too_long: str = "error"):
+        with settled_heap():
+            self._set_up(model, tokenizer, dataset, max_tokens_per_pack, backend, skip_indexes, kernels, streamed,
+                         memory_budget, on_layer, splice, chunk_rows, group, too_long)
+
+    def _set_up(self, model, tokenizer, dataset, max_tokens_per_pack, backend, skip_indexes, kernels, streamed,
+                memory_budget, on_layer, splice, chunk_rows, group, too_long) -> None:
         if streamed is not None:
             model = streamed.model
         self.model, self.dataset, self.chunk_rows = model, dataset, chunk_rows
@@ -119,9 +127,10 @@ class ScoringJob:
         self.too_long = check_too_long(too_long)
         self._skip = skip_indexes
         self._aliases: dict[int, list[int]] = {}  # a packed sequence's id -> ids of the same pair in other items
-        self._index_items(_items(sorted(dataset.rows, key=attrgetter("prompt", "index"))))  # neighbours share text
-        self.pairs = PairTokenizer(tokenizer, (c for item in self.items for c in contexts(item, dataset.task_type)),
-                                   splice=splice)
+        self._templates: dict[int, tuple] = {}  # id of a junctions tuple -> (the tuple, its template)
+        # in prompt order, so that neighbours share text (a stable sort: equal prompts keep the file's order)
+        self._index_items(_items(sorted(dataset.rows, key=attrgetter("prompt"))))
+        self.pairs = PairTokenizer(tokenizer, chain.from_iterable(self._item_contexts), splice=splice)
         eager = self._tokenize_whole_strings() if self.pairs.rule is None else None
         long_items = self._check_before_any_work(eager)  # (item, its whole sequences), scored apart or skipped
         self._long_rows = [(row, sequences) for number, sequences in long_items
@@ -148,8 +157,12 @@ class ScoringJob:
         items packed: their pairs, where each one's sequences start in the flat list of sequences,
         and how many of each item's rows are still to score."""
         self.items, self.item_rows = items
-        self._item_pairs = [continuations(item, self.dataset.task_type) for item in self.items]
-        counts = np.fromiter(map(len, self._item_pairs), dtype=np.int64, count=len(self.items))
+        task_type = self.dataset.task_type
+        self._item_contexts = [contexts(item, task_type) for item in self.items]
+        self._item_continuations = [item_continuations(item, task_type) for item in self.items]
+        counts = np.fromiter(map(len, self._item_continuations), dtype=np.int64, count=len(self.items))
+        if task_type in (TaskType.logodds, TaskType.absolute_logodds):
+            counts *= 2  # each continuation after the prompt and after the other prompt
         self._first_sequence = np.concatenate([[0], np.cumsum(counts)])
         skip = self._skip
         self._pending_rows = np.fromiter((sum(row.index not in skip for row in rows) if skip else len(rows)
@@ -159,7 +172,8 @@ class ScoringJob:
     def _tokenize_whole_strings(self) -> list[tuple[tuple[int, ...], int]]:
         """No splice rule: tokenize every item now, and take their common token prefix as the preface;
         the whole sequences, in item order."""
-        sequences = self.pairs.whole_sequences([pair for pairs in self._item_pairs for pair in pairs])
+        sequences = self.pairs.whole_sequences([pair for item in self.items
+                                                for pair in continuations(item, self.dataset.task_type)])
         self.pairs.adopt_preface(common_prefix(tokens for tokens, _ in sequences))
         return [(self.pairs.preface + tokens[len(self.pairs.preface):], n) for tokens, n in sequences]
 
@@ -180,24 +194,19 @@ class ScoringJob:
         else:  # upper bounds on token counts; items near a limit (or with tiny contexts) tokenized now
             rule = self.pairs.rule
             scale = 4 if rule.normalizes else 1  # normalizers may expand text (NFKC), never four-fold per byte
-            item_contexts = [contexts(item, task_type) for item in self.items]
-            longest_continuation: dict[tuple[str, ...], int] = {}  # by an item's continuations
-            for item in self.items:
-                own = item_continuations(item, task_type)
-                if own not in longest_continuation:
-                    longest_continuation[own] = max(map(_utf8_length, own))
-            shortest_context = np.fromiter((min(map(len, c)) for c in item_contexts), dtype=np.int64,
+            longest_continuation = {own: max(map(_utf8_length, own)) for own in set(self._item_continuations)}
+            shortest_context = np.fromiter((min(map(len, c)) for c in self._item_contexts), dtype=np.int64,
                                            count=len(self.items))
             bound = len(rule.special_prefix) + 1 + scale * (np.fromiter(
-                (max(map(_utf8_length, c)) for c in item_contexts), dtype=np.int64, count=len(self.items)) +
-                np.fromiter((longest_continuation[item_continuations(item, task_type)] for item in self.items),
-                            dtype=np.int64, count=len(self.items)))
+                (max(map(_utf8_length, c)) for c in self._item_contexts), dtype=np.int64, count=len(self.items)) +
+                np.fromiter(map(longest_continuation.__getitem__, self._item_continuations), dtype=np.int64,
+                            count=len(self.items)))
             near = shortest_context <= rule.margin
             if limit is not None:
                 near |= bound > limit
             exact = np.flatnonzero(near)
             longest = max(len(self.pairs.preface) + 1, int(bound[~near].max()) if (~near).any() else 0)
-            sequences = self.pairs.sequences([pair for n in exact for pair in self._item_pairs[n]])
+            sequences = self.pairs.sequences([pair for n in exact for pair in continuations(self.items[n], task_type)])
         exact_rows = [self.items[n] for n in exact]
         grouped = check_sequences(exact_rows, task_type, sequences, self.dataset.name, None)
         lengths = [max(len(s.tokens) for s in item_sequences) for item_sequences in grouped]
@@ -223,14 +232,12 @@ class ScoringJob:
 
     def _check_targets(self) -> None:
         """Every continuation has tokens of its own (its count is what is scored)."""
-        task_type = self.dataset.task_type
-        counts = self.pairs.target_counts(chain.from_iterable({item_continuations(item, task_type)
-                                                               for item in self.items}))
+        counts = self.pairs.target_counts(chain.from_iterable(set(self._item_continuations)))
         empty = {k for k, n in counts.items() if n == 0}
         if empty:
             field_name = continuation_field(self.dataset.task_type)
-            for item, pairs in zip(self.items, self._item_pairs):
-                for _, continuation in pairs:
+            for item, own in zip(self.items, self._item_continuations):
+                for continuation in own:
                     if continuation in empty:
                         raise DataError(f"{self.dataset.name}: row {item.index + 1}: field '{field_name}': "
                                         f"{continuation!r} has no tokens")
@@ -265,27 +272,19 @@ class ScoringJob:
         built at a time (what :meth:`results` runs, on a background thread). A pair repeated within
         a chunk (the same context and continuation in another item) is tokenized and packed once;
         the repeats are recorded as its aliases."""
+        with settled_heap():
+            yield from self._chunk_packs()
+
+    def _chunk_packs(self) -> Iterator[Pack]:
         held: list[Unit] = []
         weights = np.repeat(self._pending_rows, np.diff(self._first_sequence))  # naive runs of each sequence
         for start in range(0, len(self.items), self.chunk_rows):
             stop = min(start + self.chunk_rows, len(self.items))
             first, last = int(self._first_sequence[start]), int(self._first_sequence[stop])
-            by_context: dict[str, dict[str, int]] = {}
-            owner_of = []  # each sequence's owner: the first sequence of the same pair
-            seq_id = first
-            for pairs in self._item_pairs[start:stop]:
-                for context, continuation in pairs:
-                    owners = by_context.get(context)
-                    if owners is None:
-                        owners = by_context[context] = {}
-                    owner_of.append(owners.setdefault(continuation, seq_id))
-                    seq_id += 1
-            owner_of = np.array(owner_of, dtype=np.int64)
+            ordered, own, seq_ids, owner_of = self._chunk_contexts(start, stop, first)
             for same in np.flatnonzero(owner_of != np.arange(first, last)).tolist():
                 self._aliases.setdefault(int(owner_of[same]), []).append(first + same)
-            ordered = sorted(by_context)
-            units = self._units(self.pairs.contexts(ordered, [tuple(by_context[c]) for c in ordered]),
-                                [list(by_context[c].values()) for c in ordered])
+            units = self._units(self.pairs.contexts(ordered, own), seq_ids)
             ids, lengths, targets = self._sequence_sizes(units)
             self._check_predictable(ids, lengths, targets)
             np.logical_or.at(self._owner_pending, owner_of, weights[first:last] > 0)
@@ -295,13 +294,44 @@ class ScoringJob:
             packs, held = build_packs(held + units, self.max_tokens_per_pack, self.preface, keep_last=stop < len(self.items))
             yield from (pack for pack in packs if self._owner_pending[pack.seq_ids].any())
 
+    def _chunk_contexts(self, start: int, stop: int, first: int):
+        """The distinct contexts of items ``start:stop`` in text order, each one's distinct
+        continuations and their sequence ids, and each sequence's owner (the first sequence of the
+        same pair; itself unless the pair was seen before in the chunk)."""
+        item_contexts, item_continuations = self._item_contexts[start:stop], self._item_continuations[start:stop]
+        flat = list(chain.from_iterable(item_contexts))
+        if len(set(flat)) == len(flat):  # no context repeats (the usual case): every pair is its own owner
+            own = list(chain.from_iterable([k] * len(c) for c, k in zip(item_contexts, item_continuations)))
+            counts = list(map(len, own))
+            seq_starts = accumulate(counts, initial=first)
+            seq_ids = [list(range(s, s + n)) for s, n in zip(seq_starts, counts)]
+            order = sorted(range(len(flat)), key=flat.__getitem__)
+            owner_of = np.arange(first, first + sum(counts), dtype=np.int64)
+            return [flat[i] for i in order], [own[i] for i in order], [seq_ids[i] for i in order], owner_of
+        by_context: dict[str, dict[str, int]] = {}
+        owner_of, seq_id = [], first
+        for own_contexts, own in zip(item_contexts, item_continuations):
+            for context in own_contexts:  # in the order of :func:`continuations`
+                owners = by_context.get(context)
+                if owners is None:
+                    owners = by_context[context] = {}
+                for continuation in own:
+                    owner_of.append(owners.setdefault(continuation, seq_id))
+                    seq_id += 1
+        ordered = sorted(by_context)
+        return (ordered, [tuple(by_context[c]) for c in ordered], [list(by_context[c].values()) for c in ordered],
+                np.array(owner_of, dtype=np.int64))
+
     def _units(self, found: list[ContextTokens], seq_ids: list[list[int]]) -> list[Unit]:
         """The units of tokenized contexts, ``seq_ids[i]`` the sequence ids of context ``i``'s
         continuations; a context with more continuation tokens than half a pack is split."""
-        units, half = [], max(self.max_tokens_per_pack // 2, 1)
+        units, half, known = [], max(self.max_tokens_per_pack // 2, 1), self._templates
         for tokens, ids in zip(found, seq_ids):
             junctions = tokens.junctions
-            if len(junctions) > 1 and sum(len(j) for j, _ in junctions) > half:
+            cached = known.get(id(junctions))  # tokenized contexts share their junctions' tuples
+            if cached is not None and cached[0] is junctions:
+                units.append(Unit(tokens.stem, tokens.hint, cached[1], ids))
+            elif len(junctions) > 1 and sum(len(j) for j, _ in junctions) > half:
                 start, hint = 0, tokens.hint
                 while start < len(junctions):
                     stop, size = start, 0
@@ -311,7 +341,10 @@ class ScoringJob:
                     units.append(Unit(tokens.stem, hint, template(junctions[start:stop]), ids[start:stop]))
                     start, hint = stop, len(tokens.stem)
             else:
-                units.append(Unit(tokens.stem, tokens.hint, template(junctions), ids))
+                if len(known) > 10_000:
+                    known.clear()
+                known[id(junctions)] = (junctions, template(junctions))
+                units.append(Unit(tokens.stem, tokens.hint, known[id(junctions)][1], ids))
         return units
 
     def _packs_beside(self) -> Iterator[Pack]:

@@ -185,11 +185,10 @@ class PairTokenizer:
             if index and not (rule.added is not None and rule.added.search(
                     own, max(0, before_cuts.starts[index] - rule.longest_added + 1))):
                 cut, reused = before_cuts.starts[index], before_cuts.firsts[index]
-                rest = cuts(rule, own[cut:])
+                rest = cuts(rule, own[cut:], cut, reused)
                 if rest is not None:
-                    return Cuts(before_cuts.ids[:reused] + rest.ids,
-                                before_cuts.starts[:index] + [cut + s for s in rest.starts],
-                                before_cuts.firsts[:index] + [reused + f for f in rest.firsts]), reused
+                    return Cuts(before_cuts.ids[:reused] + rest.ids, before_cuts.starts[:index] + rest.starts,
+                                before_cuts.firsts[:index] + rest.firsts), reused
         return cuts(rule, own), 0
 
     def _whole_context(self, context: str, own_continuations: tuple[str, ...], targets: dict[str, int]) -> ContextTokens:

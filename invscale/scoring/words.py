@@ -1,22 +1,22 @@
 """Token ids of ASCII text from each distinct pre-token's ids: the tokenizer's work, minus its overhead.
 
 A byte-level BPE tokenizer (GPT-2, OPT, Pythia, SmolLM2, Qwen2.5, Llama-3) cuts text into
-pre-tokens with one regular expression, then runs BPE on each pre-token alone. Generated task sets
-repeat a small vocabulary of pre-tokens (a few thousand distinct ones in 5,000 rows), so the ids of
-a text are the ids of its pre-tokens, each computed once by the tokenizer itself and cached. What
-is left per text is one regex pass, in Python's ``re``, several times faster than the tokenizer's
-own call with its offsets and encodings.
+pre-tokens with one regular expression, maps each pre-token's bytes to characters, then runs BPE on
+each pre-token alone. Generated task sets repeat a small vocabulary of pre-tokens (a few thousand
+distinct ones in 5,000 rows), so the ids of a text are the ids of its pre-tokens, each computed
+once by the tokenizer's own BPE model and cached. What is left per text is one regex pass, in
+Python's ``re``, several times faster than the tokenizer's own call with its offsets and encodings.
 
 Why it is exact: on ASCII text the tokenizer's regex (Oniguruma, Unicode classes) and its
 translation here agree character class by character class: ``\\p{L}`` is ``A-Za-z``, ``\\p{N}`` is
 ``0-9``, ``\\s`` is tab, newline, vertical tab, form feed, carriage return and space (not the
 separators 0x1c-0x1f, which Python's ``\\s`` would add); both engines backtrack, try alternatives in
 order and repeat greedily. Only the regex constructs listed in :func:`translate` are accepted, and
-the translation is checked once per tokenizer against its own pre-tokenizer on a probe text holding
-every ASCII character beside every kind of neighbour (:func:`word_encoder`). A pre-token's ids are
-those of the pre-token tokenized alone when the regex keeps it whole alone (checked for each
-distinct pre-token; one that would split takes the tokenizer's path, with any text holding it).
-Text with a non-ASCII character or an added token's content is left to the tokenizer.
+the translation and the byte-to-character map are checked once per tokenizer against its own
+pre-tokenizer (which returns the mapped pieces) on a probe text holding every ASCII character beside
+every kind of neighbour (:func:`word_encoder`). The normalizers accepted leave ASCII as it is, and
+without special tokens nothing else is added. Text with a non-ASCII character or an added token's
+content is left to the tokenizer.
 """
 
 from __future__ import annotations
@@ -24,6 +24,7 @@ from __future__ import annotations
 import json
 import re
 from itertools import accumulate, chain
+from operator import attrgetter
 
 GPT2_PATTERN = r"'s|'t|'re|'ve|'m|'ll|'d| ?\p{L}+| ?\p{N}+| ?[^\s\p{L}\p{N}]+|\s+(?!\S)|\s+"
 _SPACE = r"\t\n\x0b\x0c\r "  # Oniguruma's \s on ASCII
@@ -93,18 +94,29 @@ def probe_text() -> str:
     kinds = "a Z 7 ' \n . \t"
     parts = [kinds.replace(" ", chr(c)) + chr(c) * 2 + " " + chr(c) + "s" for c in range(128)]
     state, run = 12345, []
-    for _ in range(1500):  # a linear congruential generator: the same run everywhere
+    for _ in range(500):  # a linear congruential generator: the same run everywhere
         state = (state * 1103515245 + 12345) % (1 << 31)
         run.append(chr(state >> 24) if state % 3 else " \n'asd19"[state % 9])
     return "".join(PROBE_CASES) + "".join(parts) + "".join(run)
 
 
+def byte_level_table() -> dict[int, str]:
+    """GPT-2's byte-to-character map (the ByteLevel pre-tokenizer's alphabet), for ASCII bytes."""
+    printable = [*range(ord("!"), ord("~") + 1), *range(ord("\u00a1"), ord("\u00ac") + 1),
+                 *range(ord("\u00ae"), ord("\u00ff") + 1)]
+    others = [b for b in range(256) if b not in printable]
+    mapping = {b: chr(b) for b in printable} | {b: chr(256 + n) for n, b in enumerate(others)}
+    return {b: mapping[b] for b in range(128)}
+
+
 class WordEncoder:
-    """Token ids of ASCII texts, pre-token by pre-token, each distinct pre-token tokenized once."""
+    """Token ids of ASCII texts, pre-token by pre-token, each distinct pre-token tokenized once by
+    the tokenizer's own BPE model (after its byte-level character map)."""
 
     def __init__(self, backend, pattern: re.Pattern, added: re.Pattern | None):
         self.backend, self.pattern, self.added = backend, pattern, added
-        self._ids: dict[str, tuple[int, ...] | None] = {}
+        self._ids: dict[str, tuple[int, ...]] = {}
+        self._table = str.maketrans(byte_level_table())
 
     def words(self, text: str) -> list[str] | None:
         """``text``'s pre-tokens, or None when the fast path does not apply to it."""
@@ -115,17 +127,16 @@ class WordEncoder:
             return None
         return words
 
-    def encode(self, text: str) -> tuple[list[int], list[int], list[int]] | None:
-        """(ids, each pre-token's start in ``text``, each pre-token's first token index), or None
-        when ``text`` must go to the tokenizer."""
+    def encode(self, text: str, at: int = 0, tokens_before: int = 0) -> tuple[list[int], list[int], list[int]] | None:
+        """(ids, each pre-token's start, each pre-token's first token index), or None when ``text``
+        must go to the tokenizer; starts and token indexes counted from ``at`` and ``tokens_before``
+        (where ``text`` lies in a longer one)."""
         words = self.words(text)
         if words is None:
             return None
         ids = self._lookup(words)
-        if ids is None:
-            return None
-        starts = list(accumulate(map(len, words), initial=0))
-        firsts = list(accumulate(map(len, ids), initial=0))
+        starts = list(accumulate(map(len, words), initial=at))
+        firsts = list(accumulate(map(len, ids), initial=tokens_before))
         if words:  # the end of the text is no pre-token's start
             starts.pop()
             firsts.pop()
@@ -134,27 +145,19 @@ class WordEncoder:
     def ids(self, text: str) -> list[int] | None:
         """Token ids of ``text`` (no special tokens), or None when it must go to the tokenizer."""
         words = self.words(text)
-        ids = self._lookup(words) if words is not None else None
-        return None if ids is None else list(chain.from_iterable(ids))
+        return None if words is None else list(chain.from_iterable(self._lookup(words)))
 
-    def _lookup(self, words: list[str]) -> list[tuple[int, ...]] | None:
+    def _lookup(self, words: list[str]) -> list[tuple[int, ...]]:
         known = self._ids
         try:
-            found = list(map(known.__getitem__, words))
+            return list(map(known.__getitem__, words))
         except KeyError:
-            self._learn({w for w in words if w not in known})
-            found = list(map(known.__getitem__, words))
-        return None if None in found else found
-
-    def _learn(self, new: set[str]) -> None:
-        if len(self._ids) + len(new) > _CACHE_LIMIT:
-            self._ids.clear()
-        new = sorted(new)
-        whole = [w for w in new if self.pattern.findall(w) == [w]]  # kept whole when tokenized alone
-        for word in new:
-            self._ids[word] = None
-        for word, encoding in zip(whole, self.backend.encode_batch_fast(whole, add_special_tokens=False)):
-            self._ids[word] = tuple(encoding.ids)
+            if len(known) > _CACHE_LIMIT:
+                known.clear()
+            model, table, token_id = self.backend.model, self._table, attrgetter("id")
+            for word in set(words).difference(known):
+                known[word] = tuple(map(token_id, model.tokenize(word.translate(table))))
+            return list(map(known.__getitem__, words))
 
 
 _translations: dict[str, re.Pattern | None] = {}
@@ -175,14 +178,18 @@ def word_encoder(backend, pre_tokenizer: dict | None, normalizer: dict | None,
 
 
 def _checked(backend, regex: str) -> re.Pattern | None:
+    """The translated pattern, if it cuts the probe text where the tokenizer's pre-tokenizer does and
+    the byte-level map gives the pieces it gives; else None."""
     try:
         pattern = re.compile(translate(regex))
     except (Untranslatable, re.error):
         return None
     probe = probe_text()
-    cuts = [start for _, (start, _) in backend.pre_tokenizer.pre_tokenize_str(probe)]
-    ours = list(accumulate(map(len, pattern.findall(probe)), initial=0))[:-1]
-    return pattern if cuts == ours and sum(map(len, pattern.findall(probe))) == len(probe) else None
+    words = pattern.findall(probe)
+    table = str.maketrans(byte_level_table())
+    ours = [(word.translate(table), start) for word, start in zip(words, accumulate(map(len, words), initial=0))]
+    theirs = [(piece, start) for piece, (start, _) in backend.pre_tokenizer.pre_tokenize_str(probe)]
+    return pattern if ours == theirs and sum(map(len, words)) == len(probe) else None
 
 
 def _regex_of(pre_tokenizer: dict | None) -> str | None:
