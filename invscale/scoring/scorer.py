@@ -48,21 +48,40 @@ def _utf8_length(text: str) -> int:
 
 
 def _items(rows: list[Row]) -> tuple[list[Row], list[list[Row]]]:
-    """Rows grouped into distinct items (the same prompts and continuations), in order of first
-    appearance: each item's first row, and all its rows."""
-    keys = list(map(attrgetter("prompt", "other_prompt", "classes", "completion"), rows))
-    first_of: dict = {}
-    numbers = [first_of.setdefault(key, number) for number, key in enumerate(keys)]  # each row's item: its first row
-    if len(first_of) == len(keys):  # no repeats, the usual case
-        return rows, [[row] for row in rows]
-    groups: dict[int, list[Row]] = {}
-    for row, number in zip(rows, numbers):
-        group = groups.get(number)
+    """Rows grouped into distinct items (the same prompts and continuations), in the order of their
+    prompts' text (so that neighbours share text; equal prompts keep the order of ``rows``): each
+    item's first row, and all its rows."""
+    prompts = list(map(attrgetter("prompt"), rows))
+    distinct = dict.fromkeys(prompts)
+    if len(distinct) == len(rows):  # every prompt once, the usual case
+        order = sorted(range(len(rows)), key=prompts.__getitem__)
+        return [rows[number] for number in order], [[rows[number]] for number in order]
+    by_prompt: dict[str, list[Row]] = {}
+    for prompt, row in zip(prompts, rows):
+        group = by_prompt.get(prompt)
         if group is None:
-            groups[number] = [row]
+            by_prompt[prompt] = [row]
         else:
             group.append(row)
-    return [rows[number] for number in groups], list(groups.values())
+    firsts, groups = [], []
+    rest = attrgetter("other_prompt", "classes", "completion")
+    for prompt in sorted(by_prompt):
+        same_prompt = by_prompt[prompt]
+        if len(same_prompt) == 1:
+            firsts.append(same_prompt[0])
+            groups.append(same_prompt)
+            continue
+        keys = list(map(rest, same_prompt))
+        if keys.count(keys[0]) == len(keys):  # repeats of one item
+            firsts.append(same_prompt[0])
+            groups.append(same_prompt)
+            continue
+        by_item: dict[tuple, list[Row]] = {}
+        for key, row in zip(keys, same_prompt):
+            by_item.setdefault(key, []).append(row)
+        firsts.extend(group[0] for group in by_item.values())
+        groups.extend(by_item.values())
+    return firsts, groups
 
 
 def default_max_tokens_per_pack(model) -> int:
@@ -128,8 +147,7 @@ class ScoringJob:
         self._skip = skip_indexes
         self._aliases: dict[int, list[int]] = {}  # a packed sequence's id -> ids of the same pair in other items
         self._templates: dict[int, tuple] = {}  # id of a junctions tuple -> (the tuple, its template)
-        # in prompt order, so that neighbours share text (a stable sort: equal prompts keep the file's order)
-        self._index_items(_items(sorted(dataset.rows, key=attrgetter("prompt"))))
+        self._index_items(_items(dataset.rows))
         self.pairs = PairTokenizer(tokenizer, chain.from_iterable(self._item_contexts), splice=splice)
         eager = self._tokenize_whole_strings() if self.pairs.rule is None else None
         long_items = self._check_before_any_work(eager)  # (item, its whole sequences), scored apart or skipped

@@ -15,6 +15,7 @@ continuation) once per distinct string. Other tokenizers take the whole-string p
 from __future__ import annotations
 
 import os
+from bisect import bisect_right
 from dataclasses import dataclass
 from itertools import chain
 from typing import Iterable, NamedTuple
@@ -139,23 +140,27 @@ class PairTokenizer:
         """Each context's stem and its continuations' tokens below it (``continuations[i]`` are
         context ``i``'s, distinct)."""
         targets = self.target_counts(chain.from_iterable(continuations))
-        start, out, previous = self._preface_chars, [], None
-        margin = self.rule.margin if self.rule is not None else 0
+        start, out, previous, spliced = self._preface_chars, [], None, 0
+        margin, tails = self.rule.margin if self.rule is not None else 0, self._tails
         for context, own_continuations in zip(contexts, continuations):
             found = None
             if self.rule is not None:
                 own = context[start:]
                 found, hint = self._own_cuts(own, previous)
             if found is not None:
-                index = found.last_before(len(own) - margin)
-                junctions = self._below(own[found.starts[index]:], own_continuations, targets)
+                index = max(bisect_right(found.starts, len(own) - margin) - 1, 0)  # the last safe cut
+                tail = own[found.starts[index]:]
+                junctions = tails.get((tail, own_continuations), False)
+                if junctions is False:
+                    junctions = self._below(tail, own_continuations, targets)
                 if junctions is not None:
                     out.append(ContextTokens(tuple(found.ids[:found.firsts[index]]), hint, junctions))
-                    self.spliced += len(own_continuations)
+                    spliced += len(own_continuations)
                     previous = (own, found)
                     continue
             out.append(self._whole_context(context, own_continuations, targets))
             previous = None
+        self.spliced += spliced
         return out
 
     def _below(self, tail: str, own_continuations: tuple[str, ...],
@@ -164,15 +169,12 @@ class PairTokenizer:
         last safe cut, ``tail`` being its text from there; None when the pairs must be tokenized
         whole (an added token could form across the cut, or a junction has fewer tokens than its
         continuation alone). Cached: most contexts end in the same few tails."""
-        key = (tail, own_continuations)
-        found = self._tails.get(key, False)
-        if found is False:
-            if len(self._tails) > 200_000:
-                self._tails.clear()
-            junctions = tuple((self._junction(tail + k), targets[k]) for k in own_continuations)
-            # an added token over the cut would hold the whole tail and run on into the continuation
-            spans = self.rule.added is not None and any(tail in content for content in self.rule.added_contents)
-            found = self._tails[key] = None if spans or any(n > len(j) for j, n in junctions) else junctions
+        if len(self._tails) > 200_000:
+            self._tails.clear()
+        junctions = tuple((self._junction(tail + k), targets[k]) for k in own_continuations)
+        # an added token over the cut would hold the whole tail and run on into the continuation
+        spans = self.rule.added is not None and any(tail in content for content in self.rule.added_contents)
+        found = self._tails[tail, own_continuations] = None if spans or any(n > len(j) for j, n in junctions) else junctions
         return found
 
     def _own_cuts(self, own: str, previous: tuple[str, Cuts] | None) -> tuple[Cuts | None, int]:
@@ -181,8 +183,8 @@ class PairTokenizer:
         rule = self.rule
         if previous is not None:
             before, before_cuts = previous
-            index = before_cuts.last_before(common_text_length(before, own) - rule.margin)
-            if index and not (rule.added is not None and rule.added.search(
+            index = bisect_right(before_cuts.starts, common_text_length(before, own) - rule.margin) - 1
+            if index > 0 and not (rule.added is not None and rule.added.search(
                     own, max(0, before_cuts.starts[index] - rule.longest_added + 1))):
                 cut, reused = before_cuts.starts[index], before_cuts.firsts[index]
                 rest = cuts(rule, own[cut:], cut, reused)

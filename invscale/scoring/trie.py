@@ -211,58 +211,88 @@ def _array(values, count: int) -> np.ndarray:
     return np.fromiter(values, dtype=np.int64, count=count)
 
 
+def _ranges(starts: np.ndarray, lengths: np.ndarray) -> np.ndarray:
+    """The concatenation of ``range(start, start + length)`` for each pair, as one array."""
+    total = int(lengths.sum())
+    return np.arange(total, dtype=np.int64) + np.repeat(starts - (np.cumsum(lengths) - lengths), lengths)
+
+
+class _Table:
+    """The distinct templates of a pack, their fields concatenated: ``field(name, which)`` gathers
+    the named field of template ``which[i]`` for each unit ``i``, in order."""
+
+    def __init__(self, templates: list[Template]):
+        number_of: dict[int, int] = {}
+        self.distinct: list[Template] = []
+        for t in templates:
+            if id(t) not in number_of:
+                number_of[id(t)] = len(self.distinct)
+                self.distinct.append(t)
+        self.which = np.fromiter(map(number_of.__getitem__, map(id, templates)), dtype=np.int64, count=len(templates))
+
+    def lengths(self, name: str) -> np.ndarray:
+        """[units] the length of each unit's template's field ``name``."""
+        per_template = np.array([len(getattr(t, name)) for t in self.distinct], dtype=np.int64)
+        return per_template[self.which]
+
+    def field(self, name: str) -> np.ndarray:
+        """The field ``name`` of each unit's template, concatenated in unit order."""
+        values = [getattr(t, name) for t in self.distinct]
+        sizes = np.array(list(map(len, values)), dtype=np.int64)
+        flat = _array(chain.from_iterable(values), int(sizes.sum()))
+        starts = np.cumsum(sizes) - sizes
+        return flat[_ranges(starts[self.which], sizes[self.which])]
+
+
 def _assemble(units: list[Unit], shared: list[int], preface: tuple[int, ...]) -> Pack:
-    """The pack of ``units`` in order, each sharing ``shared[i]`` stem tokens with the one before."""
-    path: list[int] = []  # the node at each depth of the current stem
-    popped, popped_at, stem_last, bases, starts = [], [], [], [], []
-    count = 0
-    for unit, common in zip(units, shared):
-        popped.append(path[common:])
-        popped_at.append(count)
-        del path[common:]
-        new = len(unit.stem) - common
-        path.extend(range(count, count + new))
+    """The pack of ``units`` in order, each sharing ``shared[i]`` stem tokens with the one before:
+    each unit's new stem tokens, then its template."""
+    table = _Table([unit.template for unit in units])
+    sizes = table.lengths("tokens")
+    stems = [unit.stem for unit in units]
+    stem_lengths = np.fromiter(map(len, stems), dtype=np.int64, count=len(units))
+    common = np.array(shared, dtype=np.int64)
+    new = stem_lengths - common
+    starts = np.cumsum(new + sizes) - (new + sizes)  # each unit's first node
+    bases = starts + new  # each unit's first template node
+    count = int((new + sizes).sum())
+    in_template = np.repeat(np.tile(np.array([False, True]), len(units)), np.stack([new, sizes], axis=1).reshape(-1))
+    # the stem's nodes: a node ends where a later unit leaves its depth (the path is the current stem)
+    path: list[int] = []
+    popped, stem_last = [], []
+    for stem_common, start, length in zip(shared, starts.tolist(), new.tolist()):
+        popped.append(path[stem_common:])
+        del path[stem_common:]
+        path.extend(range(start, start + length))
         stem_last.append(path[-1] if path else -1)
-        starts.append(count)
-        bases.append(count + new)
-        count += new + unit.template.size
     popped.append(path)
-    popped_at.append(count)
-    templates = [unit.template for unit in units]
-    stem_lengths = [len(unit.stem) for unit in units]
-    new_lengths = [base - start for base, start in zip(bases, starts)]
-    sizes = [t.size for t in templates]
-    segment_lengths = list(chain.from_iterable(zip(new_lengths, sizes)))
-    tokens = _array(chain.from_iterable(chain.from_iterable(
-        (unit.stem[common:], t.tokens) for unit, common, t in zip(units, shared, templates))), count)
-    depth = _array(chain.from_iterable(chain.from_iterable(
-        (range(common, length), t.depth) for common, length, t in zip(shared, stem_lengths, templates))), count)
-    depth += np.repeat(np.array(list(chain.from_iterable((0, length) for length in stem_lengths)), dtype=np.int64),
-                       segment_lengths)
+    tokens = np.empty(count, dtype=np.int64)
+    depth = np.empty(count, dtype=np.int64)
     subtree_end = np.empty(count, dtype=np.int64)
-    in_template = np.repeat(np.tile(np.array([False, True]), len(units)), segment_lengths)
-    subtree_end[in_template] = _array(chain.from_iterable(t.end for t in templates), int(sum(sizes))) + np.repeat(
-        np.array(bases, dtype=np.int64), sizes)
-    subtree_end[_array(chain.from_iterable(popped), count - int(sum(sizes)))] = np.repeat(
-        np.array(popped_at, dtype=np.int64), [len(p) for p in popped])
+    n_new = int(new.sum())
+    tokens[~in_template] = _array(chain.from_iterable(stem[c:] for stem, c in zip(stems, shared)), n_new)
+    depth[~in_template] = _ranges(common, new)
+    subtree_end[_array(chain.from_iterable(popped), n_new)] = np.repeat(
+        np.append(starts, count), np.fromiter(map(len, popped), dtype=np.int64, count=len(popped)))
+    tokens[in_template] = table.field("tokens")
+    depth[in_template] = table.field("depth") + np.repeat(stem_lengths, sizes)
+    subtree_end[in_template] = table.field("end") + np.repeat(bases, sizes)
     # answer pairs: template nodes, the stem's last token, or (rarely) deeper in the stem or preface
-    n_pairs = [len(t.pair_node) for t in templates]
-    total = int(sum(n_pairs))
-    relative = _array(chain.from_iterable(t.pair_node for t in templates), total)
-    position = _array(chain.from_iterable(t.pair_position for t in templates), total)
-    pair_node = np.where(position >= 0, relative + np.repeat(np.array(bases, dtype=np.int64), n_pairs),
+    n_pairs = table.lengths("pair_node")
+    position = table.field("pair_position")
+    pair_node = np.where(position >= 0, table.field("pair_node") + np.repeat(bases, n_pairs),
                          np.repeat(np.array(stem_last, dtype=np.int64), n_pairs))
-    pair_target = _array(chain.from_iterable(t.pair_target for t in templates), total)
-    if any(t.reaches_up for t in templates):
-        _resolve_upward(units, shared, preface, n_pairs, pair_node, pair_target)
+    pair_target = table.field("pair_target")
+    if any(t.reaches_up for t in table.distinct):
+        _resolve_upward(units, shared, preface, n_pairs.tolist(), pair_node, pair_target)
     keys = (pair_node + len(preface)) * (1 << 32) + pair_target
     unique, inverse = np.unique(keys, return_inverse=True)
-    n_sequences = sum(len(u.seq_ids) for u in units)
-    offsets = np.zeros(n_sequences + 1, dtype=np.int64)
-    np.cumsum(_array(chain.from_iterable(t.n_targets for t in templates), n_sequences), out=offsets[1:])
+    n_targets = table.field("n_targets")
+    offsets = np.zeros(len(n_targets) + 1, dtype=np.int64)
+    np.cumsum(n_targets, out=offsets[1:])
     return Pack(tokens=tokens, depth=depth, subtree_end=subtree_end, pair_node=unique // (1 << 32) - len(preface),
-                pair_target=unique % (1 << 32), seq_ids=np.array(list(chain.from_iterable(u.seq_ids for u in units)),
-                                                                 dtype=np.int64),
+                pair_target=unique % (1 << 32),
+                seq_ids=_array(chain.from_iterable(u.seq_ids for u in units), len(n_targets)),
                 target_pair=inverse.reshape(-1), seq_offsets=offsets)
 
 

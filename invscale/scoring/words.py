@@ -91,22 +91,24 @@ PROBE_CASES = ("'s 'S 't 're 'RE 've 'm 'll 'd 'x '' ''s a's b't x 're\n've", "a
 def probe_text() -> str:
     """Every ASCII character beside every kind of neighbour, the regex's special cases, then a
     fixed pseudo-random ASCII run."""
-    kinds = "a Z 7 ' \n . \t"
-    parts = [kinds.replace(" ", chr(c)) + chr(c) * 2 + " " + chr(c) + "s" for c in range(128)]
+    parts = [f"a{c}7{c}.{c}{c} {c}s\n" for c in map(chr, range(128))]  # a letter, digit, symbol, itself, space
     state, run = 12345, []
-    for _ in range(500):  # a linear congruential generator: the same run everywhere
+    for _ in range(400):  # a linear congruential generator: the same run everywhere
         state = (state * 1103515245 + 12345) % (1 << 31)
         run.append(chr(state >> 24) if state % 3 else " \n'asd19"[state % 9])
     return "".join(PROBE_CASES) + "".join(parts) + "".join(run)
 
 
-def byte_level_table() -> dict[int, str]:
+def _byte_level_table() -> dict[int, str]:
     """GPT-2's byte-to-character map (the ByteLevel pre-tokenizer's alphabet), for ASCII bytes."""
     printable = [*range(ord("!"), ord("~") + 1), *range(ord("\u00a1"), ord("\u00ac") + 1),
                  *range(ord("\u00ae"), ord("\u00ff") + 1)]
-    others = [b for b in range(256) if b not in printable]
+    others = sorted(set(range(256)).difference(printable))
     mapping = {b: chr(b) for b in printable} | {b: chr(256 + n) for n, b in enumerate(others)}
     return {b: mapping[b] for b in range(128)}
+
+
+BYTE_LEVEL = str.maketrans(_byte_level_table())
 
 
 class WordEncoder:
@@ -116,7 +118,6 @@ class WordEncoder:
     def __init__(self, backend, pattern: re.Pattern, added: re.Pattern | None):
         self.backend, self.pattern, self.added = backend, pattern, added
         self._ids: dict[str, tuple[int, ...]] = {}
-        self._table = str.maketrans(byte_level_table())
 
     def words(self, text: str) -> list[str] | None:
         """``text``'s pre-tokens, or None when the fast path does not apply to it."""
@@ -154,7 +155,7 @@ class WordEncoder:
         except KeyError:
             if len(known) > _CACHE_LIMIT:
                 known.clear()
-            model, table, token_id = self.backend.model, self._table, attrgetter("id")
+            model, table, token_id = self.backend.model, BYTE_LEVEL, attrgetter("id")
             for word in set(words).difference(known):
                 known[word] = tuple(map(token_id, model.tokenize(word.translate(table))))
             return list(map(known.__getitem__, words))
@@ -186,8 +187,7 @@ def _checked(backend, regex: str) -> re.Pattern | None:
         return None
     probe = probe_text()
     words = pattern.findall(probe)
-    table = str.maketrans(byte_level_table())
-    ours = [(word.translate(table), start) for word, start in zip(words, accumulate(map(len, words), initial=0))]
+    ours = [(word.translate(BYTE_LEVEL), start) for word, start in zip(words, accumulate(map(len, words), initial=0))]
     theirs = [(piece, start) for piece, (start, _) in backend.pre_tokenizer.pre_tokenize_str(probe)]
     return pattern if ours == theirs and sum(map(len, words)) == len(probe) else None
 
