@@ -74,6 +74,27 @@ def test_packs_that_split_items_still_exact(loaded_models):
         assert max_abs_diff(results[row.index]["class_logprobs"], expected) <= TOL
 
 
+def test_rows_repeating_a_prompt_are_grouped_exactly(loaded_models):
+    """Rows with the same prompt and options (other answers, other extra columns) are scored once
+    and each gets its own metrics; the same prompt with other options is another item."""
+    loaded = loaded_models["opt-plain"]
+    records = [{"prompt": "Question: is the sky blue?\nAnswer:", "classes": [" yes", " no"], "answer_index": 0, "tag": 1},
+               {"prompt": "Question: is grass red?\nAnswer:", "classes": [" yes", " no"], "answer_index": 1, "tag": 2},
+               {"prompt": "Question: is the sky blue?\nAnswer:", "classes": [" yes", " no"], "answer_index": 1, "tag": 3},
+               {"prompt": "Question: is the sky blue?\nAnswer:", "classes": [" no", " maybe", " yes"], "answer_index": 2,
+                "tag": 4},
+               {"prompt": "Question: is the sky blue?\nAnswer:", "classes": [" yes", " no"], "answer_index": 0, "tag": 5}]
+    dataset = as_dataset(records)
+    job, results = score_all(loaded, dataset, max_tokens=4096)
+    assert len(job.items) == 3 and job.stats.items == 5
+    for row in dataset.rows:
+        expected = [reference_logprob(loaded.model, loaded.tokenizer, row.prompt, c) for c in row.classes]
+        got = results[row.index]
+        assert max_abs_diff(got["class_logprobs"], expected) <= TOL
+        assert got["correct"] == reference_classification(expected, row.answer_index, row.classes)["correct"]
+        assert got["tag"] == row.extra["tag"]
+
+
 def test_joint_tokenization_differs_from_split(loaded_models):
     """Classes without a leading space merge with the prompt's last word; scores stay exact."""
     loaded = loaded_models["opt-plain"]

@@ -36,6 +36,18 @@ def datasets(draw):
     return pairs
 
 
+@st.composite
+def branching_datasets(draw):
+    """Pairs whose contexts grow out of each other (a prefix of an earlier context, cut anywhere,
+    then new text), so each context shares text with its neighbour in sorted order."""
+    contexts = [draw(text)]
+    for _ in range(draw(st.integers(1, 7))):
+        earlier = draw(st.sampled_from(contexts))
+        contexts.append(earlier[:draw(st.integers(0, len(earlier)))] + draw(text))
+    return [(context, continuation) for context in contexts
+            for continuation in draw(st.lists(short, min_size=1, max_size=3))]
+
+
 def _corpus():
     extra = ["café naïve e\u0301 中文字 \U0001f600 ====  \n\n 1234567 İß ü", "Answer: A\nQuestion: the thing?"] * 50
     return training_corpus(2000, seed=3) + extra
@@ -136,6 +148,40 @@ def test_joint_tokens_equal_whole_string_tokens(tokenizer, pairs):
     for (context, continuation), sequence in zip(pairs, sequences):
         assert (sequence.tokens, sequence.n_target) == whole(tok, context, continuation), (context, continuation)
         assert sequence.tokens[:len(pair_tokenizer.preface)] == pair_tokenizer.preface
+
+
+@settings(max_examples=250, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(pairs=branching_datasets())
+def test_contexts_tokenized_from_their_neighbours_equal_whole_strings(tokenizer, pairs):
+    _, tok = tokenizer
+    pair_tokenizer = PairTokenizer(tok, [context for context, _ in pairs])
+    for (context, continuation), sequence in zip(pairs, pair_tokenizer.sequences(pairs)):
+        assert (sequence.tokens, sequence.n_target) == whole(tok, context, continuation), (context, continuation)
+
+
+def test_a_context_reuses_its_neighbours_tokens(tokenizer, monkeypatch):
+    """Only the text a context does not share with the one before it (from the last safe cut in
+    the shared text on) is tokenized."""
+    import invscale.scoring.tokenize as tokenize_module
+
+    name, tok = tokenizer
+    shared = "Here is a long worked example that every question repeats word for word. " * 4
+    contexts = ["Intro. " + shared + f"Question {n}: is {n} odd?\nAnswer:" for n in range(10, 30)]
+    pair_tokenizer = PairTokenizer(tok, contexts + ["Other intro."])
+    tokenized = []  # the length of each context text handed to a tokenizer
+    original_cuts = tokenize_module.cuts
+    monkeypatch.setattr(tokenize_module, "cuts", lambda rule, text, *rest: (tokenized.append(len(text)),
+                                                                            original_cuts(rule, text, *rest))[1])
+    words = pair_tokenizer.rule.words if pair_tokenizer.rule is not None else None
+    if words is not None:
+        original_extend = words.extend
+        monkeypatch.setattr(words, "extend", lambda text, cut, *rest: (tokenized.append(len(text) - cut),
+                                                                       original_extend(text, cut, *rest))[1])
+    pairs = [(c, k) for c in contexts for k in (" yes", " no")]
+    sequences = pair_tokenizer.sequences(pairs)
+    assert [(s.tokens, s.n_target) for s in sequences] == [whole(tok, c, k) for c, k in pairs]
+    if name in SPLICED:
+        assert len(tokenized) == len(contexts) and sorted(tokenized)[-2] < 40  # all but the first: the question
 
 
 def test_splice_is_taken_on_a_real_dataset(tokenizer):

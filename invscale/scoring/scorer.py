@@ -1,12 +1,15 @@
 """Score a dataset: tokenize, find the shared preface, pack tries, run them, and compute metrics.
 
-Host work streams beside the device: rows are taken in order of their prompt text, a chunk at a
-time; each chunk is tokenized (unique text only, see :mod:`invscale.scoring.tokenize`), planned
-and built into packs on a background thread, and the packs wait in a short queue for the model.
-So the first pack runs after one chunk's work whatever the dataset's size, and host memory holds
-a few chunks, not the dataset's tokens. Everything that could refuse the run (token counts
-beyond the model's positions, the architecture's limits, continuations with no tokens) is checked
-before the first pack, from cheap upper bounds and exact counts for the few rows near a limit.
+Rows are first grouped into distinct items (rows repeating a prompt and its options are scored
+once, each keeping its own answer and columns), in the order of their prompt text. Host work
+streams beside the device: a chunk of items at a time is tokenized (unique text only, see
+:mod:`invscale.scoring.tokenize`), turned into context units and built into packs
+(:mod:`invscale.scoring.trie`) on a background thread, and the packs wait in a short queue for the
+model. So the first pack runs after one chunk's work whatever the dataset's size, host memory holds
+a few chunks, not the dataset's tokens, and no host step grows with the naive tokens (what one
+forward per option would run). Everything that could refuse the run (token counts beyond the
+model's positions, the architecture's limits, continuations with no tokens) is checked before the
+first pack, from cheap upper bounds and exact counts for the few items near a limit.
 """
 
 from __future__ import annotations
@@ -309,7 +312,8 @@ class ScoringJob:
             owner_weights = np.bincount(owner_of - first, weights=weights[first:last], minlength=last - first)
             self.stats.naive_tokens += int((owner_weights[ids - first] * lengths).sum())
             self.stats.answer_tokens += int((owner_weights[ids - first] * targets).sum())
-            packs, held = build_packs(held + units, self.max_tokens_per_pack, self.preface, keep_last=stop < len(self.items))
+            packs, held = build_packs(held + units, self.max_tokens_per_pack, self.preface,
+                                      keep_last=stop < len(self.items))
             yield from (pack for pack in packs if self._owner_pending[pack.seq_ids].any())
 
     def _chunk_contexts(self, start: int, stop: int, first: int):

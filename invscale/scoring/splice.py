@@ -15,10 +15,14 @@ and the tokens after it are those of ``text[c:]`` tokenized alone. The joint tok
 ``tokens(context)[:up to c] + tokens(context[c:] + continuation)``; the second part is short and,
 in most datasets, the same string for many rows (``"\\nAnswer:" + " A"``), so it is cached.
 
+The same argument lets a context reuse the tokens of another that shares its first ``s``
+characters, up to a pre-token boundary at least ``MARGIN`` before ``s`` (:class:`Cuts`).
+
 Pre-token boundaries come from the encoding of the text itself (where each pre-token's first token
-starts; from the pre-tokenizer when the tokenizer trims offsets). A text with no safe cut, and
-every text of a tokenizer the rule does not recognise, takes the whole-string path: slower, never
-wrong. tests/test_splice.py checks the equality on thousands of random pairs for byte-level,
+starts; from the pre-tokenizer when the tokenizer trims offsets), or from the regex pass of
+:mod:`invscale.scoring.words` for ASCII text. A text with no safe cut, and every text of a
+tokenizer the rule does not recognise, takes the whole-string path: slower, never wrong.
+tests/test_splice.py checks the equality on thousands of random pairs for byte-level,
 SentencePiece-style and NFC-normalizing tokenizers.
 """
 

@@ -7,9 +7,12 @@ Because the joint tokenization is kept as is, an item whose joint split differs 
 one simply gets its own trie branch: results stay exactly those of the per-option forward pass.
 
 :class:`PairTokenizer` produces those joint tokens while tokenizing unique text only where that is
-provably exact (:mod:`invscale.scoring.splice`): the dataset's shared preface once, each distinct
-context's own text once, and the short junction text (the end of the context plus the
-continuation) once per distinct string. Other tokenizers take the whole-string path.
+provably exact (:mod:`invscale.scoring.splice`): the dataset's shared preface once; each distinct
+context from the last safe cut inside the text it shares with the context before it (in text
+order), reusing that context's tokens up to the cut; and the short junction text (the end of the
+context plus the continuation) once per distinct string. ASCII text of byte-level tokenizers is
+tokenized pre-token by pre-token (:mod:`invscale.scoring.words`). Other tokenizers take the
+whole-string path.
 """
 
 from __future__ import annotations
@@ -174,7 +177,8 @@ class PairTokenizer:
         junctions = tuple((self._junction(tail + k), targets[k]) for k in own_continuations)
         # an added token over the cut would hold the whole tail and run on into the continuation
         spans = self.rule.added is not None and any(tail in content for content in self.rule.added_contents)
-        found = self._tails[tail, own_continuations] = None if spans or any(n > len(j) for j, n in junctions) else junctions
+        found = None if spans or any(n > len(j) for j, n in junctions) else junctions
+        self._tails[tail, own_continuations] = found
         return found
 
     def _own_cuts(self, own: str, previous: tuple[str, Cuts] | None) -> tuple[Cuts | None, int]:
@@ -187,6 +191,10 @@ class PairTokenizer:
             if index > 0 and not (rule.added is not None and rule.added.search(
                     own, max(0, before_cuts.starts[index] - rule.longest_added + 1))):
                 cut, reused = before_cuts.starts[index], before_cuts.firsts[index]
+                if rule.words is not None:
+                    found = rule.words.extend(own, cut, *before_cuts, index)
+                    if found is not None:
+                        return Cuts(*found), reused
                 rest = cuts(rule, own[cut:], cut, reused)
                 if rest is not None:
                     return Cuts(before_cuts.ids[:reused] + rest.ids, before_cuts.starts[:index] + rest.starts,

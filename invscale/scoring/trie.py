@@ -78,8 +78,9 @@ class Template:
     tokens, depth (0: a child of the stem's last token), end (subtree end, counted from the
     template's first node; the template's size for nodes open to its end).
     ``lengths``: each continuation's tokens below the stem, in the order given.
-    Targets, continuation by continuation in that order (``n_targets`` of each), each with its predicting position ``pair_position`` (relative to the start of the continuation's own
-    tokens: -1 is the stem's last token, lower reaches into the stem or preface), the node that is
+    Targets, continuation by continuation in that order (``n_targets`` of each), each with its
+    predicting position ``pair_position`` (relative to the start of the continuation's own tokens:
+    -1 is the stem's last token, lower reaches into the stem or preface), the node that is
     (``pair_node``, relative; -1 when the position is above the template) and the target token
     (``pair_target``; -1 when the target itself lies above, at ``pair_position + 1``).
     """

@@ -143,6 +143,26 @@ class WordEncoder:
             firsts.pop()
         return list(chain.from_iterable(ids)), starts, firsts
 
+    def extend(self, text: str, cut: int, ids: list[int], starts: list[int], firsts: list[int],
+               index: int) -> tuple[list[int], list[int], list[int]] | None:
+        """:meth:`encode` of ``text`` whose first ``cut`` characters are known to tokenize as a longer
+        text's did up to its pre-token ``index`` (at ``cut``): those ids, starts and first token
+        indexes, then the rest's own; or None when the rest must go to the tokenizer."""
+        rest = text[cut:]
+        words = self.words(rest)
+        if words is None:
+            return None
+        pieces = self._lookup(words)
+        reused = firsts[index]
+        new_ids, new_starts, new_firsts = ids[:reused], starts[:index], firsts[:index]
+        new_ids.extend(chain.from_iterable(pieces))
+        new_starts.extend(accumulate(map(len, words), initial=cut))
+        new_firsts.extend(accumulate(map(len, pieces), initial=reused))
+        if words:  # the end of the text is no pre-token's start
+            new_starts.pop()
+            new_firsts.pop()
+        return new_ids, new_starts, new_firsts
+
     def ids(self, text: str) -> list[int] | None:
         """Token ids of ``text`` (no special tokens), or None when it must go to the tokenizer."""
         words = self.words(text)

@@ -1,0 +1,108 @@
+"""ASCII text tokenized pre-token by pre-token equals the tokenizer's own ids and cuts.
+
+Hypothesis draws ASCII texts over every character (control characters, the 0x1c-0x1f separators
+Python's ``\\s`` would treat as space, apostrophes and contractions, whitespace runs before words),
+for the byte-level tokenizers the fast path takes (GPT-2 regex with a BOS, a Llama-3/Qwen-style
+split regex under NFC, SmolLM2's real tokenizer).
+"""
+
+import re
+
+import pytest
+from hypothesis import HealthCheck, given, settings, strategies as st
+
+from invscale.scoring import words
+from invscale.scoring.splice import splice_rule
+from invscale.scoring.words import GPT2_PATTERN, Untranslatable, translate
+from test_splice import TOKENIZERS
+
+FAST = ["bytelevel-bos", "regex-nfc", "smollm2"]
+PIECES = [chr(c) for c in range(128)] + ["'s", "'S", "'ll", "'re", " the", "  ", "\n\n", " \n", "\r\n", "123",
+                                         "4567", "Answer:", " A", "dWhat", "x'y", " '", "\x1c ", "\t\t"]
+ascii_text = st.lists(st.sampled_from(PIECES), min_size=0, max_size=30).map("".join)
+_built = {}
+
+
+@pytest.fixture(params=FAST, ids=FAST)
+def fast(request):
+    if request.param == "smollm2":
+        request.applymarker(pytest.mark.smollm2)
+    if request.param not in _built:
+        tokenizer = TOKENIZERS[request.param]()
+        _built[request.param] = (tokenizer, splice_rule(tokenizer))
+    return _built[request.param]
+
+
+def test_the_fast_path_is_taken_by_byte_level_tokenizers_only(fast):
+    _, rule = fast
+    assert rule.words is not None
+    assert splice_rule(TOKENIZERS["sentencepiece-split"]()).words is None
+
+
+@settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(text=ascii_text)
+def test_ids_and_cuts_equal_the_tokenizers(fast, text):
+    _, rule = fast
+    backend = rule.backend
+    found = rule.words.encode(text)
+    if rule.added is not None and rule.added.search(text):
+        assert found is None
+        return
+    ids, starts, firsts = found
+    encoding = backend.encode(text, add_special_tokens=False)
+    assert ids == encoding.ids
+    assert rule.words.ids(text) == encoding.ids
+    pieces = backend.pre_tokenizer.pre_tokenize_str(text)
+    assert starts == ([start for _, (start, _) in pieces] or [0])
+    # each pre-token's tokens (BPE of the mapped piece) begin at its first token index
+    ends = firsts[1:] + [len(ids)]
+    assert [ids[a:b] for a, b in zip(firsts, ends)][:len(pieces)] == [
+        [token.id for token in backend.model.tokenize(piece)] for piece, _ in pieces]
+
+
+@settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(head=ascii_text, tail=ascii_text, data=st.data())
+def test_extending_a_text_from_a_cut_it_shares(fast, head, tail, data):
+    """A text sharing a prefix with another is tokenized from the other's cuts up to a pre-token
+    start at least the margin before where they part: the same as tokenizing it whole."""
+    _, rule = fast
+    before, text = head + tail, head + data.draw(ascii_text)
+    first = rule.words.encode(before)
+    whole = rule.words.encode(text)
+    if first is None or whole is None:
+        return
+    shared = len(head) - rule.margin
+    index = max(i for i, start in enumerate(first[1]) if start <= shared) if shared >= 0 else 0
+    assert rule.words.extend(text, first[1][index], *first, index) == whole
+
+
+def test_non_ascii_text_and_added_tokens_are_left_to_the_tokenizer(fast):
+    _, rule = fast
+    assert rule.words.encode("caf\u00e9 au lait") is None
+    if rule.added is not None:
+        content = rule.added_contents[0]
+        assert rule.words.encode(f"a {content} b") is None
+
+
+def test_translation_of_the_known_patterns():
+    assert re.compile(translate(GPT2_PATTERN)).findall("it's  a\tb 12x\x1c") == ["it", "'s", " ", " a", "\t", "b", " 12",
+                                                                                  "x", "\x1c"]
+    llama3 = r"(?i:'s|'t|'re|'ve|'m|'ll|'d)|[^\r\n\p{L}\p{N}]?\p{L}+|\p{N}{1,3}| ?[^\s\p{L}\p{N}]+[\r\n]*|\s*[\r\n]+|\s+(?!\S)|\s+"
+    assert re.compile(translate(llama3)).findall("IT'S 12345\n\n x") == ["IT", "'S", " ", "123", "45", "\n\n", " x"]
+
+
+@pytest.mark.parametrize("pattern", [r"\w+", r"(?<=a)b", r"\p{Lu}+", r"[\S]+", r"\bx"])
+def test_constructs_without_an_exact_translation_are_refused(pattern):
+    with pytest.raises(Untranslatable):
+        translate(pattern)
+
+
+def test_a_translation_that_disagrees_with_the_tokenizer_is_not_used(fast, monkeypatch):
+    """Were the translation wrong (here: Python's own \\s, which takes 0x1c-0x1f as space), the probe
+    would catch it and the tokenizer's own path would be taken."""
+    tokenizer, _ = fast
+    monkeypatch.setattr(words, "_SPACE", r"\s")
+    monkeypatch.setattr(words, "_IN_CLASS", {**words._IN_CLASS, r"\s": r"\s"})
+    monkeypatch.setattr(words, "_OUTSIDE", {**words._OUTSIDE, r"\s": r"\s", r"\S": r"\S"})
+    monkeypatch.setattr(words, "_translations", {})
+    assert splice_rule(tokenizer).words is None
