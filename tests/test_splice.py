@@ -169,14 +169,15 @@ def test_a_context_reuses_its_neighbours_tokens(tokenizer, monkeypatch):
     contexts = ["Intro. " + shared + f"Question {n}: is {n} odd?\nAnswer:" for n in range(10, 30)]
     pair_tokenizer = PairTokenizer(tok, contexts + ["Other intro."])
     tokenized = []  # the length of each context text handed to a tokenizer
-    original_cuts = tokenize_module.cuts
-    monkeypatch.setattr(tokenize_module, "cuts", lambda rule, text, *rest: (tokenized.append(len(text)),
-                                                                            original_cuts(rule, text, *rest))[1])
     words = pair_tokenizer.rule.words if pair_tokenizer.rule is not None else None
-    if words is not None:
+    if words is not None:  # ASCII text of a byte-level tokenizer: every context's text goes through here
         original_extend = words.extend
         monkeypatch.setattr(words, "extend", lambda text, cut, *rest: (tokenized.append(len(text) - cut),
                                                                        original_extend(text, cut, *rest))[1])
+    else:
+        original_cuts = tokenize_module.cuts
+        monkeypatch.setattr(tokenize_module, "cuts", lambda rule, text, *rest: (tokenized.append(len(text)),
+                                                                                original_cuts(rule, text, *rest))[1])
     pairs = [(c, k) for c in contexts for k in (" yes", " no")]
     sequences = pair_tokenizer.sequences(pairs)
     assert [(s.tokens, s.n_target) for s in sequences] == [whole(tok, c, k) for c, k in pairs]

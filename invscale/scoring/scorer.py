@@ -54,18 +54,12 @@ def _items(rows: list[Row]) -> tuple[list[Row], list[list[Row]]]:
     """Rows grouped into distinct items (the same prompts and continuations), in the order of their
     prompts' text (so that neighbours share text; equal prompts keep the order of ``rows``): each
     item's first row, and all its rows."""
-    prompts = list(map(attrgetter("prompt"), rows))
-    distinct = dict.fromkeys(prompts)
-    if len(distinct) == len(rows):  # every prompt once, the usual case
-        order = sorted(range(len(rows)), key=prompts.__getitem__)
-        return [rows[number] for number in order], [[rows[number]] for number in order]
     by_prompt: dict[str, list[Row]] = {}
-    for prompt, row in zip(prompts, rows):
-        group = by_prompt.get(prompt)
-        if group is None:
-            by_prompt[prompt] = [row]
-        else:
-            group.append(row)
+    for row in rows:
+        by_prompt.setdefault(row.prompt, []).append(row)
+    if len(by_prompt) == len(rows):  # every prompt once, the usual case
+        groups = [by_prompt[prompt] for prompt in sorted(by_prompt)]
+        return [group[0] for group in groups], groups
     firsts, groups = [], []
     rest = attrgetter("other_prompt", "classes", "completion")
     for prompt in sorted(by_prompt):

@@ -200,7 +200,7 @@ def cuts(rule: SpliceRule, text: str, at: int = 0, tokens_before: int = 0) -> Cu
     Cut positions and token counts are counted from ``at`` and ``tokens_before`` (where ``text``
     lies in a longer one)."""
     if rule.words is not None:
-        found = rule.words.encode(text, at, tokens_before)
+        found = rule.words.extend(text, 0, [], [at], [tokens_before], 0)
         if found is not None:
             return Cuts(*found)
     if rule.added is not None and rule.added.search(text):

@@ -187,14 +187,14 @@ class PairTokenizer:
         rule = self.rule
         if previous is not None:
             before, before_cuts = previous
-            index = bisect_right(before_cuts.starts, common_text_length(before, own) - rule.margin) - 1
+            starts = before_cuts.starts
+            index = bisect_right(starts, common_text_length(before, own) - rule.margin) - 1
             if index > 0 and not (rule.added is not None and rule.added.search(
-                    own, max(0, before_cuts.starts[index] - rule.longest_added + 1))):
-                cut, reused = before_cuts.starts[index], before_cuts.firsts[index]
-                if rule.words is not None:
-                    found = rule.words.extend(own, cut, *before_cuts, index)
-                    if found is not None:
-                        return Cuts(*found), reused
+                    own, max(0, starts[index] - rule.longest_added + 1))):
+                cut, reused = starts[index], before_cuts.firsts[index]
+                found = rule.words.extend(own, cut, *before_cuts, index) if rule.words is not None else None
+                if found is not None:
+                    return Cuts(*found), reused
                 rest = cuts(rule, own[cut:], cut, reused)
                 if rest is not None:
                     return Cuts(before_cuts.ids[:reused] + rest.ids, before_cuts.starts[:index] + rest.starts,

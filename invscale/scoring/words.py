@@ -128,20 +128,10 @@ class WordEncoder:
             return None
         return words
 
-    def encode(self, text: str, at: int = 0, tokens_before: int = 0) -> tuple[list[int], list[int], list[int]] | None:
+    def encode(self, text: str) -> tuple[list[int], list[int], list[int]] | None:
         """(ids, each pre-token's start, each pre-token's first token index), or None when ``text``
-        must go to the tokenizer; starts and token indexes counted from ``at`` and ``tokens_before``
-        (where ``text`` lies in a longer one)."""
-        words = self.words(text)
-        if words is None:
-            return None
-        ids = self._lookup(words)
-        starts = list(accumulate(map(len, words), initial=at))
-        firsts = list(accumulate(map(len, ids), initial=tokens_before))
-        if words:  # the end of the text is no pre-token's start
-            starts.pop()
-            firsts.pop()
-        return list(chain.from_iterable(ids)), starts, firsts
+        must go to the tokenizer."""
+        return self.extend(text, 0, [], [0], [0], 0)
 
     def extend(self, text: str, cut: int, ids: list[int], starts: list[int], firsts: list[int],
                index: int) -> tuple[list[int], list[int], list[int]] | None:
