@@ -33,8 +33,8 @@ from invscale.scoring.heap import settled_heap
 from invscale.scoring.metrics import example_metrics
 from invscale.scoring.runner import PackRunner
 from invscale.scoring.streamed import StreamedModel, StreamedRunner, plan_groups
-from invscale.scoring.tokenize import (ContextTokens, PairTokenizer, ScoredSequence, check_sequences, contexts,
-                                       continuation_field, continuations, item_continuations)
+from invscale.scoring.tokenize import (ContextTokens, PairTokenizer, ScoredSequence, check_sequences,
+                                       continuation_field, continuations)
 from invscale.scoring.trie import Pack, SequenceRef, Unit, build_packs, common_prefix, template, units_of_sequences
 
 # Unique tokens per packed forward pass when none is given: on a CPU (segment attention) 1024 ran
@@ -173,15 +173,21 @@ class ScoringJob:
         and how many of each item's rows are still to score."""
         self.items, self.item_rows = items
         task_type = self.dataset.task_type
-        self._item_contexts = [contexts(item, task_type) for item in self.items]
-        self._item_continuations = [item_continuations(item, task_type) for item in self.items]
-        counts = np.fromiter(map(len, self._item_continuations), dtype=np.int64, count=len(self.items))
+        prompts = list(map(attrgetter("prompt"), self.items))
         if task_type in (TaskType.logodds, TaskType.absolute_logodds):
-            counts *= 2  # each continuation after the prompt and after the other prompt
+            self._item_contexts = list(zip(prompts, map(attrgetter("other_prompt"), self.items)))
+        else:
+            self._item_contexts = list(zip(prompts))
+        if task_type is TaskType.sequence_prob:
+            self._item_continuations = list(zip(map(attrgetter("completion"), self.items)))
+        else:
+            self._item_continuations = list(map(attrgetter("classes"), self.items))
+        counts = np.fromiter(map(len, self._item_continuations), dtype=np.int64, count=len(self.items))
+        counts *= np.fromiter(map(len, self._item_contexts), dtype=np.int64, count=len(self.items))
         self._first_sequence = np.concatenate([[0], np.cumsum(counts)])
         skip = self._skip
-        self._pending_rows = np.fromiter((sum(row.index not in skip for row in rows) if skip else len(rows)
-                                          for rows in self.item_rows), dtype=np.int64, count=len(self.items))
+        self._pending_rows = np.fromiter((sum(row.index not in skip for row in rows) for rows in self.item_rows)
+                                         if skip else map(len, self.item_rows), dtype=np.int64, count=len(self.items))
         self._owner_pending = np.zeros(int(self._first_sequence[-1]), dtype=bool)
 
     def _tokenize_whole_strings(self) -> list[tuple[tuple[int, ...], int]]:
@@ -210,10 +216,11 @@ class ScoringJob:
             rule = self.pairs.rule
             scale = 4 if rule.normalizes else 1  # normalizers may expand text (NFKC), never four-fold per byte
             longest_continuation = {own: max(map(_utf8_length, own)) for own in set(self._item_continuations)}
-            shortest_context = np.fromiter((min(map(len, c)) for c in self._item_contexts), dtype=np.int64,
-                                           count=len(self.items))
-            bound = len(rule.special_prefix) + 1 + scale * (np.fromiter(
-                (max(map(_utf8_length, c)) for c in self._item_contexts), dtype=np.int64, count=len(self.items)) +
+            per_context = [np.fromiter(map(function, c), dtype=np.int64, count=len(self.items))
+                           for function in (len, _utf8_length) for c in zip(*self._item_contexts)] or [
+                               np.zeros(0, dtype=np.int64)] * 2
+            shortest_context = np.minimum.reduce(per_context[:len(per_context) // 2])
+            bound = len(rule.special_prefix) + 1 + scale * (np.maximum.reduce(per_context[len(per_context) // 2:]) +
                 np.fromiter(map(longest_continuation.__getitem__, self._item_continuations), dtype=np.int64,
                             count=len(self.items)))
             near = shortest_context <= rule.margin

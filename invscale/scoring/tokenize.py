@@ -41,11 +41,6 @@ def continuation_field(task_type: TaskType) -> str:
     return "completion" if task_type is TaskType.sequence_prob else "classes"
 
 
-def item_continuations(row: Row, task_type: TaskType) -> tuple[str, ...]:
-    """The continuation texts a row is scored on: its classes, or its completion."""
-    return (row.completion,) if task_type is TaskType.sequence_prob else row.classes
-
-
 def continuations(row: Row, task_type: TaskType) -> list[tuple[str, str]]:
     """The (context, continuation) pairs a row is scored on, in the order the metrics expect.
 
@@ -259,13 +254,6 @@ class PairTokenizer:
         slow = [text for text, ids in zip(texts, fast) if ids is None]
         encoded = iter(self.rule.backend.encode_batch(slow, add_special_tokens=special)) if slow else iter(())
         return [prefix + tuple(ids) if ids is not None else tuple(next(encoded).ids) for ids in fast]
-
-
-def contexts(row: Row, task_type: TaskType) -> tuple[str, ...]:
-    """The distinct contexts a row's pairs are scored after."""
-    if task_type in (TaskType.logodds, TaskType.absolute_logodds):
-        return row.prompt, row.other_prompt
-    return (row.prompt,)
 
 
 def row_pairs(rows: list[Row], task_type: TaskType) -> list[tuple[str, str]]:

@@ -32,6 +32,7 @@ _IN_CLASS = {r"\p{L}": "A-Za-z", r"\p{N}": "0-9", r"\s": _SPACE, r"\d": "0-9"}
 _OUTSIDE = {r"\p{L}": "[A-Za-z]", r"\p{N}": "[0-9]", r"\s": f"[{_SPACE}]", r"\S": f"[^{_SPACE}]", r"\d": "[0-9]"}
 _LITERAL_ESCAPES = set(r"rnt\'\"-.^$|?*+()[]{}/!:,=<>&%#@~`;_")
 _CACHE_LIMIT = 1_000_000  # distinct pre-tokens kept; a text with more is simply re-cached
+_TOKEN_ID = attrgetter("id")
 
 
 class Untranslatable(ValueError):
@@ -117,13 +118,14 @@ class WordEncoder:
 
     def __init__(self, backend, pattern: re.Pattern, added: re.Pattern | None):
         self.backend, self.pattern, self.added = backend, pattern, added
+        self._findall, self._tokenize = pattern.findall, backend.model.tokenize
         self._ids: dict[str, tuple[int, ...]] = {}
 
     def words(self, text: str) -> list[str] | None:
         """``text``'s pre-tokens, or None when the fast path does not apply to it."""
         if not text.isascii() or (self.added is not None and self.added.search(text)):
             return None
-        words = self.pattern.findall(text)
+        words = self._findall(text)
         if sum(map(len, words)) != len(text) or "" in words:  # a gap or an empty match: leave it to the tokenizer
             return None
         return words
@@ -142,7 +144,10 @@ class WordEncoder:
         words = self.words(rest)
         if words is None:
             return None
-        pieces = self._lookup(words)
+        try:
+            pieces = list(map(self._ids.__getitem__, words))
+        except KeyError:
+            pieces = self._learn(words)
         reused = firsts[index]
         new_ids, new_starts, new_firsts = ids[:reused], starts[:index], firsts[:index]
         new_ids.extend(chain.from_iterable(pieces))
@@ -159,16 +164,20 @@ class WordEncoder:
         return None if words is None else list(chain.from_iterable(self._lookup(words)))
 
     def _lookup(self, words: list[str]) -> list[tuple[int, ...]]:
-        known = self._ids
+        """Each word's ids, from the cache."""
         try:
-            return list(map(known.__getitem__, words))
+            return list(map(self._ids.__getitem__, words))
         except KeyError:
-            if len(known) > _CACHE_LIMIT:
-                known.clear()
-            model, table, token_id = self.backend.model, BYTE_LEVEL, attrgetter("id")
-            for word in set(words).difference(known):
-                known[word] = tuple(map(token_id, model.tokenize(word.translate(table))))
-            return list(map(known.__getitem__, words))
+            return self._learn(words)
+
+    def _learn(self, words: list[str]) -> list[tuple[int, ...]]:
+        """Each word's ids, computing those of words not seen before with the tokenizer's model."""
+        known, tokenize = self._ids, self._tokenize
+        if len(known) > _CACHE_LIMIT:
+            known.clear()
+        for word in set(words).difference(known):
+            known[word] = tuple(map(_TOKEN_ID, tokenize(word.translate(BYTE_LEVEL))))
+        return list(map(known.__getitem__, words))
 
 
 _translations: dict[str, re.Pattern | None] = {}
