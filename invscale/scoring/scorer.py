@@ -216,9 +216,12 @@ class ScoringJob:
             rule = self.pairs.rule
             scale = 4 if rule.normalizes else 1  # normalizers may expand text (NFKC), never four-fold per byte
             longest_continuation = {own: max(map(_utf8_length, own)) for own in set(self._item_continuations)}
-            per_context = [np.fromiter(map(function, c), dtype=np.int64, count=len(self.items))
-                           for function in (len, _utf8_length) for c in zip(*self._item_contexts)] or [
-                               np.zeros(0, dtype=np.int64)] * 2
+            columns = list(zip(*self._item_contexts)) or [()]  # the prompts (and the other prompts)
+            chars = [np.fromiter(map(len, c), dtype=np.int64, count=len(self.items)) for c in columns]
+            utf8 = [lengths if all(map(str.isascii, c)) else np.fromiter(map(_utf8_length, c), dtype=np.int64,
+                                                                          count=len(self.items))
+                    for c, lengths in zip(columns, chars)]
+            per_context = chars + utf8
             shortest_context = np.minimum.reduce(per_context[:len(per_context) // 2])
             bound = len(rule.special_prefix) + 1 + scale * (np.maximum.reduce(per_context[len(per_context) // 2:]) +
                 np.fromiter(map(longest_continuation.__getitem__, self._item_continuations), dtype=np.int64,

@@ -45,9 +45,10 @@ def common_prefix_length(a: tuple[int, ...], b: tuple[int, ...], known: int = 0)
     tokens are known to be equal."""
     high = min(len(a), len(b))
     low = min(known, high)
-    if a[low:low + 8] != b[low:low + 8]:  # the usual case: they part within a few tokens
-        while low < high and a[low] == b[low]:
-            low += 1
+    near = min(low + 8, high)
+    while low < near and a[low] == b[low]:  # the usual case: they part within a few tokens
+        low += 1
+    if low < near or low == high:
         return low
     if a[low:high] == b[low:high]:
         return high
@@ -93,15 +94,12 @@ class Template:
     pair_target: tuple[int, ...]
     n_targets: tuple[int, ...]
     lengths: tuple[int, ...]
+    size: int  # nodes
 
     @property
     def reaches_up(self) -> bool:
         """Whether a target or its predictor lies above the stem's last token."""
         return min(self.pair_position, default=0) < -1
-
-    @property
-    def size(self) -> int:
-        return len(self.tokens)
 
 
 _templates: dict[tuple, Template] = {}
@@ -125,7 +123,7 @@ def _chain(tokens: tuple[int, ...], n_target: int) -> Template:
     return Template(tokens=tokens[:length - 1], depth=tuple(range(length - 1)), end=(length - 1,) * (length - 1),
                     pair_position=positions, pair_node=tuple(p if p >= 0 else -1 for p in positions),
                     pair_target=tuple(tokens[p + 1] if p + 1 >= 0 else -1 for p in positions),
-                    n_targets=(n_target,), lengths=(length,))
+                    n_targets=(n_target,), lengths=(length,), size=max(length - 1, 0))
 
 
 def _tree(junctions: tuple[tuple[tuple[int, ...], int], ...]) -> Template:
@@ -156,7 +154,8 @@ def _tree(junctions: tuple[tuple[tuple[int, ...], int], ...]) -> Template:
         positions.extend(range(start, start + n_target))
         targets.extend(sequence[p + 1] if p + 1 >= 0 else -1 for p in range(start, start + n_target))
     nodes = [kept_before[node] if node >= 0 else -1 for number in range(len(junctions)) for node in reads[number]]
-    return Template(tokens=tuple(t for t, k in zip(tokens, keep) if k), depth=tuple(d for d, k in zip(depth, keep) if k),
+    kept = tuple(t for t, k in zip(tokens, keep) if k)
+    return Template(tokens=kept, depth=tuple(d for d, k in zip(depth, keep) if k), size=len(kept),
                     end=tuple(kept_before[e] for e, k in zip(end, keep) if k), pair_position=tuple(positions),
                     pair_node=tuple(nodes), pair_target=tuple(targets),
                     n_targets=tuple(n for _, n in junctions), lengths=tuple(len(j) for j, _ in junctions))

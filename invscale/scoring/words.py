@@ -175,8 +175,9 @@ class WordEncoder:
         known, tokenize = self._ids, self._tokenize
         if len(known) > _CACHE_LIMIT:
             known.clear()
-        for word in set(words).difference(known):
-            known[word] = tuple(map(_TOKEN_ID, tokenize(word.translate(BYTE_LEVEL))))
+        for word in words:
+            if word not in known:
+                known[word] = tuple(map(_TOKEN_ID, tokenize(word.translate(BYTE_LEVEL))))
         return list(map(known.__getitem__, words))
 
 
