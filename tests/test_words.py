@@ -73,7 +73,8 @@ def test_extending_a_text_from_a_cut_it_shares(fast, head, tail, data):
         return
     shared = len(head) - rule.margin
     index = max(i for i, start in enumerate(first[1]) if start <= shared) if shared >= 0 else 0
-    assert rule.words.extend(text, first[1][index], *first, index) == whole
+    assert rule.words.extend(text, first[1][index], *first, index)
+    assert first == whole  # the lists were turned into the text's own, in place
 
 
 def test_non_ascii_text_and_added_tokens_are_left_to_the_tokenizer(fast):

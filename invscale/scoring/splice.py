@@ -200,9 +200,12 @@ def cuts(rule: SpliceRule, text: str, at: int = 0, tokens_before: int = 0) -> Cu
     Cut positions and token counts are counted from ``at`` and ``tokens_before`` (where ``text``
     lies in a longer one)."""
     if rule.words is not None:
-        found = rule.words.extend(text, 0, [], [at], [tokens_before], 0)
+        found = rule.words.encode(text)
         if found is not None:
-            return Cuts(*found)
+            ids, starts, firsts = found
+            if at or tokens_before:
+                starts, firsts = [at + start for start in starts], [tokens_before + first for first in firsts]
+            return Cuts(ids, starts, firsts)
     if rule.added is not None and rule.added.search(text):
         return None
     if any(not unicodedata.is_normalized(form, text) for form in rule.unicode_forms):

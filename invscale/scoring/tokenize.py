@@ -178,22 +178,25 @@ class PairTokenizer:
 
     def _own_cuts(self, own: str, previous: tuple[str, Cuts] | None) -> tuple[Cuts | None, int]:
         """``own``'s cuts, reusing the previous context's tokens up to the last safe cut in the text
-        they share; and how many tokens were reused."""
+        they share (its lists are truncated there and extended, not copied); and how many tokens
+        were reused."""
         rule = self.rule
         if previous is not None:
-            before, before_cuts = previous
-            starts = before_cuts.starts
+            before, found = previous
+            starts = found.starts
             index = bisect_right(starts, common_text_length(before, own) - rule.margin) - 1
             if index > 0 and not (rule.added is not None and rule.added.search(
                     own, max(0, starts[index] - rule.longest_added + 1))):
-                cut, reused = starts[index], before_cuts.firsts[index]
-                found = rule.words.extend(own, cut, *before_cuts, index) if rule.words is not None else None
-                if found is not None:
-                    return Cuts(*found), reused
+                cut, reused = starts[index], found.firsts[index]
+                if rule.words is not None and rule.words.extend(own, cut, *found, index):
+                    return found, reused
                 rest = cuts(rule, own[cut:], cut, reused)
                 if rest is not None:
-                    return Cuts(before_cuts.ids[:reused] + rest.ids, before_cuts.starts[:index] + rest.starts,
-                                before_cuts.firsts[:index] + rest.firsts), reused
+                    del found.ids[reused:], found.starts[index:], found.firsts[index:]
+                    found.ids.extend(rest.ids)
+                    found.starts.extend(rest.starts)
+                    found.firsts.extend(rest.firsts)
+                    return found, reused
         return cuts(rule, own), 0
 
     def _whole_context(self, context: str, own_continuations: tuple[str, ...], targets: dict[str, int]) -> ContextTokens:

@@ -133,30 +133,31 @@ class WordEncoder:
     def encode(self, text: str) -> tuple[list[int], list[int], list[int]] | None:
         """(ids, each pre-token's start, each pre-token's first token index), or None when ``text``
         must go to the tokenizer."""
-        return self.extend(text, 0, [], [0], [0], 0)
+        found = ([], [0], [0])
+        return found if self.extend(text, 0, *found, 0) else None
 
-    def extend(self, text: str, cut: int, ids: list[int], starts: list[int], firsts: list[int],
-               index: int) -> tuple[list[int], list[int], list[int]] | None:
-        """:meth:`encode` of ``text`` whose first ``cut`` characters are known to tokenize as a longer
-        text's did up to its pre-token ``index`` (at ``cut``): those ids, starts and first token
-        indexes, then the rest's own; or None when the rest must go to the tokenizer."""
+    def extend(self, text: str, cut: int, ids: list[int], starts: list[int], firsts: list[int], index: int) -> bool:
+        """Turn ``ids``, ``starts`` and ``firsts`` (what :meth:`encode` gives for a text that shares its
+        first ``cut`` characters with ``text``, ``cut`` being its pre-token ``index``'s start) into
+        ``text``'s, in place: kept up to the cut, then the rest's own. False, the lists untouched,
+        when the rest must go to the tokenizer."""
         rest = text[cut:]
         words = self.words(rest)
         if words is None:
-            return None
+            return False
         try:
             pieces = list(map(self._ids.__getitem__, words))
         except KeyError:
             pieces = self._learn(words)
         reused = firsts[index]
-        new_ids, new_starts, new_firsts = ids[:reused], starts[:index], firsts[:index]
-        new_ids.extend(chain.from_iterable(pieces))
-        new_starts.extend(accumulate(map(len, words), initial=cut))
-        new_firsts.extend(accumulate(map(len, pieces), initial=reused))
+        del ids[reused:], starts[index:], firsts[index:]
+        ids.extend(chain.from_iterable(pieces))
+        starts.extend(accumulate(map(len, words), initial=cut))
+        firsts.extend(accumulate(map(len, pieces), initial=reused))
         if words:  # the end of the text is no pre-token's start
-            new_starts.pop()
-            new_firsts.pop()
-        return new_ids, new_starts, new_firsts
+            starts.pop()
+            firsts.pop()
+        return True
 
     def ids(self, text: str) -> list[int] | None:
         """Token ids of ``text`` (no special tokens), or None when it must go to the tokenizer."""
