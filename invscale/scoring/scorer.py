@@ -196,7 +196,7 @@ class ScoringJob:
         sequences = self.pairs.whole_sequences([pair for item in self.items
                                                 for pair in continuations(item, self.dataset.task_type)])
         self.pairs.adopt_preface(common_prefix(tokens for tokens, _ in sequences))
-        return [(self.pairs.preface + tokens[len(self.pairs.preface):], n) for tokens, n in sequences]
+        return sequences
 
     def _check_before_any_work(self, eager) -> list[tuple[int, list[ScoredSequence]]]:
         """Refuse, before the first pack, rows the model cannot score (continuations with no tokens,

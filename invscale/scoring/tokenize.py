@@ -221,8 +221,9 @@ class PairTokenizer:
         return found
 
     def whole_sequences(self, pairs: list[tuple[str, str]]) -> list[tuple[tuple[int, ...], int]]:
-        """(whole joint tokens, target count) of pairs tokenized as whole strings, kept for later
-        (the path of a tokenizer that cannot be spliced, whose preface is found from them)."""
+        """(joint tokens after the preface, target count) of pairs tokenized as whole strings, kept
+        for later: the path of a tokenizer that cannot be spliced, whose preface is then found from
+        them (called before any preface is adopted, the tokens are whole)."""
         targets = self.target_counts(k for _, k in pairs)
         return [(tokens, targets[k]) for tokens, (_, k) in zip(self._whole_suffixes(pairs), pairs)]
 
