@@ -235,6 +235,7 @@ def test_whole_string_path_and_targets_predicted_by_the_preface(loaded_models, c
 def test_a_planner_failure_reaches_the_caller(loaded_models, monkeypatch):
     """An error while planning a later chunk stops the run with that error (the rows of earlier
     packs were already yielded), and the planner thread ends."""
+    import gc
     import threading
 
     from invscale.scoring.tokenize import PairTokenizer
@@ -258,3 +259,4 @@ def test_a_planner_failure_reaches_the_caller(loaded_models, monkeypatch):
             seen.append(result["index"])
     assert seen and len(seen) < len(dataset.rows)
     assert not [t for t in threading.enumerate() if t.name == "invscale-planner"]
+    assert gc.get_freeze_count() == 0  # the heap frozen while the job planned is handed back
