@@ -143,7 +143,8 @@ def seed_summary(per_seed: list[list[dict]]) -> dict:
     from invscale.sweep.stats import grouped_bootstrap_ci
 
     summary = summarize([r for results in per_seed for r in results])
-    scored = [[r for r in results if "skipped" not in r] for results in per_seed]
+    # in row order, so the intervals do not depend on the order in which packs finished rows
+    scored = [sorted((r for r in results if "skipped" not in r), key=lambda r: r["index"]) for results in per_seed]
     scored = [results for results in scored if results]
     if not scored:
         return summary
