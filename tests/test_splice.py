@@ -162,6 +162,7 @@ def test_contexts_tokenized_from_their_neighbours_equal_whole_strings(tokenizer,
 def test_a_context_reuses_its_neighbours_tokens(tokenizer, monkeypatch):
     """Only the text a context does not share with the one before it (from the last safe cut in
     the shared text on) is tokenized."""
+    import invscale.scoring.splice as splice_module
     import invscale.scoring.tokenize as tokenize_module
 
     name, tok = tokenizer
@@ -174,10 +175,15 @@ def test_a_context_reuses_its_neighbours_tokens(tokenizer, monkeypatch):
         original_extend = words.extend
         monkeypatch.setattr(words, "extend", lambda text, cut, *rest: (tokenized.append(len(text) - cut),
                                                                        original_extend(text, cut, *rest))[1])
-    else:
-        original_cuts = tokenize_module.cuts
-        monkeypatch.setattr(tokenize_module, "cuts", lambda rule, text, *rest: (tokenized.append(len(text)),
-                                                                                original_cuts(rule, text, *rest))[1])
+    else:  # the tokenizer's own encoding, the first context's through cuts(), the others' directly
+        original_cuts = splice_module.tokenizer_cuts
+
+        def spy(rule, text, *rest):
+            tokenized.append(len(text))
+            return original_cuts(rule, text, *rest)
+
+        monkeypatch.setattr(splice_module, "tokenizer_cuts", spy)
+        monkeypatch.setattr(tokenize_module, "tokenizer_cuts", spy)
     pairs = [(c, k) for c in contexts for k in (" yes", " no")]
     sequences = pair_tokenizer.sequences(pairs)
     assert [(s.tokens, s.n_target) for s in sequences] == [whole(tok, c, k) for c, k in pairs]

@@ -143,7 +143,6 @@ class ScoringJob:
         self.too_long = check_too_long(too_long)
         self._skip = skip_indexes
         self._aliases: dict[int, list[int]] = {}  # a packed sequence's id -> ids of the same pair in other items
-        self._templates: dict[int, tuple] = {}  # id of a junctions tuple -> (the tuple, its template)
         self._index_items(_items(dataset.rows))
         self.pairs = PairTokenizer(tokenizer, chain.from_iterable(self._item_contexts), splice=splice)
         eager = self._tokenize_whole_strings() if self.pairs.rule is None else None
@@ -221,11 +220,9 @@ class ScoringJob:
             utf8 = [lengths if all(map(str.isascii, c)) else np.fromiter(map(_utf8_length, c), dtype=np.int64,
                                                                           count=len(self.items))
                     for c, lengths in zip(columns, chars)]
-            per_context = chars + utf8
-            shortest_context = np.minimum.reduce(per_context[:len(per_context) // 2])
-            bound = len(rule.special_prefix) + 1 + scale * (np.maximum.reduce(per_context[len(per_context) // 2:]) +
-                np.fromiter(map(longest_continuation.__getitem__, self._item_continuations), dtype=np.int64,
-                            count=len(self.items)))
+            shortest_context = np.minimum.reduce(chars)
+            bound = len(rule.special_prefix) + 1 + scale * (np.maximum.reduce(utf8) + np.fromiter(
+                map(longest_continuation.__getitem__, self._item_continuations), dtype=np.int64, count=len(self.items)))
             near = shortest_context <= rule.margin
             if limit is not None:
                 near |= bound > limit
@@ -351,13 +348,10 @@ class ScoringJob:
     def _units(self, found: list[ContextTokens], seq_ids: list[list[int]]) -> list[Unit]:
         """The units of tokenized contexts, ``seq_ids[i]`` the sequence ids of context ``i``'s
         continuations; a context with more continuation tokens than half a pack is split."""
-        units, half, known = [], max(self.max_tokens_per_pack // 2, 1), self._templates
+        units, half = [], max(self.max_tokens_per_pack // 2, 1)
         for tokens, ids in zip(found, seq_ids):
             junctions = tokens.junctions
-            cached = known.get(id(junctions))  # tokenized contexts share their junctions' tuples
-            if cached is not None and cached[0] is junctions:
-                units.append(Unit(tokens.stem, tokens.hint, cached[1], ids))
-            elif len(junctions) > 1 and sum(len(j) for j, _ in junctions) > half:
+            if len(junctions) > 1 and sum(len(j) for j, _ in junctions) > half:
                 start, hint = 0, tokens.hint
                 while start < len(junctions):
                     stop, size = start, 0
@@ -367,10 +361,7 @@ class ScoringJob:
                     units.append(Unit(tokens.stem, hint, template(junctions[start:stop]), ids[start:stop]))
                     start, hint = stop, len(tokens.stem)
             else:
-                if len(known) > 10_000:
-                    known.clear()
-                known[id(junctions)] = (junctions, template(junctions))
-                units.append(Unit(tokens.stem, tokens.hint, known[id(junctions)][1], ids))
+                units.append(Unit(tokens.stem, tokens.hint, template(junctions), ids))
         return units
 
     def _packs_beside(self) -> Iterator[Pack]:

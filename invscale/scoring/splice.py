@@ -194,18 +194,20 @@ class Cuts(NamedTuple):
         return max(bisect_right(self.starts, limit) - 1, 0)
 
 
-def cuts(rule: SpliceRule, text: str, at: int = 0, tokens_before: int = 0) -> Cuts | None:
+def cuts(rule: SpliceRule, text: str) -> Cuts | None:
     """``text``'s tokens and cuts, or None when no cut inside it can be shown exact (an added
-    token's content in it, text not in the normalizer's forms, a normalizer that changes its length).
-    Cut positions and token counts are counted from ``at`` and ``tokens_before`` (where ``text``
-    lies in a longer one)."""
+    token's content in it, text not in the normalizer's forms, a normalizer that changes its length):
+    from the fast word path where it applies, else from the tokenizer."""
     if rule.words is not None:
         found = rule.words.encode(text)
         if found is not None:
-            ids, starts, firsts = found
-            if at or tokens_before:
-                starts, firsts = [at + start for start in starts], [tokens_before + first for first in firsts]
-            return Cuts(ids, starts, firsts)
+            return Cuts(*found)
+    return tokenizer_cuts(rule, text)
+
+
+def tokenizer_cuts(rule: SpliceRule, text: str, at: int = 0, tokens_before: int = 0) -> Cuts | None:
+    """:func:`cuts` from the tokenizer's own encoding, cut positions and token counts counted from
+    ``at`` and ``tokens_before`` (where ``text`` lies in a longer one)."""
     if rule.added is not None and rule.added.search(text):
         return None
     if any(not unicodedata.is_normalized(form, text) for form in rule.unicode_forms):

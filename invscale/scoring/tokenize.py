@@ -24,7 +24,8 @@ from itertools import chain
 from typing import Iterable, NamedTuple
 
 from invscale.data import DataError, Row, TaskType
-from invscale.scoring.splice import Cuts, SpliceRule, common_text_length, cuts, splice_rule
+from invscale.scoring.splice import (Cuts, SpliceRule, common_text_length, cuts, splice_rule,
+                                     tokenizer_cuts)
 from invscale.scoring.trie import common_prefix
 
 
@@ -190,7 +191,7 @@ class PairTokenizer:
                 cut, reused = starts[index], found.firsts[index]
                 if rule.words is not None and rule.words.extend(own, cut, *found, index):
                     return found, reused
-                rest = cuts(rule, own[cut:], cut, reused)
+                rest = tokenizer_cuts(rule, own[cut:], cut, reused)  # the word path, tried above, cannot take it
                 if rest is not None:
                     del found.ids[reused:], found.starts[index:], found.firsts[index:]
                     found.ids.extend(rest.ids)

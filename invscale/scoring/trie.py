@@ -259,12 +259,16 @@ def _assemble(units: list[Unit], shared: list[int], preface: tuple[int, ...]) ->
     in_template = np.repeat(np.tile(np.array([False, True]), len(units)), np.stack([new, sizes], axis=1).reshape(-1))
     # the stem's nodes: a node ends where a later unit leaves its depth (the path is the current stem)
     path: list[int] = []
-    popped, stem_last = [], []
-    for stem_common, start, length in zip(shared, starts.tolist(), new.tolist()):
+    popped, stem_last, reaching = [], [], []
+    upward = [t.reaches_up for t in table.distinct]
+    for number, (stem_common, start, length, kind) in enumerate(zip(shared, starts.tolist(), new.tolist(),
+                                                                    table.which.tolist())):
         popped.append(path[stem_common:])
         del path[stem_common:]
         path.extend(range(start, start + length))
         stem_last.append(path[-1] if path else -1)
+        if upward[kind]:  # (rare) targets above the stem's last token: its whole path is needed
+            reaching.append((number, path.copy()))
     popped.append(path)
     tokens = np.empty(count, dtype=np.int64)
     depth = np.empty(count, dtype=np.int64)
@@ -283,8 +287,8 @@ def _assemble(units: list[Unit], shared: list[int], preface: tuple[int, ...]) ->
     pair_node = np.where(position >= 0, table.field("pair_node") + np.repeat(bases, n_pairs),
                          np.repeat(np.array(stem_last, dtype=np.int64), n_pairs))
     pair_target = table.field("pair_target")
-    if any(t.reaches_up for t in table.distinct):
-        _resolve_upward(units, shared, preface, n_pairs.tolist(), pair_node, pair_target)
+    if reaching:
+        _resolve_upward(units, reaching, preface, (np.cumsum(n_pairs) - n_pairs).tolist(), pair_node, pair_target)
     keys = (pair_node + len(preface)) * (1 << 32) + pair_target
     unique, inverse = np.unique(keys, return_inverse=True)
     n_targets = table.field("n_targets")
@@ -296,25 +300,19 @@ def _assemble(units: list[Unit], shared: list[int], preface: tuple[int, ...]) ->
                 target_pair=inverse.reshape(-1), seq_offsets=offsets)
 
 
-def _resolve_upward(units, shared, preface, n_pairs, pair_node, pair_target) -> None:
-    """Pairs whose predictor or target lies above the stem's last token: found along each stem's
-    path (or in the preface, counted from its end), unit by unit."""
-    path: list[int] = []
-    count, first = 0, 0
-    for unit, common, pairs in zip(units, shared, n_pairs):
-        del path[common:]
-        path.extend(range(count, count + len(unit.stem) - common))
-        template_ = unit.template
-        if template_.reaches_up:
-            above = preface + unit.stem
-            for offset, position in enumerate(template_.pair_position):
-                depth = len(unit.stem) + position  # the predictor's depth below the preface
-                if position < -1:
-                    pair_node[first + offset] = path[depth] if depth >= 0 else depth
-                if position + 1 < 0:
-                    pair_target[first + offset] = above[len(preface) + depth + 1]
-        count += len(unit.stem) - common + template_.size
-        first += pairs
+def _resolve_upward(units, reaching, preface, first_pairs, pair_node, pair_target) -> None:
+    """Pairs whose predictor or target lies above the stem's last token: found along the stem's
+    path (or in the preface, counted from its end), for each (unit number, stem path) of
+    ``reaching``; ``first_pairs[i]`` is unit ``i``'s first pair."""
+    for number, path in reaching:
+        unit, first = units[number], first_pairs[number]
+        above = preface + unit.stem
+        for offset, position in enumerate(unit.template.pair_position):
+            depth = len(unit.stem) + position  # the predictor's depth below the preface
+            if position < -1:
+                pair_node[first + offset] = path[depth] if depth >= 0 else depth
+            if position + 1 < 0:
+                pair_target[first + offset] = above[len(preface) + depth + 1]
 
 
 def stem_shared(units: list[Unit]) -> list[int]:

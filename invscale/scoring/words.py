@@ -145,10 +145,7 @@ class WordEncoder:
         words = self.words(rest)
         if words is None:
             return False
-        try:
-            pieces = list(map(self._ids.__getitem__, words))
-        except KeyError:
-            pieces = self._learn(words)
+        pieces = self._lookup(words)
         reused = firsts[index]
         del ids[reused:], starts[index:], firsts[index:]
         ids.extend(chain.from_iterable(pieces))
