@@ -13,6 +13,8 @@ from pathlib import Path
 
 import torch
 
+from invscale.cache import cache_root
+
 # OPT's special-token layout: <s>=0, <pad>=1, </s>=2 (also OPT's BOS), <unk>=3.
 SPECIAL_TOKENS = ["<s>", "<pad>", "</s>", "<unk>"]
 
@@ -136,8 +138,7 @@ def _spread_weights(model: torch.nn.Module, seed: int) -> None:
 
 def default_tiny_dir() -> Path:
     """Where the built-in ``tiny-opt`` model is built once and then reused."""
-    root = os.environ.get("INVSCALE_CACHE") or os.path.join(os.path.expanduser("~"), ".cache", "invscale")
-    return Path(root) / "tiny-opt"
+    return cache_root() / "tiny-opt"
 
 
 def ensure_tiny_opt() -> Path:

@@ -98,12 +98,34 @@ def test_constructs_without_an_exact_translation_are_refused(pattern):
         translate(pattern)
 
 
-def test_a_translation_that_disagrees_with_the_tokenizer_is_not_used(fast, monkeypatch):
+def test_a_translation_that_disagrees_with_the_tokenizer_is_not_used(fast, monkeypatch, tmp_path):
     """Were the translation wrong (here: Python's own \\s, which takes 0x1c-0x1f as space), the probe
-    would catch it and the tokenizer's own path would be taken."""
+    would catch it and the tokenizer's own path would be taken; the failure is not cached."""
     tokenizer, _ = fast
+    monkeypatch.setenv("INVSCALE_CACHE", str(tmp_path))
     monkeypatch.setattr(words, "_SPACE", r"\s")
     monkeypatch.setattr(words, "_IN_CLASS", {**words._IN_CLASS, r"\s": r"\s"})
     monkeypatch.setattr(words, "_OUTSIDE", {**words._OUTSIDE, r"\s": r"\s", r"\S": r"\S"})
     monkeypatch.setattr(words, "_translations", {})
     assert splice_rule(tokenizer).words is None
+    assert not (tmp_path / words.CHECK_KIND).exists()
+
+
+def test_a_passed_check_is_kept_for_later_processes(fast, monkeypatch, tmp_path):
+    tokenizer, _ = fast
+    monkeypatch.setenv("INVSCALE_CACHE", str(tmp_path))
+    monkeypatch.setattr(words, "_translations", {})
+    assert splice_rule(tokenizer).words is not None
+    assert len(list((tmp_path / words.CHECK_KIND).iterdir())) == 1
+    monkeypatch.setattr(words, "_translations", {})  # a new process: the pass is found, the probe not run
+    monkeypatch.setattr(words, "agrees_on", lambda *args: pytest.fail("the probe ran again"))
+    assert splice_rule(tokenizer).words is not None
+
+
+def test_an_unwritable_cache_only_costs_the_check(fast, monkeypatch, tmp_path):
+    tokenizer, _ = fast
+    blocker = tmp_path / "a-file"
+    blocker.write_text("")
+    monkeypatch.setenv("INVSCALE_CACHE", str(blocker))
+    monkeypatch.setattr(words, "_translations", {})
+    assert splice_rule(tokenizer).words is not None

@@ -12,19 +12,26 @@ translation here agree character class by character class: ``\\p{L}`` is ``A-Za-
 ``0-9``, ``\\s`` is tab, newline, vertical tab, form feed, carriage return and space (not the
 separators 0x1c-0x1f, which Python's ``\\s`` would add); both engines backtrack, try alternatives in
 order and repeat greedily. Only the regex constructs listed in :func:`translate` are accepted, and
-the translation and the byte-to-character map are checked once per tokenizer against its own
-pre-tokenizer (which returns the mapped pieces) on a probe text holding every ASCII character beside
-every kind of neighbour (:func:`word_encoder`). The normalizers accepted leave ASCII as it is, and
+the translation and the byte-to-character map are checked against the tokenizer's own pre-tokenizer
+(which returns the mapped pieces) on a probe text holding every ASCII character beside every kind
+of neighbour (:func:`word_encoder`; a pass is kept in invscale's cache, so the probe runs once per
+pre-tokenizer, ``tokenizers`` version and Python version). The normalizers accepted leave ASCII as it is, and
 without special tokens nothing else is added. Text with a non-ASCII character or an added token's
 content is left to the tokenizer.
 """
 
 from __future__ import annotations
 
+import hashlib
 import json
 import re
+import sys
 from itertools import accumulate, chain
 from operator import attrgetter
+
+import tokenizers
+
+from invscale.cache import settle, settled
 
 GPT2_PATTERN = r"'s|'t|'re|'ve|'m|'ll|'d| ?\p{L}+| ?\p{N}+| ?[^\s\p{L}\p{N}]+|\s+(?!\S)|\s+"
 _SPACE = r"\t\n\x0b\x0c\r "  # Oniguruma's \s on ASCII
@@ -180,34 +187,53 @@ class WordEncoder:
 
 
 _translations: dict[str, re.Pattern | None] = {}
+CHECK_KIND = "pre-tokenizer-translations"  # the cache folder of translations that passed the probe
 
 
 def word_encoder(backend, pre_tokenizer: dict | None, normalizer: dict | None,
                  added: re.Pattern | None) -> WordEncoder | None:
     """The fast encoder for ``backend`` (a byte-level BPE tokenizer cut by one regex, normalizing
-    nothing ASCII changes), or None when there is none; its regex is checked once per process."""
+    nothing ASCII changes), or None when there is none; its regex's translation is checked once per
+    process, or found checked in the cache."""
     regex = _regex_of(pre_tokenizer)
     if regex is None or not _ascii_invariant(normalizer):
         return None
     key = json.dumps([pre_tokenizer, normalizer], sort_keys=True)
     if key not in _translations:
-        _translations[key] = _checked(backend, regex)
+        _translations[key] = _checked(backend, pre_tokenizer, regex)
     pattern = _translations[key]
     return None if pattern is None else WordEncoder(backend, pattern, added)
 
 
-def _checked(backend, regex: str) -> re.Pattern | None:
+def _checked(backend, pre_tokenizer: dict, regex: str) -> re.Pattern | None:
     """The translated pattern, if it cuts the probe text where the tokenizer's pre-tokenizer does and
-    the byte-level map gives the pieces it gives; else None."""
+    the byte-level map gives the pieces it gives; else None.
+
+    A pass is kept in invscale's cache under a digest of all it rests on (the pre-tokenizer's
+    description, the translation, the probe, the ``tokenizers`` and Python versions), so that later
+    processes skip the probe; a failure is never kept."""
     try:
         pattern = re.compile(translate(regex))
     except (Untranslatable, re.error):
         return None
     probe = probe_text()
-    words = pattern.findall(probe)
+    basis = [pre_tokenizer, pattern.pattern, probe, tokenizers.__version__, sys.version]
+    digest = hashlib.sha256(json.dumps(basis, sort_keys=True).encode()).hexdigest()
+    if settled(CHECK_KIND, digest):
+        return pattern
+    if not agrees_on(backend, pattern, probe):
+        return None
+    settle(CHECK_KIND, digest)
+    return pattern
+
+
+def agrees_on(backend, pattern: re.Pattern, text: str) -> bool:
+    """Whether ``pattern`` and the byte-level map give ``text``'s pre-tokens (pieces and starts) as
+    ``backend``'s pre-tokenizer gives them, covering all of it."""
+    words = pattern.findall(text)
     ours = [(word.translate(BYTE_LEVEL), start) for word, start in zip(words, accumulate(map(len, words), initial=0))]
-    theirs = [(piece, start) for piece, (start, _) in backend.pre_tokenizer.pre_tokenize_str(probe)]
-    return pattern if ours == theirs and sum(map(len, words)) == len(probe) else None
+    theirs = [(piece, start) for piece, (start, _) in backend.pre_tokenizer.pre_tokenize_str(text)]
+    return ours == theirs and sum(map(len, words)) == len(text)
 
 
 def _regex_of(pre_tokenizer: dict | None) -> str | None:
