@@ -29,12 +29,12 @@ SentencePiece-style and NFC-normalizing tokenizers.
 from __future__ import annotations
 
 import json
-import re
 import unicodedata
 from bisect import bisect_right
 from dataclasses import dataclass
 from typing import NamedTuple
 
+from invscale.scoring.added import AddedContents
 from invscale.scoring.words import WordEncoder, word_encoder
 
 MARGIN = 8  # characters between a cut and the end of the text it was found in
@@ -55,19 +55,9 @@ class SpliceRule:
     normalizes: bool
     unicode_forms: tuple[str, ...]
     trims_offsets: bool
-    added: re.Pattern | None
-    longest_added: int
-    added_contents: tuple[str, ...] = ()
+    added: AddedContents | None
     words: WordEncoder | None = None
     margin: int = MARGIN
-
-    def added_across(self, text: str, cut: int) -> bool:
-        """True when an added token of the tokenizer (matched before pre-tokenization, so it cuts
-        across pre-tokens) occurs in ``text`` over position ``cut``."""
-        if self.added is None:
-            return False
-        return any(m.start() < cut < m.end() for m in
-                   self.added.finditer(text, max(0, cut - self.longest_added + 1), cut + self.longest_added))
 
 
 def splice_rule(tokenizer) -> SpliceRule | None:
@@ -84,12 +74,11 @@ def splice_rule(tokenizer) -> SpliceRule | None:
     prefix = _special_prefix(backend)
     if prefix is None:
         return None
-    contents = [token.content for token in backend.get_added_tokens_decoder().values() if token.content]
-    added = re.compile("|".join(map(re.escape, sorted(contents, key=len, reverse=True)))) if contents else None
+    added = AddedContents(token.content for token in backend.get_added_tokens_decoder().values()) or None
     forms = tuple(_unicode_forms(normalizer)) if normalizer is not None else ()
     trims = processor is not None and '"trim_offsets":true' in json.dumps(processor, separators=(",", ":"))
-    return SpliceRule(backend, prefix, normalizer is not None, forms, trims, added, max(map(len, contents), default=0),
-                      tuple(contents), word_encoder(backend, pre_tokenizer, normalizer, added))
+    return SpliceRule(backend, prefix, normalizer is not None, forms, trims, added,
+                      word_encoder(backend, pre_tokenizer, normalizer, added))
 
 
 def _state(component) -> dict | None:
@@ -208,7 +197,7 @@ def cuts(rule: SpliceRule, text: str) -> Cuts | None:
 def tokenizer_cuts(rule: SpliceRule, text: str, at: int = 0, tokens_before: int = 0) -> Cuts | None:
     """:func:`cuts` from the tokenizer's own encoding, cut positions and token counts counted from
     ``at`` and ``tokens_before`` (where ``text`` lies in a longer one)."""
-    if rule.added is not None and rule.added.search(text):
+    if rule.added is not None and rule.added.found_in(text):
         return None
     if any(not unicodedata.is_normalized(form, text) for form in rule.unicode_forms):
         return None

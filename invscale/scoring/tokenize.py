@@ -111,11 +111,12 @@ class PairTokenizer:
         """Whether an added token's content spans the preface cut in any context (only possible
         when the text before the cut ends with the start of one)."""
         rule, cut = self.rule, self._preface_chars
-        before = common[max(0, cut - rule.longest_added + 1):cut]
-        if rule.added is None or not any(token.startswith(before[i:]) for token in rule.added_contents
-                                         for i in range(len(before))):
+        if rule.added is None:
             return False
-        return any(rule.added_across(c, cut) for c in contexts)
+        before = common[max(0, cut - rule.added.longest + 1):cut]
+        if not any(token.startswith(before[i:]) for token in rule.added.contents for i in range(len(before))):
+            return False
+        return any(rule.added.across(c, cut) for c in contexts)
 
     def adopt_preface(self, preface: tuple[int, ...]) -> None:
         """Use ``preface`` (a prefix of every sequence, found from whole-string tokens) from now on."""
@@ -172,7 +173,7 @@ class PairTokenizer:
             self._tails.clear()
         junctions = tuple((self._junction(tail + k), targets[k]) for k in own_continuations)
         # an added token over the cut would hold the whole tail and run on into the continuation
-        spans = self.rule.added is not None and any(tail in content for content in self.rule.added_contents)
+        spans = self.rule.added is not None and any(tail in content for content in self.rule.added.contents)
         found = None if spans or any(n > len(j) for j, n in junctions) else junctions
         self._tails[tail, own_continuations] = found
         return found
@@ -186,18 +187,18 @@ class PairTokenizer:
             before, found = previous
             starts = found.starts
             index = bisect_right(starts, common_text_length(before, own) - rule.margin) - 1
-            if index > 0 and not (rule.added is not None and rule.added.search(
-                    own, max(0, starts[index] - rule.longest_added + 1))):
+            if index > 0:
                 cut, reused = starts[index], found.firsts[index]
                 if rule.words is not None and rule.words.extend(own, cut, *found, index):
                     return found, reused
-                rest = tokenizer_cuts(rule, own[cut:], cut, reused)  # the word path, tried above, cannot take it
-                if rest is not None:
-                    del found.ids[reused:], found.starts[index:], found.firsts[index:]
-                    found.ids.extend(rest.ids)
-                    found.starts.extend(rest.starts)
-                    found.firsts.extend(rest.firsts)
-                    return found, reused
+                if not (rule.added is not None and rule.added.found_in(own, cut)):
+                    rest = tokenizer_cuts(rule, own[cut:], cut, reused)  # the word path, tried above, declined it
+                    if rest is not None:
+                        del found.ids[reused:], found.starts[index:], found.firsts[index:]
+                        found.ids.extend(rest.ids)
+                        found.starts.extend(rest.starts)
+                        found.firsts.extend(rest.firsts)
+                        return found, reused
         return cuts(rule, own), 0
 
     def _whole_context(self, context: str, own_continuations: tuple[str, ...], targets: dict[str, int]) -> ContextTokens:

@@ -32,6 +32,7 @@ from operator import attrgetter
 import tokenizers
 
 from invscale.cache import settle, settled
+from invscale.scoring.added import AddedContents
 
 GPT2_PATTERN = r"'s|'t|'re|'ve|'m|'ll|'d| ?\p{L}+| ?\p{N}+| ?[^\s\p{L}\p{N}]+|\s+(?!\S)|\s+"
 _SPACE = r"\t\n\x0b\x0c\r "  # Oniguruma's \s on ASCII
@@ -123,17 +124,19 @@ class WordEncoder:
     """Token ids of ASCII texts, pre-token by pre-token, each distinct pre-token tokenized once by
     the tokenizer's own BPE model (after its byte-level character map)."""
 
-    def __init__(self, backend, pattern: re.Pattern, added: re.Pattern | None):
+    def __init__(self, backend, pattern: re.Pattern, added: AddedContents | None):
         self.backend, self.pattern, self.added = backend, pattern, added
         self._findall, self._tokenize = pattern.findall, backend.model.tokenize
         self._ids: dict[str, tuple[int, ...]] = {}
 
-    def words(self, text: str) -> list[str] | None:
-        """``text``'s pre-tokens, or None when the fast path does not apply to it."""
-        if not text.isascii() or (self.added is not None and self.added.search(text)):
+    def words(self, text: str, start: int = 0) -> list[str] | None:
+        """The pre-tokens of ``text[start:]``, or None when the fast path does not apply to it (an added
+        token's content in it, or running into it from before ``start``)."""
+        rest = text[start:] if start else text
+        if not rest.isascii() or (self.added is not None and self.added.found_in(text, start)):
             return None
-        words = self._findall(text)
-        if sum(map(len, words)) != len(text) or "" in words:  # a gap or an empty match: leave it to the tokenizer
+        words = self._findall(rest)
+        if sum(map(len, words)) != len(rest) or "" in words:  # a gap or an empty match: leave it to the tokenizer
             return None
         return words
 
@@ -148,11 +151,13 @@ class WordEncoder:
         first ``cut`` characters with ``text``, ``cut`` being its pre-token ``index``'s start) into
         ``text``'s, in place: kept up to the cut, then the rest's own. False, the lists untouched,
         when the rest must go to the tokenizer."""
-        rest = text[cut:]
-        words = self.words(rest)
+        words = self.words(text, cut)
         if words is None:
             return False
-        pieces = self._lookup(words)
+        try:
+            pieces = list(map(self._ids.__getitem__, words))
+        except KeyError:
+            pieces = self._learn(words)
         reused = firsts[index]
         del ids[reused:], starts[index:], firsts[index:]
         ids.extend(chain.from_iterable(pieces))
@@ -166,14 +171,12 @@ class WordEncoder:
     def ids(self, text: str) -> list[int] | None:
         """Token ids of ``text`` (no special tokens), or None when it must go to the tokenizer."""
         words = self.words(text)
-        return None if words is None else list(chain.from_iterable(self._lookup(words)))
-
-    def _lookup(self, words: list[str]) -> list[tuple[int, ...]]:
-        """Each word's ids, from the cache."""
+        if words is None:
+            return None
         try:
-            return list(map(self._ids.__getitem__, words))
+            return list(chain.from_iterable(map(self._ids.__getitem__, words)))
         except KeyError:
-            return self._learn(words)
+            return list(chain.from_iterable(self._learn(words)))
 
     def _learn(self, words: list[str]) -> list[tuple[int, ...]]:
         """Each word's ids, computing those of words not seen before with the tokenizer's model."""
@@ -191,7 +194,7 @@ CHECK_KIND = "pre-tokenizer-translations"  # the cache folder of translations th
 
 
 def word_encoder(backend, pre_tokenizer: dict | None, normalizer: dict | None,
-                 added: re.Pattern | None) -> WordEncoder | None:
+                 added: AddedContents | None) -> WordEncoder | None:
     """The fast encoder for ``backend`` (a byte-level BPE tokenizer cut by one regex, normalizing
     nothing ASCII changes), or None when there is none; its regex's translation is checked once per
     process, or found checked in the cache."""

@@ -1,0 +1,36 @@
+"""Where the contents of a tokenizer's added tokens occur in a text.
+
+A tokenizer finds its added tokens (special tokens, chat markers) in the raw text before anything
+else, so a text that holds one's content is never cut or tokenized piecewise here. The contents are
+found with ``str.find``, behind one scan per distinct first character: nearly every text holds none
+of them (most contents start with ``<``), and no regular expression has to be built per process.
+"""
+
+from __future__ import annotations
+
+from typing import Iterable
+
+
+class AddedContents:
+    """The contents of a tokenizer's added tokens (``contents``, longest first; ``longest``)."""
+
+    def __init__(self, contents: Iterable[str]):
+        self.contents = tuple(sorted({c for c in contents if c}, key=len, reverse=True))
+        self.longest = max(map(len, self.contents), default=0)
+        self._firsts = tuple(sorted({c[0] for c in self.contents}))
+
+    def __bool__(self) -> bool:
+        return bool(self.contents)
+
+    def found_in(self, text: str, start: int = 0) -> bool:
+        """Whether a content occurs in ``text`` other than wholly before ``start`` (anywhere, when 0)."""
+        low = max(0, start - self.longest + 1)
+        if not any(text.find(first, low) >= 0 for first in self._firsts):
+            return False
+        return any(text.find(content, max(0, start - len(content) + 1)) >= 0 for content in self.contents)
+
+    def across(self, text: str, cut: int) -> bool:
+        """Whether a content occurs in ``text`` over position ``cut`` (starting before it, ending after)."""
+        # in the window below, the first occurrence starts before the cut if any does, and then spans it
+        return any(0 <= text.find(content, max(0, cut - len(content) + 1), cut + len(content) - 1) < cut
+                   for content in self.contents)
