@@ -181,7 +181,8 @@ def validate_records(
         raise DataError(f"{name}: no data rows")
     known = set(REQUIRED_COLUMNS[task_type])
     renamed = _renamed_columns(columns, known)
-    rows = [_validate_record(name, i, record, task_type, known, renamed) for i, record in enumerate(records)]
+    shared: dict[tuple[str, ...], tuple[str, ...]] = {}  # equal classes kept once (a few distinct in most files)
+    rows = [_validate_record(name, i, record, task_type, known, renamed, shared) for i, record in enumerate(records)]
     warnings = _space_warnings(name, rows)
     if renamed:
         warnings.append(f"{name}: column(s) {', '.join(renamed)} share a name with result columns; kept in the "
@@ -202,7 +203,7 @@ def _renamed_columns(columns: list[str], known: set[str]) -> dict[str, str]:
 
 
 def _validate_record(name: str, index: int, record: dict, task_type: TaskType, known: set[str],
-                     renamed: dict[str, str]) -> Row:
+                     renamed: dict[str, str], shared: dict[tuple[str, ...], tuple[str, ...]]) -> Row:
     where = f"{name}: row {index + 1}"
 
     def text(column: str) -> str:
@@ -220,6 +221,7 @@ def _validate_record(name: str, index: int, record: dict, task_type: TaskType, k
             raise DataError(f"{where}: field 'completion': empty")
         return Row(index, text("prompt"), completion=completion, extra=extra)
     classes = _parse_classes(where, record.get("classes"))
+    classes = shared.setdefault(classes, classes)
     if task_type is not TaskType.classification and len(classes) != 2:
         raise DataError(f"{where}: field 'classes': a {task_type.value} row needs exactly 2 classes, got {len(classes)}")
     answer_index = _parse_answer_index(where, record.get("answer_index"), len(classes))

@@ -25,9 +25,10 @@ class AddedContents:
     def found_in(self, text: str, start: int = 0) -> bool:
         """Whether a content occurs in ``text`` other than wholly before ``start`` (anywhere, when 0)."""
         low = max(0, start - self.longest + 1)
-        if not any(text.find(first, low) >= 0 for first in self._firsts):
-            return False
-        return any(text.find(content, max(0, start - len(content) + 1)) >= 0 for content in self.contents)
+        for first in self._firsts:
+            if text.find(first, low) >= 0:
+                return any(text.find(content, max(0, start - len(content) + 1)) >= 0 for content in self.contents)
+        return False
 
     def across(self, text: str, cut: int) -> bool:
         """Whether a content occurs in ``text`` over position ``cut`` (starting before it, ending after)."""

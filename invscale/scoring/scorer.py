@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import queue
 import threading
+from collections import defaultdict
 from dataclasses import dataclass
 from itertools import accumulate, chain
 from operator import attrgetter
@@ -44,6 +45,7 @@ DEFAULT_MAX_TOKENS_PER_PACK = {"cpu": 1024, "cuda": 8192}
 CHUNK_ROWS = 2048  # distinct items tokenized and planned together
 TOO_LONG = ("error", "skip", "truncate-left")  # what to do with rows longer than the model can score
 QUEUED_PACKS = 8  # built packs waiting for the model, at most
+_SEQ_IDS, _STEM = attrgetter("seq_ids"), attrgetter("stem")
 
 
 def _utf8_length(text: str) -> int:
@@ -54,9 +56,9 @@ def _items(rows: list[Row]) -> tuple[list[Row], list[list[Row]]]:
     """Rows grouped into distinct items (the same prompts and continuations), in the order of their
     prompts' text (so that neighbours share text; equal prompts keep the order of ``rows``): each
     item's first row, and all its rows."""
-    by_prompt: dict[str, list[Row]] = {}
+    by_prompt: defaultdict[str, list[Row]] = defaultdict(list)
     for row in rows:
-        by_prompt.setdefault(row.prompt, []).append(row)
+        by_prompt[row.prompt].append(row)
     if len(by_prompt) == len(rows):  # every prompt once, the usual case
         groups = [by_prompt[prompt] for prompt in sorted(by_prompt)]
         return [group[0] for group in groups], groups
@@ -276,10 +278,12 @@ class ScoringJob:
 
     def _sequence_sizes(self, units: list[Unit]) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         """The packed sequences of ``units``: their ids, whole lengths and scored token counts."""
-        n = sum(len(unit.seq_ids) for unit in units)
-        ids = np.fromiter(chain.from_iterable(unit.seq_ids for unit in units), dtype=np.int64, count=n)
-        above = np.repeat(np.fromiter((len(self.preface) + len(unit.stem) for unit in units), dtype=np.int64,
-                                      count=len(units)), [len(unit.seq_ids) for unit in units])
+        per_unit = list(map(_SEQ_IDS, units))
+        counts = np.fromiter(map(len, per_unit), dtype=np.int64, count=len(units))
+        n = int(counts.sum())
+        ids = np.fromiter(chain.from_iterable(per_unit), dtype=np.int64, count=n)
+        above = np.repeat(np.fromiter(map(len, map(_STEM, units)), dtype=np.int64, count=len(units)) + len(self.preface),
+                          counts)
         lengths = above + np.fromiter(chain.from_iterable(unit.template.lengths for unit in units), dtype=np.int64,
                                       count=n)
         targets = np.fromiter(chain.from_iterable(unit.template.n_targets for unit in units), dtype=np.int64, count=n)
@@ -347,11 +351,12 @@ class ScoringJob:
 
     def _units(self, found: list[ContextTokens], seq_ids: list[list[int]]) -> list[Unit]:
         """The units of tokenized contexts, ``seq_ids[i]`` the sequence ids of context ``i``'s
-        continuations; a context with more continuation tokens than half a pack is split."""
+        continuations; a context whose continuations hold more unique tokens than half a pack is split."""
         units, half = [], max(self.max_tokens_per_pack // 2, 1)
         for tokens, ids in zip(found, seq_ids):
             junctions = tokens.junctions
-            if len(junctions) > 1 and sum(len(j) for j, _ in junctions) > half:
+            whole = template(junctions)
+            if whole.size > half and len(junctions) > 1:
                 start, hint = 0, tokens.hint
                 while start < len(junctions):
                     stop, size = start, 0
@@ -361,7 +366,7 @@ class ScoringJob:
                     units.append(Unit(tokens.stem, hint, template(junctions[start:stop]), ids[start:stop]))
                     start, hint = stop, len(tokens.stem)
             else:
-                units.append(Unit(tokens.stem, tokens.hint, template(junctions), ids))
+                units.append(Unit(tokens.stem, tokens.hint, whole, ids))
         return units
 
     def _packs_beside(self) -> Iterator[Pack]:
