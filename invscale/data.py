@@ -181,7 +181,7 @@ def validate_records(
         raise DataError(f"{name}: no data rows")
     known = set(REQUIRED_COLUMNS[task_type])
     renamed = _renamed_columns(columns, known)
-    shared: dict[tuple[str, ...], tuple[str, ...]] = {}  # equal classes kept once (a few distinct in most files)
+    shared: dict = {}  # each distinct prompt and classes value kept once, however many rows repeat it
     rows = [_validate_record(name, i, record, task_type, known, renamed, shared) for i, record in enumerate(records)]
     warnings = _space_warnings(name, rows)
     if renamed:
@@ -203,7 +203,7 @@ def _renamed_columns(columns: list[str], known: set[str]) -> dict[str, str]:
 
 
 def _validate_record(name: str, index: int, record: dict, task_type: TaskType, known: set[str],
-                     renamed: dict[str, str], shared: dict[tuple[str, ...], tuple[str, ...]]) -> Row:
+                     renamed: dict[str, str], shared: dict) -> Row:
     where = f"{name}: row {index + 1}"
 
     def text(column: str) -> str:
@@ -212,7 +212,7 @@ def _validate_record(name: str, index: int, record: dict, task_type: TaskType, k
             raise DataError(f"{where}: field '{column}': expected text, got {_describe(value)}")
         if "\x00" in value:
             raise DataError(f"{where}: field '{column}': contains a NUL character")
-        return value
+        return shared.setdefault(value, value)
 
     extra = {renamed.get(key, key): value for key, value in record.items() if key not in known}
     if task_type is TaskType.sequence_prob:
