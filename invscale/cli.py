@@ -18,6 +18,7 @@ from invscale.benchmark.run import METHODS, BenchmarkMismatch, available_methods
 from invscale.benchmark.workload import OPT_SHAPES, WordIdTokenizer, build_opt, synthetic_dataset
 from invscale.data import DataError, TaskType, read_dataset
 from invscale.kernels.launch import KernelUnavailable, resolve_kernels
+from invscale.messages import first_line
 from invscale.models import (DTYPES, ModelLoadError, NotLocal, fingerprint, load_for_scoring, load_model,
                              parse_memory, resolve_device, resolve_dtype)
 from invscale.results import ResultsError, ResultsStore, check_out_path, open_results
@@ -186,7 +187,7 @@ def _one_line(exc: Exception) -> str:
     if isinstance(exc, OSError) and not isinstance(exc, (ModelLoadError,)):
         where = f"{exc.filename}: " if getattr(exc, "filename", None) else ""
         return f"{where}{exc.strerror or exc}"
-    return str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+    return first_line(exc)
 
 
 SEED_TASKS = "triviamod,gambling,decoy,expert,pretend"

@@ -8,6 +8,8 @@ from pathlib import Path
 
 import torch
 
+from invscale.messages import first_line
+
 DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16}
 BUILTIN_MODELS = {
     "tiny-opt": "a tiny random OPT built locally on first use (for trying the pipeline)",
@@ -121,7 +123,7 @@ def load_model(name: str, dtype: str = "float32", device: str = "auto") -> Loade
     except ModelLoadError:
         raise
     except (OSError, ValueError) as exc:
-        reason = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        reason = first_line(exc)
         cache = os.environ.get("HF_HUB_CACHE") or os.environ.get("HF_HOME") or "~/.cache/huggingface"
         raise ModelLoadError(
             f"model '{name}': not a local directory (looked for {local.resolve()}) and not loadable as a "
@@ -188,7 +190,7 @@ def load_tokenizer(name: str):
         return (AutoTokenizer.from_pretrained(source, gguf_file=gguf_file),
                 AutoConfig.from_pretrained(source, gguf_file=gguf_file))
     except (OSError, ValueError) as exc:
-        reason = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        reason = first_line(exc)
         raise ModelLoadError(f"model '{name}': cannot read its tokenizer and config: {reason}") from None
 
 
@@ -248,7 +250,7 @@ def load_for_scoring(name: str, dtype: str = "float32", device: str = "auto", of
         streamed = StreamedModel(directory, torch_dtype, torch_device, keep_in_host=offload == "cpu")
         tokenizer = AutoTokenizer.from_pretrained(str(directory))
     except (OSError, ValueError) as exc:
-        raise ModelLoadError(f"model '{name}': cannot stream from {directory}: {str(exc).splitlines()[0]}") from None
+        raise ModelLoadError(f"model '{name}': cannot stream from {directory}: {first_line(exc)}") from None
     return LoadedModel(name, streamed.model, tokenizer, torch_device, torch_dtype, streamed)
 
 
@@ -266,7 +268,7 @@ def _checkpoint_directory(name: str) -> Path:
         return Path(snapshot_download(source, allow_patterns=["*.json", "*.safetensors", "*.txt", "*.model"]))
     except Exception as exc:  # the hub client raises many kinds; all mean the same here
         raise ModelLoadError(f"model '{name}': no local checkpoint and not in the hub cache: "
-                             f"{str(exc).splitlines()[0] if str(exc) else type(exc).__name__}") from None
+                             f"{first_line(exc)}") from None
 
 
 def _weight_bytes(directory: Path, dtype: torch.dtype) -> int:

@@ -24,6 +24,7 @@ from typing import Callable, Iterable, Iterator
 
 import torch
 
+from invscale.messages import first_line
 from invscale.scoring.trie import Pack
 
 # A round waits for its slowest rank; a streamed group of a large model can take many minutes.
@@ -148,7 +149,7 @@ def results_store(group: Group, open_store: Callable, path):
         try:
             store = open_store().__enter__()
         except Exception as exc:  # the followers stop with the same line
-            group.broadcast(("error", str(exc).splitlines()[0] if str(exc) else type(exc).__name__))
+            group.broadcast(("error", first_line(exc)))
             raise
         try:
             group.broadcast(("done", store.done_indexes()))
