@@ -218,8 +218,8 @@ def _ranges(starts: np.ndarray, lengths: np.ndarray) -> np.ndarray:
 
 
 class _Table:
-    """The distinct templates of a pack, their fields concatenated: ``field(name, which)`` gathers
-    the named field of template ``which[i]`` for each unit ``i``, in order."""
+    """The distinct templates of a pack, their fields concatenated: ``field(name)`` gathers the named
+    field of template ``which[i]`` for each unit ``i``, in order."""
 
     def __init__(self, templates: list[Template]):
         number_of: dict[int, int] = {}
@@ -229,6 +229,7 @@ class _Table:
                 number_of[id(t)] = len(self.distinct)
                 self.distinct.append(t)
         self.which = np.fromiter(map(number_of.__getitem__, map(id, templates)), dtype=np.int64, count=len(templates))
+        self._gathers: dict[bytes, np.ndarray] = {}  # a field's per-template sizes -> where each unit's values lie
 
     def lengths(self, name: str) -> np.ndarray:
         """[units] the length of each unit's template's field ``name``."""
@@ -238,10 +239,13 @@ class _Table:
     def field(self, name: str) -> np.ndarray:
         """The field ``name`` of each unit's template, concatenated in unit order."""
         values = [getattr(t, name) for t in self.distinct]
-        sizes = np.array(list(map(len, values)), dtype=np.int64)
+        sizes = np.fromiter(map(len, values), dtype=np.int64, count=len(values))
         flat = _array(chain.from_iterable(values), int(sizes.sum()))
-        starts = np.cumsum(sizes) - sizes
-        return flat[_ranges(starts[self.which], sizes[self.which])]
+        gather = self._gathers.get(sizes.tobytes())
+        if gather is None:  # fields of one kind (per node, per target, per continuation) share it
+            starts = np.cumsum(sizes) - sizes
+            gather = self._gathers[sizes.tobytes()] = _ranges(starts[self.which], sizes[self.which])
+        return flat[gather]
 
 
 def _assemble(units: list[Unit], shared: list[int], preface: tuple[int, ...]) -> Pack:
