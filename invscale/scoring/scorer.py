@@ -282,8 +282,8 @@ class ScoringJob:
         counts = np.fromiter(map(len, per_unit), dtype=np.int64, count=len(units))
         n = int(counts.sum())
         ids = np.fromiter(chain.from_iterable(per_unit), dtype=np.int64, count=n)
-        above = np.repeat(np.fromiter(map(len, map(_STEM, units)), dtype=np.int64, count=len(units)) + len(self.preface),
-                          counts)
+        stems = np.fromiter(map(len, map(_STEM, units)), dtype=np.int64, count=len(units))
+        above = np.repeat(stems + len(self.preface), counts)
         lengths = above + np.fromiter(chain.from_iterable(unit.template.lengths for unit in units), dtype=np.int64,
                                       count=n)
         targets = np.fromiter(chain.from_iterable(unit.template.n_targets for unit in units), dtype=np.int64, count=n)

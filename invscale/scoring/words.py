@@ -15,9 +15,9 @@ order and repeat greedily. Only the regex constructs listed in :func:`translate`
 the translation and the byte-to-character map are checked against the tokenizer's own pre-tokenizer
 (which returns the mapped pieces) on a probe text holding every ASCII character beside every kind
 of neighbour (:func:`word_encoder`; a pass is kept in invscale's cache, so the probe runs once per
-pre-tokenizer, ``tokenizers`` version and Python version). The normalizers accepted leave ASCII as it is, and
-without special tokens nothing else is added. Text with a non-ASCII character or an added token's
-content is left to the tokenizer.
+pre-tokenizer, ``tokenizers`` version and Python version). The normalizers accepted leave ASCII as
+it is, and without special tokens nothing else is added. Text with a non-ASCII character or an
+added token's content is left to the tokenizer.
 """
 
 from __future__ import annotations
@@ -154,10 +154,7 @@ class WordEncoder:
         words = self.words(text, cut)
         if words is None:
             return False
-        try:
-            pieces = list(map(self._ids.__getitem__, words))
-        except KeyError:
-            pieces = self._learn(words)
+        pieces = self._lookup(words)
         reused = firsts[index]
         del ids[reused:], starts[index:], firsts[index:]
         ids.extend(chain.from_iterable(pieces))
@@ -171,12 +168,14 @@ class WordEncoder:
     def ids(self, text: str) -> list[int] | None:
         """Token ids of ``text`` (no special tokens), or None when it must go to the tokenizer."""
         words = self.words(text)
-        if words is None:
-            return None
+        return None if words is None else list(chain.from_iterable(self._lookup(words)))
+
+    def _lookup(self, words: list[str]) -> list[tuple[int, ...]]:
+        """Each word's ids, from the cache."""
         try:
-            return list(chain.from_iterable(map(self._ids.__getitem__, words)))
+            return list(map(self._ids.__getitem__, words))
         except KeyError:
-            return list(chain.from_iterable(self._learn(words)))
+            return self._learn(words)
 
     def _learn(self, words: list[str]) -> list[tuple[int, ...]]:
         """Each word's ids, computing those of words not seen before with the tokenizer's model."""
