@@ -7,6 +7,7 @@ split regex under NFC, SmolLM2's real tokenizer).
 """
 
 import re
+from pathlib import Path
 
 import pytest
 from hypothesis import HealthCheck, given, settings, strategies as st
@@ -129,3 +130,22 @@ def test_an_unwritable_cache_only_costs_the_check(fast, monkeypatch, tmp_path):
     monkeypatch.setenv("INVSCALE_CACHE", str(blocker))
     monkeypatch.setattr(words, "_translations", {})
     assert splice_rule(tokenizer).words is not None
+
+
+def test_a_pass_is_kept_for_the_same_source_only(fast, monkeypatch, tmp_path):
+    """An edit to the module that translates, probes and checks invalidates earlier passes; a module
+    whose source cannot be read checks every time and keeps nothing."""
+    tokenizer, _ = fast
+    cache = tmp_path / "cache"
+    monkeypatch.setenv("INVSCALE_CACHE", str(cache))
+    monkeypatch.setattr(words, "_translations", {})
+    assert splice_rule(tokenizer).words is not None
+    probes, real = [], words.agrees_on
+    monkeypatch.setattr(words, "agrees_on", lambda *args: probes.append(1) or real(*args))
+    edited = tmp_path / "words.py"
+    edited.write_bytes(Path(words.__file__).read_bytes() + b"\n# edited\n")
+    for source in (edited, tmp_path / "missing.py"):
+        monkeypatch.setattr(words, "__file__", str(source))
+        monkeypatch.setattr(words, "_translations", {})
+        assert splice_rule(tokenizer).words is not None
+    assert probes == [1, 1] and len(list((cache / words.CHECK_KIND).iterdir())) == 2

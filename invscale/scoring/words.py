@@ -15,7 +15,7 @@ order and repeat greedily. Only the regex constructs listed in :func:`translate`
 the translation and the byte-to-character map are checked against the tokenizer's own pre-tokenizer
 (which returns the mapped pieces) on a probe text holding every ASCII character beside every kind
 of neighbour (:func:`word_encoder`; a pass is kept in invscale's cache, so the probe runs once per
-pre-tokenizer, ``tokenizers`` version and Python version). The normalizers accepted leave ASCII as
+pre-tokenizer, version of this module, ``tokenizers`` version and Python version). The normalizers accepted leave ASCII as
 it is, and without special tokens nothing else is added. Text with a non-ASCII character or an
 added token's content is left to the tokenizer.
 """
@@ -28,6 +28,7 @@ import re
 import sys
 from itertools import accumulate, chain
 from operator import attrgetter
+from pathlib import Path
 
 import tokenizers
 
@@ -212,21 +213,31 @@ def _checked(backend, pre_tokenizer: dict, regex: str) -> re.Pattern | None:
     the byte-level map gives the pieces it gives; else None.
 
     A pass is kept in invscale's cache under a digest of all it rests on (the pre-tokenizer's
-    description, the translation, the probe, the ``tokenizers`` and Python versions), so that later
-    processes skip the probe; a failure is never kept."""
+    description, the translated pattern, this module's source, which holds the translation, the
+    probe and the check, and the ``tokenizers`` and Python versions), so that later processes skip
+    the probe; a failure is never kept, nor a pass when this module's source cannot be read."""
     try:
         pattern = re.compile(translate(regex))
     except (Untranslatable, re.error):
         return None
-    probe = probe_text()
-    basis = [pre_tokenizer, pattern.pattern, probe, tokenizers.__version__, sys.version]
-    digest = hashlib.sha256(json.dumps(basis, sort_keys=True).encode()).hexdigest()
-    if settled(CHECK_KIND, digest):
+    digest = _check_digest(pre_tokenizer, pattern)
+    if digest is not None and settled(CHECK_KIND, digest):
         return pattern
-    if not agrees_on(backend, pattern, probe):
+    if not agrees_on(backend, pattern, probe_text()):
         return None
-    settle(CHECK_KIND, digest)
+    if digest is not None:
+        settle(CHECK_KIND, digest)
     return pattern
+
+
+def _check_digest(pre_tokenizer: dict, pattern: re.Pattern) -> str | None:
+    """The cache key of a check's pass, or None when this module's source cannot be read."""
+    try:
+        source = Path(__file__).read_bytes()
+    except OSError:
+        return None
+    basis = [pre_tokenizer, pattern.pattern, hashlib.sha256(source).hexdigest(), tokenizers.__version__, sys.version]
+    return hashlib.sha256(json.dumps(basis, sort_keys=True).encode()).hexdigest()
 
 
 def agrees_on(backend, pattern: re.Pattern, text: str) -> bool:
