@@ -13,6 +13,8 @@ context+continuation, the last ``n_target`` tokens scored) and return one summed
 
 from __future__ import annotations
 
+import inspect
+
 import torch
 
 from invscale.data import Dataset
@@ -75,23 +77,30 @@ def _common_prefix(sequences: list[ScoredSequence]) -> int:
     return length
 
 
+def _cache_name(model) -> str:
+    """What the model's forward calls its key/value cache (argument and output): ``cache`` from
+    transformers 5.24 on, ``past_key_values`` before (kept as a deprecated alias until 5.40)."""
+    return "cache" if "cache" in inspect.signature(model.forward).parameters else "past_key_values"
+
+
 @torch.no_grad()
 def kv_reuse_logprobs(model, tokenizer, dataset: Dataset) -> list[list[float]]:
     """Baseline B: per row, the shared prefix once (cached), then all its options as one batch."""
     sequences = _sequences(model, tokenizer, dataset)
     device = model.device
+    cache_name = _cache_name(model)
     out = []
     for row in sequences:
         shared = _common_prefix(row)
         prefix = torch.tensor([row[0].tokens[:shared]], device=device)
         cached = model(input_ids=prefix, use_cache=True, logits_to_keep=1)
-        cache = cached.past_key_values
+        cache = cached[cache_name]
         cache.batch_repeat_interleave(len(row))
         ids, mask = _padded([seq.tokens[shared:] for seq in row], pad=1)
         full_mask = torch.cat([torch.ones(len(row), shared, dtype=torch.long), mask], dim=1).to(device)
         positions = torch.arange(shared, shared + ids.shape[1], device=device).expand(len(row), -1)
         logits = model(input_ids=ids.to(device), attention_mask=full_mask, position_ids=positions,
-                       past_key_values=cache, use_cache=True).logits
+                       use_cache=True, **{cache_name: cache}).logits
         # prediction rows: the prefix's last position, then every option position
         sums = [_target_logprobs(torch.cat([cached.logits[0, -1:], logits[i]]), seq.tokens, shared - 1, seq.n_target)
                 for i, seq in enumerate(row)]
