@@ -27,6 +27,7 @@ from invscale.data import DataError, Row, TaskType
 from invscale.scoring.splice import (Cuts, SpliceRule, common_text_length, cuts, splice_rule,
                                      tokenizer_cuts)
 from invscale.scoring.trie import common_prefix
+from invscale.scoring.words import replace_from
 
 
 @dataclass(frozen=True)
@@ -194,10 +195,7 @@ class PairTokenizer:
                 if not (rule.added is not None and rule.added.found_in(own, cut)):
                     rest = tokenizer_cuts(rule, own[cut:], cut, reused)  # the word path, tried above, declined it
                     if rest is not None:
-                        del found.ids[reused:], found.starts[index:], found.firsts[index:]
-                        found.ids.extend(rest.ids)
-                        found.starts.extend(rest.starts)
-                        found.firsts.extend(rest.firsts)
+                        replace_from(*found, index, *rest)
                         return found, reused
         return cuts(rule, own), 0
 

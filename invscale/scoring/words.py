@@ -15,9 +15,9 @@ order and repeat greedily. Only the regex constructs listed in :func:`translate`
 the translation and the byte-to-character map are checked against the tokenizer's own pre-tokenizer
 (which returns the mapped pieces) on a probe text holding every ASCII character beside every kind
 of neighbour (:func:`word_encoder`; a pass is kept in invscale's cache, so the probe runs once per
-pre-tokenizer, version of this module, ``tokenizers`` version and Python version). The normalizers accepted leave ASCII as
-it is, and without special tokens nothing else is added. Text with a non-ASCII character or an
-added token's content is left to the tokenizer.
+pre-tokenizer, version of this module, ``tokenizers`` version and Python version). The normalizers
+accepted leave ASCII as it is, and without special tokens nothing else is added. Text with a
+non-ASCII character or an added token's content is left to the tokenizer.
 """
 
 from __future__ import annotations
@@ -29,6 +29,7 @@ import sys
 from itertools import accumulate, chain
 from operator import attrgetter
 from pathlib import Path
+from typing import Iterable
 
 import tokenizers
 
@@ -156,11 +157,8 @@ class WordEncoder:
         if words is None:
             return False
         pieces = self._lookup(words)
-        reused = firsts[index]
-        del ids[reused:], starts[index:], firsts[index:]
-        ids.extend(chain.from_iterable(pieces))
-        starts.extend(accumulate(map(len, words), initial=cut))
-        firsts.extend(accumulate(map(len, pieces), initial=reused))
+        replace_from(ids, starts, firsts, index, chain.from_iterable(pieces), accumulate(map(len, words), initial=cut),
+                     accumulate(map(len, pieces), initial=firsts[index]))
         if words:  # the end of the text is no pre-token's start
             starts.pop()
             firsts.pop()
@@ -187,6 +185,16 @@ class WordEncoder:
             if word not in known:
                 known[word] = tuple(map(_TOKEN_ID, tokenize(word.translate(BYTE_LEVEL))))
         return list(map(known.__getitem__, words))
+
+
+def replace_from(ids: list[int], starts: list[int], firsts: list[int], index: int,
+                 new_ids: Iterable[int], new_starts: Iterable[int], new_firsts: Iterable[int]) -> None:
+    """Keep a text's token lists (ids, pre-token starts, each pre-token's first token) up to its
+    pre-token ``index``, that one and all after it dropped, and append the new ones, in place."""
+    del ids[firsts[index]:], starts[index:], firsts[index:]
+    ids.extend(new_ids)
+    starts.extend(new_starts)
+    firsts.extend(new_firsts)
 
 
 _translations: dict[str, re.Pattern | None] = {}
