@@ -45,6 +45,7 @@ DEFAULT_MAX_TOKENS_PER_PACK = {"cpu": 1024, "cuda": 8192}
 CHUNK_ROWS = 2048  # distinct items tokenized and planned together
 TOO_LONG = ("error", "skip", "truncate-left")  # what to do with rows longer than the model can score
 QUEUED_PACKS = 8  # built packs waiting for the model, at most
+SHORT_CONTEXT = 8  # characters: contexts this short are tokenized before any work (they may merge into a continuation)
 _SEQ_IDS, _STEM = attrgetter("seq_ids"), attrgetter("stem")
 
 
@@ -225,7 +226,7 @@ class ScoringJob:
             shortest_context = np.minimum.reduce(chars)
             bound = len(rule.special_prefix) + 1 + scale * (np.maximum.reduce(utf8) + np.fromiter(
                 map(longest_continuation.__getitem__, self._item_continuations), dtype=np.int64, count=len(self.items)))
-            near = shortest_context <= rule.margin
+            near = shortest_context <= SHORT_CONTEXT
             if limit is not None:
                 near |= bound > limit
             exact = np.flatnonzero(near)

@@ -4,26 +4,26 @@ The prize pipeline tokenizes ``context + continuation`` as one string, and our e
 those tokens. Tokenizing every pair whole costs the naive text (the shared preface and each prompt
 once per option); this module gets the same tokens while tokenizing each distinct piece once.
 
-Why it is exact, for the tokenizers it accepts (:func:`splice_rule`): a BPE model merges only
-within a pre-token; the pre-tokenizers accepted (GPT-2/Llama-3-style regexes with ByteLevel,
-SentencePiece-style Metaspace that splits before each ``▁``) cut the text left to right, and where
-a cut falls depends only on the text up to one character after it (no look-behind, at most one
-character of look-ahead); the normalizers accepted act on each character alone (or leave the
-text as it is). So a pre-token boundary ``c`` that lies ``MARGIN`` characters or more before the
-end of the context is a boundary of ``context + anything`` too, with the same tokens before it,
-and the tokens after it are those of ``text[c:]`` tokenized alone. The joint tokens are then
-``tokens(context)[:up to c] + tokens(context[c:] + continuation)``; the second part is short and,
-in most datasets, the same string for many rows (``"\\nAnswer:" + " A"``), so it is cached.
+Why it is exact, for the tokenizers it accepts (:func:`splice_rule`): a BPE model (without dropout)
+merges only within a pre-token, so a pre-token boundary ``c`` of the context at which the tokens
+before ``c`` cannot depend on what follows the context is a boundary of ``context + anything``,
+with the same tokens before it, and the tokens after it are those of ``text[c:]`` tokenized alone.
+Which boundaries those are is derived from the tokenizer's own pre-tokenizer, normalizer and added
+tokens by :mod:`invscale.scoring.boundary` (the argument is in its docstring): not a fixed window,
+since a pattern such as ``\\s*[\\r\\n]+`` reads a whitespace run to its end however long it is. The
+joint tokens are then ``tokens(context)[:up to c] + tokens(context[c:] + continuation)``; the
+second part is short and, in most datasets, the same string for many rows (``":" + " A"``), so it
+is cached.
 
 The same argument lets a context reuse the tokens of another that shares its first ``s``
-characters, up to a pre-token boundary at least ``MARGIN`` before ``s`` (:class:`Cuts`).
+characters, up to a cut whose tokens cannot depend on what follows ``s`` (:class:`Cuts`).
 
 Pre-token boundaries come from the encoding of the text itself (where each pre-token's first token
 starts; from the pre-tokenizer when the tokenizer trims offsets), or from the regex pass of
 :mod:`invscale.scoring.words` for ASCII text. A text with no safe cut, and every text of a
 tokenizer the rule does not recognise, takes the whole-string path: slower, never wrong.
-tests/test_splice.py checks the equality on thousands of random pairs for byte-level,
-SentencePiece-style and NFC-normalizing tokenizers.
+tests/test_splice.py and tests/test_tokenizer_kinds.py check the equality on adversarial pairs for
+every kind of tokenizer accepted and refused.
 """
 
 from __future__ import annotations
@@ -35,9 +35,9 @@ from dataclasses import dataclass
 from typing import NamedTuple
 
 from invscale.scoring.added import AddedContents
+from invscale.scoring.boundary import CutRule, Unsupported, cut_rule, maps_characters, normal_forms, per_character
 from invscale.scoring.words import WordEncoder, word_encoder
 
-MARGIN = 8  # characters between a cut and the end of the text it was found in
 PROBES = ("a", "Hello world", " x\n1", "  two  spaces, 123 4567!? e\u0301 \u4e2d\u6587 \U0001f600")
 
 
@@ -46,9 +46,9 @@ class SpliceRule:
     """How a tokenizer may be spliced: its backend, the special tokens it puts before a text,
     whether it normalizes (then cuts go before an ASCII character only) and with which Unicode
     forms (then only text already in those forms is cut), whether its offsets are trimmed (then
-    boundaries come from the pre-tokenizer, not the offsets), and the added tokens that force a
-    text onto the whole-string path; ``words`` tokenizes ASCII text fast where that is exact
-    (:mod:`invscale.scoring.words`)."""
+    boundaries come from the pre-tokenizer, not the offsets), the added tokens that force a
+    text onto the whole-string path, and where a text may be cut (``cut``); ``words`` tokenizes
+    ASCII text fast where that is exact (:mod:`invscale.scoring.words`)."""
 
     backend: object
     special_prefix: tuple[int, ...]
@@ -56,28 +56,37 @@ class SpliceRule:
     unicode_forms: tuple[str, ...]
     trims_offsets: bool
     added: AddedContents | None
+    cut: CutRule
     words: WordEncoder | None = None
-    margin: int = MARGIN
 
 
 def splice_rule(tokenizer) -> SpliceRule | None:
     """The splice rule for ``tokenizer``, or None when splicing it cannot be shown exact."""
     backend = getattr(tokenizer, "backend_tokenizer", None)
-    if backend is None or type(backend.model).__name__ != "BPE" or backend.truncation or backend.padding:
+    if (backend is None or type(backend.model).__name__ != "BPE" or backend.model.dropout
+            or backend.truncation or backend.padding):
         return None
     normalizer, pre_tokenizer, processor = (_state(part) for part in
                                             (backend.normalizer, backend.pre_tokenizer, backend.post_processor))
-    if normalizer is not None and not _per_character(normalizer):
+    if normalizer is not None and not per_character(normalizer):
         return None
-    if not _cuts_left_to_right(pre_tokenizer) or not _wrapper_is_backend(tokenizer, backend):
+    added_tokens = list(backend.get_added_tokens_decoder().values())
+    if normalizer is not None and any(token.normalized for token in added_tokens) and maps_characters(normalizer):
+        return None  # such a token is found in the normalized text, which the checks here do not read
+    try:
+        cut = cut_rule(pre_tokenizer, normalizer, any(token.lstrip for token in added_tokens),
+                       backend.normalizer.normalize_str if normalizer is not None else None)
+    except Unsupported:
+        return None
+    if not _wrapper_is_backend(tokenizer, backend):
         return None
     prefix = _special_prefix(backend)
     if prefix is None:
         return None
-    added = AddedContents(token.content for token in backend.get_added_tokens_decoder().values()) or None
-    forms = tuple(_unicode_forms(normalizer)) if normalizer is not None else ()
+    added = AddedContents(token.content for token in added_tokens) or None
+    forms = tuple(normal_forms(normalizer))
     trims = processor is not None and '"trim_offsets":true' in json.dumps(processor, separators=(",", ":"))
-    return SpliceRule(backend, prefix, normalizer is not None, forms, trims, added,
+    return SpliceRule(backend, prefix, normalizer is not None, forms, trims, added, cut,
                       word_encoder(backend, pre_tokenizer, normalizer, added))
 
 
@@ -93,65 +102,6 @@ def _wrapper_is_backend(tokenizer, backend) -> bool:
         wrapped = tokenizer(list(PROBES), add_special_tokens=special)["input_ids"]
         if [list(ids) for ids in wrapped] != [e.ids for e in backend.encode_batch(list(PROBES), add_special_tokens=special)]:
             return False
-    return True
-
-
-def _per_character(normalizer: dict) -> bool:
-    """Normalizers that act on each character alone, or compose only with combining marks."""
-    kind = normalizer.get("type")
-    if kind == "Sequence":
-        return all(_per_character(n) for n in normalizer["normalizers"])
-    if kind == "Replace":
-        pattern = normalizer.get("pattern", {})
-        return "String" in pattern and len(pattern["String"]) == 1 and len(normalizer.get("content", "")) == 1
-    return kind in ("NFC", "NFKC", "NFD", "NFKD", "Lowercase")
-
-
-def _unicode_forms(normalizer: dict) -> list[str]:
-    if normalizer.get("type") == "Sequence":
-        return [form for n in normalizer["normalizers"] for form in _unicode_forms(n)]
-    return [normalizer["type"]] if normalizer.get("type") in ("NFC", "NFKC", "NFD", "NFKD") else []
-
-
-def _cuts_left_to_right(pre_tokenizer: dict | None) -> bool:
-    """Pre-tokenizers whose cuts depend on the text up to one character after them."""
-    if pre_tokenizer is None:
-        return False
-    kind = pre_tokenizer.get("type")
-    if kind == "Sequence":
-        parts = pre_tokenizer["pretokenizers"]
-        return bool(parts) and all(_cuts_left_to_right(p) for p in parts)
-    if kind == "ByteLevel":
-        return not pre_tokenizer.get("add_prefix_space", False)
-    if kind == "Split":
-        regex = pre_tokenizer.get("pattern", {}).get("Regex")
-        return (regex is not None and _looks_only_ahead(regex) and not pre_tokenizer.get("invert", False)
-                and pre_tokenizer.get("behavior") in ("Isolated", "Removed", "MergedWithNext"))
-    if kind == "Metaspace":
-        return pre_tokenizer.get("split", True) and pre_tokenizer.get("prepend_scheme", "always") in ("first", "never")
-    return kind in ("Digits", "Punctuation", "Whitespace", "WhitespaceSplit")
-
-
-def _looks_only_ahead(regex: str) -> bool:
-    """No look-behind, word boundary or anchor outside character classes: where the regex cuts
-    depends on the text from the cut on, never on what came before it."""
-    in_class, index = False, 0
-    while index < len(regex):
-        char = regex[index]
-        if char == "\\":
-            if not in_class and regex[index + 1:index + 2] in ("b", "B", "A", "G", "z", "Z"):
-                return False
-            index += 2
-            continue
-        if in_class:
-            in_class = char != "]"
-        elif char == "[":
-            in_class = True
-            index += 2 if regex[index + 1:index + 2] == "^" else 1  # a negated class, not an anchor
-            continue
-        elif char in "^$" or regex.startswith("(?<=", index) or regex.startswith("(?<!", index):
-            return False
-        index += 1
     return True
 
 

@@ -105,7 +105,7 @@ class PairTokenizer:
         found = cuts(self.rule, common)
         if found is None:
             return self.rule.special_prefix, 0
-        index = found.last_before(len(common) - self.rule.margin)
+        index = found.last_before(self.rule.cut.limit(common, len(common)))
         return self.rule.special_prefix + tuple(found.ids[:found.firsts[index]]), found.starts[index]
 
     def _added_over_preface_cut(self, common: str, contexts: set[str]) -> bool:
@@ -142,14 +142,14 @@ class PairTokenizer:
         context ``i``'s, distinct)."""
         targets = self.target_counts(chain.from_iterable(continuations))
         start, out, previous, spliced = self._preface_chars, [], None, 0
-        margin, tails = self.rule.margin if self.rule is not None else 0, self._tails
+        tails = self._tails
         for context, own_continuations in zip(contexts, continuations):
             found = None
             if self.rule is not None:
                 own = context[start:]
                 found, hint = self._own_cuts(own, previous)
             if found is not None:
-                index = max(bisect_right(found.starts, len(own) - margin) - 1, 0)  # the last safe cut
+                index = max(bisect_right(found.starts, self.rule.cut.limit(own, len(own))) - 1, 0)  # the last safe cut
                 tail = own[found.starts[index]:]
                 junctions = tails.get((tail, own_continuations), False)
                 if junctions is False:
@@ -187,7 +187,7 @@ class PairTokenizer:
         if previous is not None:
             before, found = previous
             starts = found.starts
-            index = bisect_right(starts, common_text_length(before, own) - rule.margin) - 1
+            index = bisect_right(starts, rule.cut.limit(own, common_text_length(before, own))) - 1
             if index > 0:
                 cut, reused = starts[index], found.firsts[index]
                 if rule.words is not None and rule.words.extend(own, cut, *found, index):
