@@ -20,10 +20,11 @@ def test_found_in_is_any_occurrence_ending_past_the_start(text, found, start):
     assert AddedContents(found).found_in(text, start) == expected
 
 
-@given(text=texts, found=contents, cut=st.integers(0, 26))
-def test_across_is_any_occurrence_over_the_cut(text, found, cut):
-    expected = any(begin < cut < end for begin, end in occurrences(text, found))
-    assert AddedContents(found).across(text, cut) == expected
+@given(text=texts, found=contents, end=st.integers(0, 26))
+def test_could_start_is_the_earliest_start_that_what_follows_could_complete(text, found, end):
+    end = min(end, len(text))
+    expected = min([q for q in range(end) for c in found if len(c) > end - q and c.startswith(text[q:end])] + [end])
+    assert AddedContents(found).could_start(text, end) == expected
 
 
 def test_no_contents_is_false_and_longest_first():

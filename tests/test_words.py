@@ -64,15 +64,15 @@ def test_ids_and_cuts_equal_the_tokenizers(fast, text):
 @settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
 @given(head=ascii_text, tail=ascii_text, data=st.data())
 def test_extending_a_text_from_a_cut_it_shares(fast, head, tail, data):
-    """A text sharing a prefix with another is tokenized from the other's cuts up to a pre-token
-    start at least the margin before where they part: the same as tokenizing it whole."""
+    """A text sharing a prefix with another is tokenized from the other's cuts up to the last
+    pre-token start the cut rule allows before where they part: the same as tokenizing it whole."""
     _, rule = fast
     before, text = head + tail, head + data.draw(ascii_text)
     first = rule.words.encode(before)
     whole = rule.words.encode(text)
     if first is None or whole is None:
         return
-    shared = len(head) - rule.margin
+    shared = rule.cut.limit(before, len(head))
     index = max(i for i, start in enumerate(first[1]) if start <= shared) if shared >= 0 else 0
     assert rule.words.extend(text, first[1][index], *first, index)
     assert first == whole  # the lists were turned into the text's own, in place

@@ -30,8 +30,16 @@ class AddedContents:
                 return any(text.find(content, max(0, start - len(content) + 1)) >= 0 for content in self.contents)
         return False
 
-    def across(self, text: str, cut: int) -> bool:
-        """Whether a content occurs in ``text`` over position ``cut`` (starting before it, ending after)."""
-        # in the window below, the first occurrence starts before the cut if any does, and then spans it
-        return any(0 <= text.find(content, max(0, cut - len(content) + 1), cut + len(content) - 1) < cut
-                   for content in self.contents)
+    def could_start(self, text: str, end: int) -> int:
+        """The earliest position ``q`` in the last ``longest - 1`` characters before ``end`` at which a
+        content could start and run on past ``end`` (``text[q:end]`` begins a longer one); ``end`` when none."""
+        low, earliest = max(0, end - self.longest + 1), end
+        for first in self._firsts:
+            position = text.find(first, low, earliest)
+            while position >= 0:
+                piece = text[position:end]
+                if any(len(content) > len(piece) and content.startswith(piece) for content in self.contents):
+                    earliest = position
+                    break
+                position = text.find(first, position + 1, earliest)
+        return earliest

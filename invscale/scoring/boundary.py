@@ -33,9 +33,12 @@ The argument, for a BPE tokenizer (merges never cross a pre-token):
    the scan is analysed on the normalized text. A normal form may compose or reorder a character
    with what follows, but never across an ASCII character (a starter no composition takes as its
    second part), so with one the text is treated as ending at its last ASCII character.
-3. **Added tokens.** A text holding an added token's content is never cut (the callers check). An
-   added token that strips whitespace on its left (``lstrip``) can eat a whitespace run that ends
-   the text, so the text is treated as ending where that run starts. ``single_word`` and ``rstrip``
+3. **Added tokens.** A text holding an added token's content is never cut (the callers check). A
+   content is taken out before pre-tokenizing, and the text before it is pre-tokenized as if it
+   ended there, so a text is treated as ending where a content could begin that what follows
+   would complete (``text[q:end]`` a prefix of one); no content can then span the cut either.
+   An added token that strips whitespace on its left (``lstrip``) can eat a whitespace run before
+   it, so the text is treated as ending where that run starts. ``single_word`` and ``rstrip``
    tokens look at the character before a content and the whitespace after it: both lie after any
    cut, since a cut is always before the text's last character.
 
@@ -48,6 +51,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
+from invscale.scoring.added import AddedContents
 from invscale.scoring.words import GPT2_PATTERN
 
 WILD = "\x00wild"  # any character outside ASCII that the pattern does not name: in every class, maybe
@@ -339,15 +343,15 @@ class _Automaton:
         """Whether the pattern surely matches one character at any position (no gaps in a scan):
         every ASCII character and every kind of other character (letter, number, space, other)
         is a whole match without passing a look-ahead."""
-        passed = {atom for atom in [*_ASCII, *_ABSTRACT] if atom not in _MAYBE_SPACES and self._whole_match(atom)}
+        entry = self._closure({self.start})
+        passed = {atom for atom in [*_ASCII, *_ABSTRACT] if atom not in _MAYBE_SPACES and self._whole_match(entry, atom)}
         # a separator counted as space by some engines and not by others behaves as one or the other
         return passed >= (set(_ASCII) | set(_ABSTRACT)) - _MAYBE_SPACES and {"\x00S", "\x00O"} <= passed
 
-    def _whole_match(self, atom: str) -> bool:
-        """Whether ``atom`` alone is surely a whole match (no look-ahead passed on the way)."""
-        after = {target for state in self._closure({self.start})
-                 for member, target in self.moves[state] if member(atom) is True}
-        return any(self.accept in self._closure({state}) for state in after)
+    def _whole_match(self, entry: set[int], atom: str) -> bool:
+        """Whether ``atom`` alone is surely a whole match from the states ``entry`` (no look-ahead passed)."""
+        after = {target for state in entry for member, target in self.moves[state] if member(atom) is True}
+        return bool(after) and self.accept in self._closure(after)
 
     def _closure(self, states: set[int]) -> set[int]:
         """The states reached from ``states`` by ε-moves that pass no look-ahead."""
@@ -430,12 +434,13 @@ class Reach:
 class CutRule:
     """Where texts of one tokenizer may be cut (see the module's argument): the first stage's
     :class:`Reach`; the normalizer to analyse the text through (None: the text as it is); whether
-    a Unicode normal form may change what ends a text; whether an added token strips whitespace
-    on its left."""
+    a Unicode normal form may change what ends a text; the added tokens' contents, and whether one
+    strips whitespace on its left."""
 
     reach: Reach
     normalize: object | None
     composes: bool
+    added: AddedContents | None
     lstrip: bool
 
     def limit(self, text: str, end: int) -> int:
@@ -444,6 +449,8 @@ class CutRule:
         ``text[:end]``."""
         if self.composes:
             end = next((i for i in range(end - 1, -1, -1) if text[i].isascii()), 0)
+        if self.added is not None:
+            end = self.added.could_start(text, end)
         if self.lstrip:
             while end > 0 and text[end - 1].isspace():
                 end -= 1
@@ -453,13 +460,15 @@ class CutRule:
         return earliest if self.reach.gapless else earliest - 1
 
 
-def cut_rule(pre_tokenizer: dict | None, normalizer: dict | None, lstrip: bool, normalize) -> CutRule:
+def cut_rule(pre_tokenizer: dict | None, normalizer: dict | None, normalize=None, added: AddedContents | None = None,
+             lstrip: bool = False) -> CutRule:
     """The cut rule of a tokenizer described by its pre-tokenizer and normalizer (their JSON);
-    ``lstrip``: an added token strips whitespace on its left; ``normalize``: the normalizer's
-    ``normalize_str``. Raises :class:`Unsupported` when the structure cannot be bounded."""
+    ``normalize``: the normalizer's ``normalize_str``; ``added``: its added tokens' contents;
+    ``lstrip``: one of them strips whitespace on its left. Raises :class:`Unsupported` when the
+    structure cannot be bounded."""
     reach = _first_stage(pre_tokenizer)
     mapped = normalizer is not None and maps_characters(normalizer)
-    return CutRule(reach, normalize if mapped else None, bool(normal_forms(normalizer)), lstrip)
+    return CutRule(reach, normalize if mapped else None, bool(normal_forms(normalizer)), added, lstrip)
 
 
 _SCANS: dict[str, Reach] = {}  # one automaton per pattern, per process

@@ -33,6 +33,7 @@ from invscale.scoring.distributed import Group
 from invscale.scoring.heap import settled_heap
 from invscale.scoring.metrics import example_metrics
 from invscale.scoring.runner import PackRunner
+from invscale.scoring.splice_check import chosen_checks
 from invscale.scoring.streamed import StreamedModel, StreamedRunner, plan_groups
 from invscale.scoring.tokenize import (ContextTokens, PairTokenizer, ScoredSequence, check_sequences,
                                        continuation_field, continuations)
@@ -155,6 +156,7 @@ class ScoringJob:
         if long_items:
             kept = sorted(set(range(len(self.items))) - {number for number, _ in long_items})
             self._index_items(([self.items[n] for n in kept], [self.item_rows[n] for n in kept]))
+        self._check_splice()
         self.preface = self.pairs.preface
         self.stats = ScoreStats(items=int(self._pending_rows.sum()) + len(self._long_rows),
                                 sequences=int((self._pending_rows * np.diff(self._first_sequence)).sum()),
@@ -254,6 +256,22 @@ class ScoringJob:
         longest = max([longest] + [length for length in lengths if limit is None or length <= limit])
         architectures.check_architecture(config, longest)
         return [(n, item_sequences) for n, item_sequences, _ in long_items]
+
+    def _check_splice(self) -> None:
+        """Refuse the run, naming the row, if a checked pair's spliced tokens differ from its whole-string
+        tokens (see :mod:`invscale.scoring.splice_check`); nothing to check without a splice rule."""
+        rule = self.pairs.rule
+        if rule is None or not self.items:
+            return
+        firsts = "".join(sorted({content[0] for content in rule.added.contents})) if rule.added is not None else ""
+        checks = chosen_checks(self._item_contexts, self._item_continuations, self.chunk_rows, firsts)
+        wrong = self.pairs.first_differing([check[1:] for check in checks])
+        if wrong is not None:
+            number, _, context, continuation = checks[wrong]
+            raise DataError(f"{self.dataset.name}: row {self.items[number].index + 1}: field "
+                            f"'{continuation_field(self.dataset.task_type)}': {continuation!r} after its prompt is "
+                            "tokenized otherwise in pieces than as one string; this tokenizer cannot be scored "
+                            "exactly here (nothing was scored)")
 
     def _check_targets(self) -> None:
         """Every continuation has tokens of its own (its count is what is scored)."""

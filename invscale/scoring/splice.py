@@ -73,9 +73,10 @@ def splice_rule(tokenizer) -> SpliceRule | None:
     added_tokens = list(backend.get_added_tokens_decoder().values())
     if normalizer is not None and any(token.normalized for token in added_tokens) and maps_characters(normalizer):
         return None  # such a token is found in the normalized text, which the checks here do not read
+    added = AddedContents(token.content for token in added_tokens) or None
     try:
-        cut = cut_rule(pre_tokenizer, normalizer, any(token.lstrip for token in added_tokens),
-                       backend.normalizer.normalize_str if normalizer is not None else None)
+        cut = cut_rule(pre_tokenizer, normalizer, backend.normalizer.normalize_str if normalizer is not None else None,
+                       added, any(token.lstrip for token in added_tokens))
     except Unsupported:
         return None
     if not _wrapper_is_backend(tokenizer, backend):
@@ -83,7 +84,6 @@ def splice_rule(tokenizer) -> SpliceRule | None:
     prefix = _special_prefix(backend)
     if prefix is None:
         return None
-    added = AddedContents(token.content for token in added_tokens) or None
     forms = tuple(normal_forms(normalizer))
     trims = processor is not None and '"trim_offsets":true' in json.dumps(processor, separators=(",", ":"))
     return SpliceRule(backend, prefix, normalizer is not None, forms, trims, added, cut,

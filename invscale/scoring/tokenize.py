@@ -94,8 +94,6 @@ class PairTokenizer:
         distinct = set(contexts)
         common = os.path.commonprefix([min(distinct), max(distinct)]) if distinct else ""
         self.preface, self._preface_chars = self._cut(common)
-        if self._preface_chars and self._added_over_preface_cut(common, distinct):
-            self.preface, self._preface_chars = self.rule.special_prefix, 0  # an added token spans the cut
 
     def _cut(self, common: str) -> tuple[tuple[int, ...], int]:
         """(tokens of ``common`` up to its last safe cut, with the special prefix; the cut's
@@ -107,17 +105,6 @@ class PairTokenizer:
             return self.rule.special_prefix, 0
         index = found.last_before(self.rule.cut.limit(common, len(common)))
         return self.rule.special_prefix + tuple(found.ids[:found.firsts[index]]), found.starts[index]
-
-    def _added_over_preface_cut(self, common: str, contexts: set[str]) -> bool:
-        """Whether an added token's content spans the preface cut in any context (only possible
-        when the text before the cut ends with the start of one)."""
-        rule, cut = self.rule, self._preface_chars
-        if rule.added is None:
-            return False
-        before = common[max(0, cut - rule.added.longest + 1):cut]
-        if not any(token.startswith(before[i:]) for token in rule.added.contents for i in range(len(before))):
-            return False
-        return any(rule.added.across(c, cut) for c in contexts)
 
     def adopt_preface(self, preface: tuple[int, ...]) -> None:
         """Use ``preface`` (a prefix of every sequence, found from whole-string tokens) from now on."""
@@ -164,18 +151,40 @@ class PairTokenizer:
         self.spliced += spliced
         return out
 
+    def first_differing(self, checks: list[tuple[str | None, str, str]]) -> int | None:
+        """The index of the first check whose tokens here differ from the tokenizer's own tokens of
+        the joined string (or whose scored count differs from the continuation's own), or None.
+
+        A check is (neighbour, context, continuation): the context is tokenized as a run tokenizes
+        it after that neighbour (the context before it in its chunk's text order; None for the
+        first), reusing the neighbour's tokens where the run would."""
+        if self.rule is None or not checks:
+            return None
+        continuations = sorted({k for _, _, k in checks})
+        own_counts = dict(zip(continuations, map(len, self.tokenizer(continuations, add_special_tokens=False)["input_ids"])))
+        whole = self.tokenizer([context + k for _, context, k in checks])["input_ids"]
+        counted = self.spliced, self.whole  # the run's own counts, not the checks'
+        try:
+            for number, ((neighbour, context, k), reference) in enumerate(zip(checks, whole)):
+                contexts, own = ([neighbour, context], [(), (k,)]) if neighbour is not None else ([context], [(k,)])
+                found = self.contexts(contexts, own)[-1]
+                junction, n_target = found.junctions[0]
+                if self.preface + found.stem + junction != tuple(reference) or n_target != own_counts[k]:
+                    return number
+            return None
+        finally:
+            self.spliced, self.whole = counted
+
     def _below(self, tail: str, own_continuations: tuple[str, ...],
                targets: dict[str, int]) -> tuple[tuple[tuple[int, ...], int], ...] | None:
         """The junctions (tokens of ``tail`` + each continuation, target count) below a context's
         last safe cut, ``tail`` being its text from there; None when the pairs must be tokenized
-        whole (an added token could form across the cut, or a junction has fewer tokens than its
-        continuation alone). Cached: most contexts end in the same few tails."""
+        whole (a junction has fewer tokens than its continuation alone). Cached: most contexts end
+        in the same few tails."""
         if len(self._tails) > 200_000:
             self._tails.clear()
         junctions = tuple((self._junction(tail + k), targets[k]) for k in own_continuations)
-        # an added token over the cut would hold the whole tail and run on into the continuation
-        spans = self.rule.added is not None and any(tail in content for content in self.rule.added.contents)
-        found = None if spans or any(n > len(j) for j, n in junctions) else junctions
+        found = None if any(n > len(j) for j, n in junctions) else junctions
         self._tails[tail, own_continuations] = found
         return found
 
@@ -275,15 +284,12 @@ def check_sequences(rows: list[Row], task_type: TaskType, sequences: list[Scored
         pairs = continuations(row, task_type)
         row_sequences = sequences[cursor:cursor + len(pairs)]
         cursor += len(pairs)
-        for (_, continuation), sequence in zip(pairs, row_sequences):
+        for (context, continuation), sequence in zip(pairs, row_sequences):
             where = f"{source}: row {row.index + 1}: field '{field_name}'"
             if sequence.n_target == 0:
                 raise DataError(f"{where}: {continuation!r} has no tokens")
             if sequence.n_target >= len(sequence.tokens):
-                raise DataError(
-                    f"{where}: {continuation!r} would be the whole sequence; the tokenizer adds no BOS "
-                    "and the context is empty, so nothing predicts its first token"
-                )
+                raise DataError(f"{where}: {unpredictable(context, continuation, sequence)}")
             if max_positions is not None and len(sequence.tokens) > max_positions:
                 raise DataError(
                     f"{source}: row {row.index + 1}: field 'prompt': context + continuation is "
@@ -291,6 +297,15 @@ def check_sequences(rows: list[Row], task_type: TaskType, sequences: list[Scored
                 )
         grouped.append(row_sequences)
     return grouped
+
+
+def unpredictable(context: str, continuation: str, sequence: ScoredSequence) -> str:
+    """Why nothing predicts the first token of a continuation that would be its whole sequence."""
+    if not context:
+        return f"{continuation!r} would be the whole sequence: the context is empty and the tokenizer adds no BOS"
+    return (f"{context!r} + {continuation!r} is {len(sequence.tokens)} token(s), no more than {continuation!r}'s own "
+            f"{sequence.n_target}: the context merges into its tokens and the tokenizer adds no BOS, so nothing "
+            "predicts its first token")
 
 
 def tokenize_rows(tokenizer, rows: list[Row], task_type: TaskType, source: str,
