@@ -58,6 +58,13 @@ def test_pieces_before_the_cut_do_not_depend_on_what_follows(name, shared, first
         assert [piece for piece in second_pieces if piece[1][0] >= cut] == rest
 
 
+def test_a_bounded_repetition_followed_by_plus_repeats_it():
+    """In Oniguruma's Ruby syntax ``{1,3}+`` is not possessive: it repeats the repetition, so a digit
+    run is read to its end."""
+    assert Reach(r"\p{N}{1,3}+").open("x 12345678", 10) == 2
+    assert Reach(r"\p{N}{1,3}").open("x 12345678", 10) == 8
+
+
 def test_a_whitespace_run_read_to_its_last_newline_is_never_cut():
     """Llama-3's ``\\s*[\\r\\n]+`` reads a whitespace run to its end: no cut inside a run that ends a
     text, however long (the fixed eight-character window cut there)."""

@@ -150,14 +150,16 @@ class _Parser:
             if char in ("*", "+", "?"):
                 self.index += 1
                 node = ("rep", node, 1 if char == "+" else 0, 1 if char == "?" else None)
+                if self._peek() in ("?", "+"):  # lazy or possessive: a subset of the greedy paths
+                    self.index += 1
             elif char == "{" and self._bounds() is not None:
                 lo, hi, length = self._bounds()
                 self.index += length
                 node = ("rep", node, lo, hi)
+                if self._peek() == "?":  # lazy; a '+' after it repeats it (Oniguruma's Ruby syntax)
+                    self.index += 1
             else:
                 return node
-            if self._peek() in ("?", "+"):  # lazy or possessive: a subset of the greedy paths
-                self.index += 1
 
     def _bounds(self):
         close = self.pattern.find("}", self.index)
@@ -178,7 +180,7 @@ class _Parser:
         if char == "[":
             return ("class", self._class())
         if char == "\\":
-            return ("class", self._escape(in_class=False))
+            return ("class", self._escape())
         if char == ".":
             self.index += 1
             return ("class", _any_but_newline)
@@ -210,7 +212,7 @@ class _Parser:
         self.index += 1
         return ("look", node) if kind == "look" else node
 
-    def _escape(self, in_class: bool):
+    def _escape(self):
         pattern = self.pattern
         if pattern.startswith(r"\p{", self.index) and pattern[self.index + 4:self.index + 5] == "}":
             name = pattern[self.index + 3]
@@ -241,7 +243,7 @@ class _Parser:
             if self._peek() == "[" or self.pattern.startswith("&&", self.index):
                 raise Unsupported("nested class")
             if self._peek() == "\\":
-                members.append(self._escape(in_class=True))
+                members.append(self._escape())
                 continue
             low = self._peek()
             self.index += 1

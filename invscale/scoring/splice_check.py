@@ -17,7 +17,7 @@ from itertools import accumulate, chain
 
 SAMPLED = 64  # pairs drawn at random
 FLAGGED = 256  # pairs with a risky-looking junction, at most (drawn among them when there are more)
-_TAIL = 32  # characters of a context's end looked at
+_TAIL = 24  # characters of a context's end looked at
 
 
 def chosen_checks(item_contexts: list[tuple[str, ...]], item_continuations: list[tuple[str, ...]], chunk_rows: int,
@@ -47,20 +47,26 @@ def chosen_checks(item_contexts: list[tuple[str, ...]], item_continuations: list
 
 def _flagged(item_contexts, item_continuations, added_firsts: str) -> list[tuple[int, str, str]]:
     """Pairs whose junction has a whitespace run, whitespace on both sides, or an added token's first
-    character; one per distinct (context end, continuation)."""
-    risky = re.compile(r"\s\s" + (f"|[{re.escape(added_firsts)}]" if added_firsts else "")).search
-    risk_of: dict[tuple[str, ...], tuple[bool, bool]] = {}  # continuations: any risky, any starting with space
+    character; one per distinct (context end, continuation). The contexts' ends are searched in one
+    pass over them all, joined."""
+    risky = re.compile(r"\s\s" + (f"|[{re.escape(added_firsts)}]" if added_firsts else ""))
+    flat = [(n, context) for n, contexts in enumerate(item_contexts) for context in contexts]
+    tails = [context[-_TAIL:] for _, context in flat]
+    starts = list(accumulate((len(tail) + 1 for tail in tails), initial=0))
+    joined = "\x00".join(tails)
+    risky_tails = {bisect_right(starts, m.start()) - 1 for m in risky.finditer(joined)}
+    spaced_tails = {bisect_right(starts, m.start()) - 1 for m in re.finditer(r"\s(?=\x00|\Z)", joined)}
+    continuation_sets = set(item_continuations)
+    risky_sets = {ks for ks in continuation_sets if any(risky.search(k) for k in ks)}
+    spaced_sets = {ks for ks in continuation_sets if any(k[:1].isspace() for k in ks)}
+    candidates = risky_tails | {i for i in spaced_tails if item_continuations[flat[i][0]] in spaced_sets}
+    if risky_sets:
+        candidates |= {i for i, (n, _) in enumerate(flat) if item_continuations[n] in risky_sets}
     found, seen = [], set()
-    for number, (contexts, continuations) in enumerate(zip(item_contexts, item_continuations)):
-        risk = risk_of.get(continuations)
-        if risk is None:
-            risk = risk_of[continuations] = (any(risky(k) for k in continuations),
-                                             any(k[:1].isspace() for k in continuations))
-        for context in contexts:
-            tail = context[-_TAIL:]
-            if risk[0] or risky(tail) or (risk[1] and tail[-1:].isspace()):
-                for continuation in continuations:
-                    if (tail, continuation) not in seen:
-                        seen.add((tail, continuation))
-                        found.append((number, context, continuation))
+    for i in sorted(candidates):
+        number, context = flat[i]
+        for continuation in item_continuations[number]:
+            if (tails[i], continuation) not in seen:
+                seen.add((tails[i], continuation))
+                found.append((number, context, continuation))
     return found
