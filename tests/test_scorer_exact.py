@@ -251,8 +251,8 @@ def test_a_planner_failure_reaches_the_caller(loaded_models, monkeypatch):
             raise RuntimeError("planner broke")
         return original(self, contexts, continuations)
 
-    monkeypatch.setattr(PairTokenizer, "contexts", failing)
     job = ScoringJob(loaded.model, loaded.tokenizer, dataset, max_tokens_per_pack=30, chunk_rows=3)
+    monkeypatch.setattr(PairTokenizer, "contexts", failing)  # the third chunk the planner tokenizes
     seen = []
     with pytest.raises(RuntimeError, match="planner broke"):
         for result in job.results():

@@ -166,7 +166,7 @@ class PairTokenizer:
         counted = self.spliced, self.whole  # the run's own counts, not the checks'
         try:
             for number, ((neighbour, context, k), reference) in enumerate(zip(checks, whole)):
-                contexts, own = ([neighbour, context], [(), (k,)]) if neighbour is not None else ([context], [(k,)])
+                contexts, own = ([neighbour, context], [(k,), (k,)]) if neighbour is not None else ([context], [(k,)])
                 found = self.contexts(contexts, own)[-1]
                 junction, n_target = found.junctions[0]
                 if self.preface + found.stem + junction != tuple(reference) or n_target != own_counts[k]:
