@@ -42,7 +42,8 @@ def test_streamed_equals_resident(checkpoint_dirs, loaded_models, tmp_path, chec
         assert len(set(weight_map.values())) > 3 and len(layer_files["layer0"]) > 1, "a layer spans several shards"
     loaded = loaded_models[checkpoint]
     dataset = as_dataset(random_classification(31, n_rows=14))
-    expected = scores(ScoringJob(loaded.model, loaded.tokenizer, dataset, max_tokens_per_pack=120))
+    # the same plan as streamed scoring's, which holds no stack of shared prefixes
+    expected = scores(ScoringJob(loaded.model, loaded.tokenizer, dataset, max_tokens_per_pack=120, stacks=False))
     streamed = StreamedModel(directory, torch.float32, torch.device("cpu"))
     assert all(p.is_meta for layer in streamed.layers for p in layer.parameters()), "no layer stays resident"
     job = ScoringJob(None, loaded.tokenizer, dataset, max_tokens_per_pack=120, streamed=streamed)
@@ -61,7 +62,8 @@ def test_streamed_bfloat16_equals_resident_bfloat16(checkpoint_dirs, checkpoint)
     assert ({n: b.dtype for n, b in streamed.model.named_buffers()}
             == {n: b.dtype for n, b in resident.model.named_buffers()})
     dataset = as_dataset(random_classification(35, n_rows=10))
-    expected = scores(ScoringJob(resident.model, resident.tokenizer, dataset, max_tokens_per_pack=150, backend="sdpa"))
+    expected = scores(ScoringJob(resident.model, resident.tokenizer, dataset, max_tokens_per_pack=150, backend="sdpa",
+                                 stacks=False))
     got = scores(ScoringJob(None, resident.tokenizer, dataset, max_tokens_per_pack=150, backend="sdpa",
                             streamed=streamed))
     for index, values in expected.items():
@@ -71,7 +73,7 @@ def test_streamed_bfloat16_equals_resident_bfloat16(checkpoint_dirs, checkpoint)
 def test_budget_splits_groups_and_is_honoured(checkpoint_dirs, loaded_models):
     loaded = loaded_models["opt-350m-shape"]
     dataset = as_dataset(random_classification(32, n_rows=30))
-    expected = scores(ScoringJob(loaded.model, loaded.tokenizer, dataset, max_tokens_per_pack=100))
+    expected = scores(ScoringJob(loaded.model, loaded.tokenizer, dataset, max_tokens_per_pack=100, stacks=False))
     streamed = StreamedModel(checkpoint_dirs["opt-350m-shape"], torch.float32, torch.device("cpu"))
     roomy = ScoringJob(None, loaded.tokenizer, dataset, max_tokens_per_pack=100, streamed=streamed)
     assert len(roomy.groups) == 1
@@ -139,7 +141,7 @@ def test_score_command_streams_on_request(checkpoint_dirs, tmp_path):
 def test_cpu_offload_reads_the_checkpoint_once(checkpoint_dirs, loaded_models, monkeypatch, keep_in_host):
     loaded = loaded_models["opt-350m-shape"]
     dataset = as_dataset(random_classification(34, n_rows=30))
-    expected = scores(ScoringJob(loaded.model, loaded.tokenizer, dataset, max_tokens_per_pack=100))
+    expected = scores(ScoringJob(loaded.model, loaded.tokenizer, dataset, max_tokens_per_pack=100, stacks=False))
     streamed = StreamedModel(checkpoint_dirs["opt-350m-shape"], torch.float32, torch.device("cpu"),
                              keep_in_host=keep_in_host)
     reads = []
@@ -162,7 +164,7 @@ def test_streamed_targets_predicted_by_the_preface(checkpoint_dirs, loaded_model
     records = [{"prompt": "Question: which is it?\nAnswer:", "classes": [" yes", " no"], "answer_index": i % 2}
                for i in range(6)]
     dataset = as_dataset(records)
-    expected = scores(ScoringJob(loaded.model, loaded.tokenizer, dataset, splice=False))
+    expected = scores(ScoringJob(loaded.model, loaded.tokenizer, dataset, splice=False, stacks=False))
     streamed = StreamedModel(checkpoint_dirs["llama-gqa2"], torch.float32, torch.device("cpu"))
     job = ScoringJob(None, loaded.tokenizer, dataset, streamed=streamed, splice=False, max_tokens_per_pack=4,
                      memory_budget=10**9)

@@ -15,6 +15,7 @@ import torch
 
 from invscale.data import Dataset
 from invscale.scoring.scorer import ScoringJob
+from invscale.scoring.trie import stack_growth
 
 REFERENCE_PARAMS = 1.3e9  # OPT-1.3B
 REFERENCE_PEAK_FLOPS = 790e12  # dense bf16 on an H100 SXM, as measured in bench/RESULTS.md
@@ -34,11 +35,12 @@ def host_benchmark(tokenizer, config, dataset: Dataset, max_tokens_per_pack: int
     job = ScoringJob(ConfigOnly(config), tokenizer, dataset, max_tokens_per_pack=max_tokens_per_pack,
                      backend="sdpa", kernels="torch")
     setup = time.perf_counter() - began
-    first_pack, unique, packs = None, job.stats.preface_tokens, 0
+    first_pack, unique, packs, held = None, job.stats.preface_tokens, 0, ()
     for pack in job.iter_packs():
         if first_pack is None:
             first_pack = time.perf_counter() - began
-        unique += pack.n_tokens
+        unique += pack.n_tokens + stack_growth(held, pack.stack)
+        held = pack.stack
         packs += 1
     host = time.perf_counter() - began
     floor = 2 * REFERENCE_PARAMS * unique / REFERENCE_PEAK_FLOPS

@@ -24,6 +24,7 @@ from invscale.benchmark.workload import body_params
 from invscale.data import Dataset
 from invscale.kernels.launch import interpreting
 from invscale.scoring.scorer import ScoringJob
+from invscale.scoring.trie import tokens_computed
 
 # largest |Δ| between a method's per-option log-prob and baseline A's that still counts as equal
 TOLERANCE = {torch.float32: 1e-3, torch.float16: 0.25, torch.bfloat16: 0.5}
@@ -86,7 +87,7 @@ def matmul_peak_flops(dtype: torch.dtype, device: torch.device) -> float:
 def flop_floor(model, plan: ScoringJob, peak_flops: float) -> tuple[float, int]:
     """(seconds, unique tokens) of ``plan``'s work at ``peak_flops``: 2 × body params per unique
     token plus the LM head on answer tokens."""
-    unique_tokens = plan.stats.preface_tokens + sum(pack.n_tokens for pack in plan.plan())
+    unique_tokens = plan.stats.preface_tokens + tokens_computed(plan.plan())
     head = model.get_output_embeddings().weight
     return (2 * body_params(model) * unique_tokens + 2 * head.numel() * plan.stats.answer_tokens) / peak_flops, unique_tokens
 

@@ -52,8 +52,7 @@ class InvscaleLM(HFLM):
             joint = (list(context) + list(continuation))[-(self.max_length + 1):]  # left truncation, as lm-eval's
             sequences.append((tuple(joint), len(continuation)))
         bar = tqdm(total=len(requests), disable=disable_tqdm or self.rank != 0, desc="Running loglikelihood requests")
-        logprobs, greedy = score_token_sequences(self.model, sequences, **self.invscale_options)
-        bar.update(len(requests))
+        logprobs, greedy = score_token_sequences(self.model, sequences, on_pack=bar.update, **self.invscale_options)
         bar.close()
         answers = list(zip(logprobs, greedy))
         for (request, _, _), answer in zip(requests, answers):

@@ -5,8 +5,9 @@ reads the pack's structure from the :class:`TreeContext` made active around the 
 :func:`active` (a context variable, so it reaches layers that do not pass extra keyword arguments
 through). Two modes:
 
-- capture (``TreeContext.captured`` is a dict): causal attention over the preface (a chain), and
-  each layer's keys and values are stored so every later pack can reuse them;
+- capture (``TreeContext.captured`` is a dict): causal attention over the preface (a chain, after
+  any cached prefix, as when a segment is pushed on the stack of shared prefixes), and each
+  layer's keys and values (the prefix's and the chain's) are stored so later packs can reuse them;
 - pack: queries attend to all cached preface keys, then to trie nodes by the ancestor rule
   ``k <= q < subtree_end[k]``.
 
@@ -59,10 +60,12 @@ class TreeContext:
     _masks: dict = field(default_factory=dict)
 
     @classmethod
-    def preface(cls, length: int, device: torch.device) -> "TreeContext":
-        """The context of a preface pass: a chain of ``length`` tokens whose keys and values are kept."""
+    def preface(cls, length: int, device: torch.device, prefix: dict | None = None, start: int = 0) -> "TreeContext":
+        """The context of a preface pass: a chain of ``length`` tokens whose keys and values are kept
+        (after ``prefix``, the ``start`` tokens already cached, which the chain attends to and
+        which the kept keys and values begin with)."""
         return cls(subtree_end=torch.full((length,), length, dtype=torch.long, device=device),
-                   positions=torch.arange(length, device=device), captured={})
+                   positions=torch.arange(start, start + length, device=device), prefix=prefix or {}, captured={})
 
     def mask(self, kind: str, n_prefix: int, window: int | None, build: Callable):
         """The mask of ``kind`` for this pack, built once by ``build(context, n_prefix, window)`` and
@@ -249,13 +252,13 @@ def tree_attention_forward(module, query, key, value, attention_mask=None, scali
         raise RuntimeError(f"the '{ATTENTION_NAME}' attention runs only inside invscale.scoring's passes")
     _check_arguments(module, dropout, kwargs)
     layer = module.layer_idx
+    if layer in context.prefix:
+        prefix_key, prefix_value = context.prefix[layer]
+        key, value = torch.cat([prefix_key, key], dim=2), torch.cat([prefix_value, value], dim=2)
     if context.captured is not None:
         context.captured[layer] = (key, value)
         out = sdpa_tree_attention(query, key, value, context, scaling, sliding_window, softcap)
     else:
-        if layer in context.prefix:
-            prefix_key, prefix_value = context.prefix[layer]
-            key, value = torch.cat([prefix_key, key], dim=2), torch.cat([prefix_value, value], dim=2)
         out = _BACKENDS[context.backend](query, key, value, context, scaling, sliding_window, softcap)
     return out.transpose(1, 2).contiguous(), None
 

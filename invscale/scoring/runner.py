@@ -16,9 +16,12 @@ from invscale.scoring.trie import Pack
 
 
 class PackRunner:
-    """Computes answer-token log-probs for packs, reusing one preface's keys and values."""
+    """Computes answer-token log-probs for packs, reusing the keys and values of the preface and of
+    the stack of shared prefixes above each pack (``push_tokens``: the most tokens one pass of a
+    segment pushed on the stack takes; None, the whole segment)."""
 
-    def __init__(self, model: torch.nn.Module, backend: str = "auto", kernels: str = "torch"):
+    def __init__(self, model: torch.nn.Module, backend: str = "auto", kernels: str = "torch",
+                 push_tokens: int | None = None):
         architectures.check_model_type(model.config)
         head = model.get_output_embeddings()
         self.head_weight, self.head_bias = head.weight, getattr(head, "bias", None)
@@ -30,8 +33,12 @@ class PackRunner:
         self.model = model
         self.body = model.base_model
         self.prefix: dict[int, tuple[torch.Tensor, torch.Tensor]] = {}
-        self.preface_hidden: torch.Tensor | None = None  # [P, d] final hidden states of the preface
+        self.preface_hidden: torch.Tensor | None = None  # [P, d] final hidden states of the preface and stack
         self.n_prefix = 0
+        self.push_tokens = push_tokens
+        self.stack: list[tuple[int, ...]] = []  # the segments held above the preface
+        self.stack_ends: list[int] = [0]  # cached tokens below each segment, then after the last
+        self.pushed_tokens = 0
         self._previous_attention = model.config._attn_implementation
         model.set_attn_implementation(attention.ATTENTION_NAME)
 
@@ -54,19 +61,48 @@ class PackRunner:
     @torch.no_grad()
     def set_preface(self, tokens: list[int] | tuple[int, ...]) -> None:
         """Compute and keep every layer's keys and values for the shared preface tokens."""
-        self.prefix, self.n_prefix, self.preface_hidden = {}, len(tokens), None
-        if not tokens:
-            return
+        self.prefix, self.n_prefix, self.preface_hidden = {}, 0, None
+        self.stack, self.stack_ends = [], [len(tokens)]
+        if tokens:
+            self._push(tuple(tokens))
+
+    @torch.no_grad()
+    def hold_stack(self, stack: tuple[tuple[int, ...], ...]) -> None:
+        """Make the cached keys and values those of the preface then ``stack``'s segments: the leading
+        segments already held are kept (compared by identity, then by value), the rest dropped and
+        the missing ones computed, each in passes of at most ``push_tokens`` tokens. A segment's
+        keys and values so depend only on the segments below it, never on what ran before."""
+        keep, held = 0, self.stack
+        while keep < min(len(stack), len(held)) and (stack[keep] is held[keep] or stack[keep] == held[keep]):
+            keep += 1
+        if keep < len(held):
+            self.n_prefix = length = self.stack_ends[keep]
+            self.prefix = {layer: (key[:, :, :length], value[:, :, :length]) for layer, (key, value) in self.prefix.items()}
+            self.preface_hidden = self.preface_hidden[:length] if length else None
+            del held[keep:], self.stack_ends[keep + 1:]
+        for segment in stack[keep:]:
+            step = self.push_tokens or len(segment)
+            for start in range(0, len(segment), step):
+                self._push(segment[start:start + step])
+            held.append(segment)
+            self.stack_ends.append(self.n_prefix)
+            self.pushed_tokens += len(segment)
+
+    def _push(self, tokens: tuple[int, ...]) -> None:
+        """Append ``tokens`` (a chain after what is cached) to the cached keys, values and final hidden states."""
         ids = torch.tensor(tokens, dtype=torch.long, device=self.device)
-        context = attention.TreeContext.preface(len(tokens), self.device)
-        self.preface_hidden = self._forward(ids, context.positions, context)
+        context = attention.TreeContext.preface(len(tokens), self.device, self.prefix, self.n_prefix)
+        hidden = self._forward(ids, context.positions, context)
         self.prefix = context.captured
+        self.preface_hidden = hidden if self.preface_hidden is None else torch.cat([self.preface_hidden, hidden])
+        self.n_prefix += len(tokens)
 
     @torch.no_grad()
     def pair_logprobs(self, pack: Pack, with_greedy: bool = False):
         """log p(pair_target | pair_node's context) for every answer pair of ``pack``: [T] fp32 on the
         model's device (and, with ``with_greedy``, [T] bool: whether each target is the argmax). On
         CUDA this returns before the GPU finishes, so the caller can prepare the next pack meanwhile."""
+        self.hold_stack(pack.stack)
         hidden = None
         if pack.n_tokens:  # a pack may hold only sequences that end inside the preface
             ids = torch.from_numpy(pack.tokens).to(self.device)

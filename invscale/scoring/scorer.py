@@ -37,7 +37,8 @@ from invscale.scoring.splice_check import chosen_checks
 from invscale.scoring.streamed import StreamedModel, StreamedRunner, plan_groups
 from invscale.scoring.tokenize import (ContextTokens, PairTokenizer, ScoredSequence, check_sequences,
                                        continuation_field, continuations)
-from invscale.scoring.trie import Pack, SequenceRef, Unit, build_packs, common_prefix, template, units_of_sequences
+from invscale.scoring.trie import (Pack, SequenceRef, Unit, build_packs, common_prefix, stack_growth, template,
+                                   units_of_sequences)
 
 # Unique tokens per packed forward pass when none is given: on a CPU (segment attention) 1024 ran
 # fastest of 512 … 4096 on the seed tasks with SmolLM2-135M (bench/RESULTS.md), while a GPU wants
@@ -124,19 +125,23 @@ class ScoringJob:
     result holding only ``skipped``, the reason), or ``truncate-left``: the oldest tokens of each of
     the row's sequences are dropped to fit, as lm-evaluation-harness does, and ``truncated`` says how
     many (those sequences share no preface, so they run after the packs, apart).
+    ``stacks``: prefixes shared by more rows than fit one pack are computed once and held on a stack
+    of keys and values for every pack below them (see :func:`invscale.scoring.trie.build_packs`);
+    streamed scoring plans without (each pack then computes the prefixes it holds).
     """
 
     def __init__(self, model, tokenizer, dataset: Dataset, max_tokens_per_pack: int | None = None,
                  backend: str = "auto", skip_indexes: frozenset[int] | set[int] = frozenset(),
                  kernels: str = "auto", streamed: StreamedModel | None = None, memory_budget: int | None = None,
                  on_layer: Callable[[int, int], None] | None = None, splice: bool = True,
-                 chunk_rows: int = CHUNK_ROWS, group: Group = Group(), too_long: str = "error"):
+                 chunk_rows: int = CHUNK_ROWS, group: Group = Group(), too_long: str = "error", stacks: bool = True):
         with settled_heap():
             self._set_up(model, tokenizer, dataset, max_tokens_per_pack, backend, skip_indexes, kernels, streamed,
-                         memory_budget, on_layer, splice, chunk_rows, group, too_long)
+                         memory_budget, on_layer, splice, chunk_rows, group, too_long, stacks)
 
     def _set_up(self, model, tokenizer, dataset, max_tokens_per_pack, backend, skip_indexes, kernels, streamed,
-                memory_budget, on_layer, splice, chunk_rows, group, too_long) -> None:
+                memory_budget, on_layer, splice, chunk_rows, group, too_long, stacks) -> None:
+        self.stacks = stacks and streamed is None
         if streamed is not None:
             model = streamed.model
         self.model, self.dataset, self.chunk_rows = model, dataset, chunk_rows
@@ -337,7 +342,7 @@ class ScoringJob:
             self.stats.naive_tokens += int((owner_weights[ids - first] * lengths).sum())
             self.stats.answer_tokens += int((owner_weights[ids - first] * targets).sum())
             packs, held = build_packs(held + units, self.max_tokens_per_pack, self.preface,
-                                      keep_last=stop < len(self.items))
+                                      keep_last=stop < len(self.items), stacks=self.stacks)
             yield from (pack for pack in packs if self._owner_pending[pack.seq_ids].any())
 
     def _chunk_contexts(self, start: int, stop: int, first: int):
@@ -463,9 +468,11 @@ class ScoringJob:
         logprobs = np.zeros(int(first[-1]), dtype=np.float64)
         self.stats.unique_tokens = self.stats.preface_tokens
         passes = self._streamed_passes() if self.streamed is not None else self._resident_passes()
+        held = ()
         for pack, launched in passes:
             sums = pack.sequence_sums(launched.double().cpu().numpy())
-            self.stats.unique_tokens += pack.n_tokens
+            self.stats.unique_tokens += pack.n_tokens + stack_growth(held, pack.stack)
+            held = pack.stack
             self.stats.packs += 1
             finished = []
             for seq_id, value in zip(pack.seq_ids.tolist(), sums.tolist()):
@@ -488,7 +495,8 @@ class ScoringJob:
     def _resident_passes(self) -> Iterator[tuple[Pack, torch.Tensor]]:
         """(pack, its answer log-probs) with the whole model resident, one forward pass per pack (this
         process's share of them under torchrun, the others' received)."""
-        with PackRunner(self.model, backend=self.backend, kernels=self.kernels) as runner:
+        with PackRunner(self.model, backend=self.backend, kernels=self.kernels,
+                        push_tokens=self.max_tokens_per_pack) as runner:
             runner.set_preface(self.preface)
             yield from self.group.passes(([pack] for pack in self._packs_beside()),
                                          lambda unit: [runner.pair_logprobs(unit[0])])
@@ -534,11 +542,14 @@ def too_long_message(source: str, rows: list[tuple[int, int]], limit: str) -> st
 
 
 def score_token_sequences(model, sequences: list[tuple[tuple[int, ...], int]], max_tokens_per_pack: int | None = None,
-                          backend: str = "auto", kernels: str = "auto") -> tuple[list[float], list[bool]]:
+                          backend: str = "auto", kernels: str = "auto",
+                          on_pack: Callable[[int], None] | None = None) -> tuple[list[float], list[bool]]:
     """For token sequences given as (tokens, n_target): the summed log-prob of each one's last
     ``n_target`` tokens and whether each of those tokens is the argmax of its prediction, from one
-    trie run (the preface is the tokens every sequence shares; a repeated sequence runs once).
-    What lm-evaluation-harness's ``loglikelihood`` asks, for requests it has tokenized itself."""
+    trie run (the preface is the tokens every sequence shares, every other shared prefix is computed
+    once on the packs' stack; a repeated sequence runs once). What lm-evaluation-harness's
+    ``loglikelihood`` asks, for requests it has tokenized itself. ``on_pack(n)`` is called after
+    each pack with the number of the given sequences it finished."""
     if not sequences:
         return [], []
     architectures.check_architecture(model.config, max(len(tokens) for tokens, _ in sequences))
@@ -551,13 +562,18 @@ def score_token_sequences(model, sequences: list[tuple[tuple[int, ...], int]], m
                              "the first")
         distinct.setdefault((tokens, n_target), len(distinct))
     refs = [SequenceRef(number, tokens[len(preface):], n_target) for (tokens, n_target), number in distinct.items()]
-    packs, _ = build_packs(units_of_sequences(refs), max_tokens_per_pack or default_max_tokens_per_pack(model), preface)
+    budget = max_tokens_per_pack or default_max_tokens_per_pack(model)
+    packs, _ = build_packs(units_of_sequences(refs), budget, preface, stacks=True)
     logprobs, greedy = np.zeros(len(distinct)), np.zeros(len(distinct), dtype=bool)
-    with PackRunner(model, backend=resolve_backend(backend, model.device, kernels), kernels=kernels) as runner:
+    repeats = np.bincount([distinct[key] for key in sequences], minlength=len(distinct))  # sequences per distinct one
+    with PackRunner(model, backend=resolve_backend(backend, model.device, kernels), kernels=kernels,
+                    push_tokens=budget) as runner:
         runner.set_preface(preface)
         for pack in packs:
             pair_logprobs, pair_greedy = runner.pair_logprobs(pack, with_greedy=True)
             logprobs[pack.seq_ids] = pack.sequence_sums(pair_logprobs.double().cpu().numpy())
             greedy[pack.seq_ids] = pack.sequence_all(pair_greedy.cpu().numpy())
+            if on_pack is not None:
+                on_pack(int(repeats[pack.seq_ids].sum()))
     order = [distinct[key] for key in sequences]
     return logprobs[order].tolist(), greedy[order].tolist()

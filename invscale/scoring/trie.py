@@ -25,10 +25,12 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from itertools import chain
+from operator import attrgetter
 
 import numpy as np
 
 _TEMPLATE_CACHE_LIMIT = 100_000
+_STEM = attrgetter("stem")
 
 
 def common_prefix(sequences) -> tuple[int, ...]:
@@ -182,6 +184,9 @@ class Pack:
     negative node is a preface position counted from the preface's end.
     seq_ids: [S] the sequences in this pack; the targets of sequence ``i`` are
     ``target_pair[seq_offsets[i]:seq_offsets[i + 1]]`` (indices into the pairs), in order.
+    stack: the segments of shared prefix (token tuples) between the preface and this pack's nodes,
+    whose keys and values the runner holds (see :func:`build_packs`); depths and negative pair
+    nodes count from the end of the preface and the stack.
     """
 
     tokens: np.ndarray
@@ -192,6 +197,7 @@ class Pack:
     seq_ids: np.ndarray
     target_pair: np.ndarray
     seq_offsets: np.ndarray
+    stack: tuple[tuple[int, ...], ...] = ()
 
     @property
     def n_tokens(self) -> int:
@@ -248,14 +254,19 @@ class _Table:
         return flat[gather]
 
 
-def _assemble(units: list[Unit], shared: list[int], preface: tuple[int, ...]) -> Pack:
-    """The pack of ``units`` in order, each sharing ``shared[i]`` stem tokens with the one before:
-    each unit's new stem tokens, then its template."""
+def _assemble(units: list[Unit], shared: list[int], preface: tuple[int, ...],
+              stack: tuple[tuple[int, ...], ...] = ()) -> Pack:
+    """The pack of ``units`` in order, each sharing ``shared[i]`` stem tokens with the one before
+    (the first: the ``stack``'s tokens, which every stem starts with): each unit's new stem tokens,
+    then its template."""
+    base = sum(map(len, stack))
+    above = len(preface) + base  # tokens before the pack's nodes
     table = _Table([unit.template for unit in units])
     sizes = table.lengths("tokens")
     stems = [unit.stem for unit in units]
-    stem_lengths = np.fromiter(map(len, stems), dtype=np.int64, count=len(units))
-    common = np.array(shared, dtype=np.int64)
+    stem_lengths = np.fromiter(map(len, stems), dtype=np.int64, count=len(units)) - base
+    common = np.array(shared, dtype=np.int64) - base
+    common[0] = 0
     new = stem_lengths - common
     starts = np.cumsum(new + sizes) - (new + sizes)  # each unit's first node
     bases = starts + new  # each unit's first template node
@@ -265,7 +276,7 @@ def _assemble(units: list[Unit], shared: list[int], preface: tuple[int, ...]) ->
     path: list[int] = []
     popped, stem_last, reaching = [], [], []
     upward = [t.reaches_up for t in table.distinct]
-    for number, (stem_common, start, length, kind) in enumerate(zip(shared, starts.tolist(), new.tolist(),
+    for number, (stem_common, start, length, kind) in enumerate(zip(common.tolist(), starts.tolist(), new.tolist(),
                                                                     table.which.tolist())):
         popped.append(path[stem_common:])
         del path[stem_common:]
@@ -278,7 +289,8 @@ def _assemble(units: list[Unit], shared: list[int], preface: tuple[int, ...]) ->
     depth = np.empty(count, dtype=np.int64)
     subtree_end = np.empty(count, dtype=np.int64)
     n_new = int(new.sum())
-    tokens[~in_template] = _array(chain.from_iterable(stem[c:] for stem, c in zip(stems, shared)), n_new)
+    tokens[~in_template] = _array(chain.from_iterable(stem[c:] for stem, c in zip(stems, (common + base).tolist())),
+                                  n_new)
     depth[~in_template] = _ranges(common, new)
     subtree_end[_array(chain.from_iterable(popped), n_new)] = np.repeat(
         np.append(starts, count), np.fromiter(map(len, popped), dtype=np.int64, count=len(popped)))
@@ -292,31 +304,32 @@ def _assemble(units: list[Unit], shared: list[int], preface: tuple[int, ...]) ->
                          np.repeat(np.array(stem_last, dtype=np.int64), n_pairs))
     pair_target = table.field("pair_target")
     if reaching:
-        _resolve_upward(units, reaching, preface, (np.cumsum(n_pairs) - n_pairs).tolist(), pair_node, pair_target)
-    keys = (pair_node + len(preface)) * (1 << 32) + pair_target
+        _resolve_upward(units, reaching, preface, base, (np.cumsum(n_pairs) - n_pairs).tolist(), pair_node,
+                        pair_target)
+    keys = (pair_node + above) * (1 << 32) + pair_target
     unique, inverse = np.unique(keys, return_inverse=True)
     n_targets = table.field("n_targets")
     offsets = np.zeros(len(n_targets) + 1, dtype=np.int64)
     np.cumsum(n_targets, out=offsets[1:])
-    return Pack(tokens=tokens, depth=depth, subtree_end=subtree_end, pair_node=unique // (1 << 32) - len(preface),
+    return Pack(tokens=tokens, depth=depth, subtree_end=subtree_end, pair_node=unique // (1 << 32) - above,
                 pair_target=unique % (1 << 32),
                 seq_ids=_array(chain.from_iterable(u.seq_ids for u in units), len(n_targets)),
-                target_pair=inverse.reshape(-1), seq_offsets=offsets)
+                target_pair=inverse.reshape(-1), seq_offsets=offsets, stack=stack)
 
 
-def _resolve_upward(units, reaching, preface, first_pairs, pair_node, pair_target) -> None:
+def _resolve_upward(units, reaching, preface, base, first_pairs, pair_node, pair_target) -> None:
     """Pairs whose predictor or target lies above the stem's last token: found along the stem's
-    path (or in the preface, counted from its end), for each (unit number, stem path) of
-    ``reaching``; ``first_pairs[i]`` is unit ``i``'s first pair."""
+    path (or in the preface and the stack's ``base`` tokens, counted from their end), for each
+    (unit number, stem path) of ``reaching``; ``first_pairs[i]`` is unit ``i``'s first pair."""
     for number, path in reaching:
         unit, first = units[number], first_pairs[number]
         above = preface + unit.stem
         for offset, position in enumerate(unit.template.pair_position):
-            depth = len(unit.stem) + position  # the predictor's depth below the preface
+            depth = len(unit.stem) - base + position  # the predictor's depth below the preface and stack
             if position < -1:
                 pair_node[first + offset] = path[depth] if depth >= 0 else depth
             if position + 1 < 0:
-                pair_target[first + offset] = above[len(preface) + depth + 1]
+                pair_target[first + offset] = above[len(preface) + base + depth + 1]
 
 
 def stem_shared(units: list[Unit]) -> list[int]:
@@ -329,13 +342,36 @@ def stem_shared(units: list[Unit]) -> list[int]:
 
 
 def build_packs(units: list[Unit], max_tokens: int, preface: tuple[int, ...] = (),
-                keep_last: bool = False) -> tuple[list[Pack], list[Unit]]:
-    """Pack ``units`` in order, greedily, into packs of at most ``max_tokens`` unique tokens (a unit
-    larger than that gets a pack of its own). With ``keep_last`` the last, possibly unfilled pack is
-    not built but its units handed back, to be packed again with the next ones."""
+                keep_last: bool = False, stacks: bool = False) -> tuple[list[Pack], list[Unit]]:
+    """Pack ``units`` in order into packs of at most ``max_tokens`` unique tokens (a unit larger than
+    that gets a pack of its own). With ``keep_last`` the units at the end that may share a prefix
+    with the next ones (the last pack's, or with ``stacks`` the last run of units sharing a prefix,
+    when it is small) are not packed but handed back, to be packed again with the next ones.
+
+    Without ``stacks`` packs are filled greedily and a prefix shared across packs is computed in
+    each of them. With ``stacks`` the packing follows the tree of shared prefixes: a prefix shared
+    by more units than fit one pack is a segment on their packs' stack, computed once while the
+    runner holds its keys and values for every pack below it (:func:`_stacked_groups`)."""
     if max_tokens < 1:
         raise ValueError("max_tokens must be positive")
     shared = stem_shared(units)
+    if not stacks:
+        return _greedy_packs(units, shared, max_tokens, preface, keep_last)
+    held: list[Unit] = []
+    if keep_last and units:
+        last = max(i for i, common in enumerate(shared) if i == 0 or common == 0)
+        tail = sum(len(u.stem) - common + u.template.size for u, common in zip(units[last:], [0, *shared[last + 1:]]))
+        if tail <= 4 * max_tokens:
+            units, held, shared = units[:last], units[last:], shared[:last]
+    if not units:
+        return [], held
+    return [_assemble(units[lo:hi], [0, *shared[lo + 1:hi]], preface, stack)
+            for lo, hi, _, stack in _stacked_groups(units, shared, max_tokens)], held
+
+
+def _greedy_packs(units: list[Unit], shared: list[int], max_tokens: int, preface: tuple[int, ...],
+                  keep_last: bool) -> tuple[list[Pack], list[Unit]]:
+    """Units packed greedily in order, each pack computing its stems whole (no stack)."""
     groups, current, used = [], [], 0
     for index, (unit, common) in enumerate(zip(units, shared)):
         cost = len(unit.stem) - common + unit.template.size
@@ -351,6 +387,72 @@ def build_packs(units: list[Unit], max_tokens: int, preface: tuple[int, ...] = (
         held = [units[i] for i in groups.pop()]
     packs = [_assemble([units[i] for i in group], [0] + [shared[i] for i in group[1:]], preface) for group in groups]
     return packs, held
+
+
+def _stacked_groups(units: list[Unit], shared: list[int], max_tokens: int):
+    """(lo, hi, base, stack) of each pack of ``units``, in depth-first order.
+
+    The units (in stem order, ``shared[i]`` stem tokens shared with unit ``i - 1``) form a tree of
+    shared prefixes. A node whose units fit one pack (beyond the ``base`` tokens already on the
+    stack) is one pack; otherwise the prefix all its units share beyond ``base`` becomes a segment
+    pushed on the stack, and its children (the runs of units parting exactly there) are packed
+    below it: consecutive small children together, large ones recursively. Every pack of a node
+    sees the same segments, so each shared prefix is computed once per run."""
+    n = len(units)
+    stem_length = np.fromiter(map(len, map(_STEM, units)), dtype=np.int64, count=n)
+    size_of = np.fromiter((unit.template.size for unit in units), dtype=np.int64, count=n)
+    common = np.array(shared, dtype=np.int64)
+    common[0] = 0
+    total = np.concatenate([[0], np.cumsum(stem_length - common + size_of)])
+
+    def size(lo: int, hi: int, base: int) -> int:  # the trie of units[lo:hi] beyond ``base`` tokens
+        return int(total[hi] - total[lo + 1] + stem_length[lo] - base + size_of[lo])
+
+    groups, work = [], [(True, 0, n, 0, ())]
+    while work:
+        is_node, lo, hi, base, stack = work.pop()
+        if not is_node or size(lo, hi, base) <= max_tokens or (hi - lo == 1 and stem_length[lo] == base):
+            groups.append((lo, hi, base, stack))
+            continue
+        deepest = int(common[lo + 1:hi].min()) if hi - lo > 1 else int(stem_length[lo])
+        if deepest > base:  # what every unit here shares: one segment on the stack
+            work.append((True, lo, hi, deepest, stack + (units[lo].stem[base:deepest],)))
+            continue
+        cuts = [lo, *(lo + 1 + np.flatnonzero(common[lo + 1:hi] == base)).tolist(), hi]
+        tasks, pending = [], None
+        for a, b in zip(cuts, cuts[1:]):
+            if size(a, b, base) > max_tokens:
+                if pending is not None:
+                    tasks.append((False, pending, a, base, stack))
+                    pending = None
+                tasks.append((True, a, b, base, stack))
+            elif pending is None:
+                pending = a
+            elif size(pending, b, base) > max_tokens:
+                tasks.append((False, pending, a, base, stack))
+                pending = a
+        if pending is not None:
+            tasks.append((False, pending, hi, base, stack))
+        work.extend(reversed(tasks))
+    return groups
+
+
+def stack_growth(held: tuple[tuple[int, ...], ...], stack: tuple[tuple[int, ...], ...]) -> int:
+    """Tokens a runner holding the segments ``held`` computes to hold ``stack`` instead."""
+    keep = 0
+    while keep < min(len(held), len(stack)) and (held[keep] is stack[keep] or held[keep] == stack[keep]):
+        keep += 1
+    return sum(map(len, stack[keep:]))
+
+
+def tokens_computed(packs) -> int:
+    """Tokens one runner computes for ``packs`` run in order, the segments of their stacks included
+    (the preface not)."""
+    total, held = 0, ()
+    for pack in packs:
+        total += pack.n_tokens + stack_growth(held, pack.stack)
+        held = pack.stack
+    return total
 
 
 def units_of_sequences(sequences: list[SequenceRef]) -> list[Unit]:
