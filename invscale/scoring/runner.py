@@ -38,14 +38,14 @@ class PackRunner:
         self.push_tokens = push_tokens
         self.stack: list[tuple[int, ...]] = []  # the segments held above the preface
         self.stack_ends: list[int] = [0]  # cached tokens below each segment, then after the last
-        self.pushed_tokens = 0
         self._previous_attention = model.config._attn_implementation
         model.set_attn_implementation(attention.ATTENTION_NAME)
 
     def close(self) -> None:
-        """Restore the model's own attention implementation and drop the cached preface."""
+        """Restore the model's own attention implementation and drop the cached preface and stack."""
         self.model.set_attn_implementation(self._previous_attention)
-        self.prefix, self.n_prefix = {}, 0
+        self.prefix, self.n_prefix, self.preface_hidden = {}, 0, None
+        self.stack, self.stack_ends = [], [0]
 
     def __enter__(self) -> "PackRunner":
         return self
@@ -86,7 +86,6 @@ class PackRunner:
                 self._push(segment[start:start + step])
             held.append(segment)
             self.stack_ends.append(self.n_prefix)
-            self.pushed_tokens += len(segment)
 
     def _push(self, tokens: tuple[int, ...]) -> None:
         """Append ``tokens`` (a chain after what is cached) to the cached keys, values and final hidden states."""
