@@ -12,7 +12,7 @@ import torch
 from invscale.kernels.fused_head import answer_logprobs_for
 from invscale.scoring import attention
 from invscale.scoring import architectures
-from invscale.scoring.trie import Pack
+from invscale.scoring.trie import Pack, shared_segments
 
 
 class PackRunner:
@@ -72,9 +72,8 @@ class PackRunner:
         segments already held are kept (compared by identity, then by value), the rest dropped and
         the missing ones computed, each in passes of at most ``push_tokens`` tokens. A segment's
         keys and values so depend only on the segments below it, never on what ran before."""
-        keep, held = 0, self.stack
-        while keep < min(len(stack), len(held)) and (stack[keep] is held[keep] or stack[keep] == held[keep]):
-            keep += 1
+        held = self.stack
+        keep = shared_segments(held, stack)
         if keep < len(held):
             self.n_prefix = length = self.stack_ends[keep]
             self.prefix = {layer: (key[:, :, :length], value[:, :, :length]) for layer, (key, value) in self.prefix.items()}

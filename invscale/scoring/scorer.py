@@ -268,7 +268,7 @@ class ScoringJob:
         rule = self.pairs.rule
         if rule is None or not self.items:
             return
-        firsts = "".join(sorted({content[0] for content in rule.added.contents})) if rule.added is not None else ""
+        firsts = "".join(rule.added.firsts) if rule.added is not None else ""
         checks = chosen_checks(self._item_contexts, self._item_continuations, self.chunk_rows, firsts)
         wrong = self.pairs.first_differing([check[1:] for check in checks])
         if wrong is not None:

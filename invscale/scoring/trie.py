@@ -366,7 +366,7 @@ def build_packs(units: list[Unit], max_tokens: int, preface: tuple[int, ...] = (
     if not units:
         return [], held
     return [_assemble(units[lo:hi], [0, *shared[lo + 1:hi]], preface, stack)
-            for lo, hi, _, stack in _stacked_groups(units, shared, max_tokens)], held
+            for lo, hi, stack in _stacked_groups(units, shared, max_tokens)], held
 
 
 def _greedy_packs(units: list[Unit], shared: list[int], max_tokens: int, preface: tuple[int, ...],
@@ -390,7 +390,7 @@ def _greedy_packs(units: list[Unit], shared: list[int], max_tokens: int, preface
 
 
 def _stacked_groups(units: list[Unit], shared: list[int], max_tokens: int):
-    """(lo, hi, base, stack) of each pack of ``units``, in depth-first order.
+    """(lo, hi, stack) of each pack of ``units``, in depth-first order.
 
     The units (in stem order, ``shared[i]`` stem tokens shared with unit ``i - 1``) form a tree of
     shared prefixes. A node whose units fit one pack (beyond the ``base`` tokens already on the
@@ -412,7 +412,7 @@ def _stacked_groups(units: list[Unit], shared: list[int], max_tokens: int):
     while work:
         is_node, lo, hi, base, stack = work.pop()
         if not is_node or size(lo, hi, base) <= max_tokens or (hi - lo == 1 and stem_length[lo] == base):
-            groups.append((lo, hi, base, stack))
+            groups.append((lo, hi, stack))
             continue
         deepest = int(common[lo + 1:hi].min()) if hi - lo > 1 else int(stem_length[lo])
         if deepest > base:  # what every unit here shares: one segment on the stack
@@ -437,12 +437,17 @@ def _stacked_groups(units: list[Unit], shared: list[int], max_tokens: int):
     return groups
 
 
-def stack_growth(held: tuple[tuple[int, ...], ...], stack: tuple[tuple[int, ...], ...]) -> int:
-    """Tokens a runner holding the segments ``held`` computes to hold ``stack`` instead."""
+def shared_segments(held, stack) -> int:
+    """How many leading segments two stacks have in common (compared by identity, then by value)."""
     keep = 0
     while keep < min(len(held), len(stack)) and (held[keep] is stack[keep] or held[keep] == stack[keep]):
         keep += 1
-    return sum(map(len, stack[keep:]))
+    return keep
+
+
+def stack_growth(held: tuple[tuple[int, ...], ...], stack: tuple[tuple[int, ...], ...]) -> int:
+    """Tokens a runner holding the segments ``held`` computes to hold ``stack`` instead."""
+    return sum(map(len, stack[shared_segments(held, stack):]))
 
 
 def tokens_computed(packs) -> int:
