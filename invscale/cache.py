@@ -28,3 +28,33 @@ def settle(kind: str, key: str) -> None:
         (folder / key).touch()
     except OSError:
         pass
+
+
+def file_sha256(path: Path) -> str:
+    """The SHA-256 of every byte of ``path``, remembered by (resolved path, size, inode, modification
+    and change times), so a file read once is not read again until any of those changes. Writing
+    into a file changes its change time, which no tool can set back, so an edit is always seen."""
+    import hashlib
+    import json
+
+    path = Path(path)
+    status = path.stat()
+    identity = json.dumps([str(path.resolve()), status.st_size, status.st_ino, status.st_mtime_ns, status.st_ctime_ns])
+    key = hashlib.sha256(identity.encode()).hexdigest()
+    remembered = cache_root() / "file-sha256" / key
+    try:
+        return remembered.read_text().strip()
+    except OSError:
+        pass
+    digest = hashlib.sha256()
+    with open(path, "rb") as handle:
+        while block := handle.read(1 << 23):
+            digest.update(block)
+    try:  # written whole or not at all: processes hashing the same file at once never read half a digest
+        remembered.parent.mkdir(parents=True, exist_ok=True)
+        staging = remembered.with_name(f"{key}.{os.getpid()}.tmp")
+        staging.write_text(digest.hexdigest())
+        os.replace(staging, remembered)
+    except OSError:
+        pass
+    return digest.hexdigest()

@@ -10,8 +10,9 @@ from typing import Optional
 import torch
 import typer
 from rich.console import Console
-from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+from rich.measure import Measurement
 from rich.table import Table
+from rich.text import Text
 
 from invscale.benchmark.report import figures_table
 from invscale.benchmark.run import METHODS, BenchmarkMismatch, available_methods, run_benchmark
@@ -20,19 +21,21 @@ from invscale.data import DataError, TaskType, read_dataset
 from invscale.kernels.launch import KernelUnavailable, resolve_kernels
 from invscale.messages import first_line
 from invscale.models import (DTYPES, ModelLoadError, NotLocal, fingerprint, load_for_scoring, load_model,
-                             parse_memory, resolve_device, resolve_dtype)
+                             load_tokenizer, parse_memory, resolve_device, resolve_dtype)
+from invscale.progress import ProgressReport
 from invscale.results import ResultsError, ResultsStore, check_out_path, open_results
 from invscale.scoring import distributed
 from invscale.scoring.attention import backends
-from invscale.scoring.chat import apply_chat_template
+from invscale.scoring.chat import apply_chat_template, require_chat_template
 from invscale.scoring.metrics import TOO_LONG_COLUMNS, seed_summary, summarize
 from invscale.scoring.scorer import DEFAULT_MAX_TOKENS_PER_PACK, ScoreStats, ScoringJob, check_too_long
 from invscale.sweep.family import family_help
 
 app = typer.Typer(add_completion=False, no_args_is_help=True,
                   help="Fast, exact multiple-choice scoring for inverse-scaling studies.")
-err = Console(stderr=True)
-out = Console()
+# No console markup: messages hold file names, model names and user text that may contain brackets.
+err = Console(stderr=True, markup=False)
+out = Console(markup=False)
 
 
 @app.callback()
@@ -49,9 +52,29 @@ CHAT_TEMPLATE_HELP = ("Wrap each prompt in the model's chat template (one user t
 X_AXIS_HELP = "Plots' x axis: params, non-embedding (parameters) or flops (6·N·D training FLOPs, for families)."
 
 
+def _print_table(table) -> None:
+    """Print ``table`` whole: at its natural width where that is wider than the terminal or log
+    (which then wraps lines) rather than with cells cut to fit."""
+    natural = Measurement.get(out, out.options.update_width(10**4), table).maximum
+    width = out.width
+    out.width = max(width, natural)
+    try:
+        out.print(table)
+    finally:
+        out.width = width
+
+
+def _warn(message: str, label: str = "warning") -> None:
+    """One warning (or note) line on standard error."""
+    err.print(Text.assemble((f"{label}:", "yellow"), f" {message}"), soft_wrap=True)
+
+
 def _fail(message: str, code: int = 2) -> None:
-    err.print(f"[red]error:[/red] {message}", highlight=False, soft_wrap=True)
+    err.print(Text.assemble(("error:", "red"), f" {message}"), soft_wrap=True)
     raise typer.Exit(code)
+
+
+GENERATE_PROGRESS_ROWS = 100_000
 
 
 @app.command()
@@ -70,19 +93,25 @@ def generate(
     if list_tasks:
         width = max(map(len, REGISTRY))
         for spec in REGISTRY.values():
-            out.print(f"{spec.name:<{width}}  {spec.description}", highlight=False, soft_wrap=True)
+            out.print(f"{spec.name:<{width}}  {spec.description}", soft_wrap=True)
         return
     if task is None:
         _fail("name a task, or pass --list to see them")
     try:
-        dataset, generated = generate_task(task, n, seed, shots)
+        if n >= GENERATE_PROGRESS_ROWS:  # long enough to want progress
+            with ProgressReport(err, f"generating {task}", n, "rows") as progress:
+                dataset, generated = generate_task(task, n, seed, shots, on_drawn=progress.advance)
+        else:
+            dataset, generated = generate_task(task, n, seed, shots)
     except ValueError as exc:
         _fail(str(exc))
     for note in generated.notes:
-        err.print(f"[yellow]note:[/yellow] {note}", highlight=False, soft_wrap=True)
+        _warn(note, "note")
     try:
         if out_path is not None and out_path.suffix.lower() not in (".jsonl", ".csv"):
             raise ValueError(f"--out {out_path}: name a .jsonl or .csv file")
+        if n >= GENERATE_PROGRESS_ROWS:
+            err.print(f"writing {n:,} rows to {out_path or 'standard output'}", soft_wrap=True)
         write_dataset(dataset, out_path)
     except (OSError, ValueError) as exc:
         _fail(_one_line(exc))
@@ -125,8 +154,8 @@ def score(
     budget = None
     if model is None:
         model = "tiny-opt"
-        err.print("[yellow]warning:[/yellow] no --model given: scoring with tiny-opt, a tiny OPT with random "
-                  "weights (its scores mean nothing); pass --model for a real one", highlight=False, soft_wrap=True)
+        _warn("no --model given: scoring with tiny-opt, a tiny OPT with random weights (its scores mean nothing); "
+              "pass --model for a real one")
 
     def load():
         return load_for_scoring(model, dtype=dtype, device=device, offload=offload, memory_budget=budget)
@@ -136,18 +165,20 @@ def score(
         check_too_long(too_long)
         dataset = read_dataset(data, task_type)
         for warning in dataset.warnings if group.is_main else ():
-            err.print(f"[yellow]warning:[/yellow] {warning}", highlight=False, soft_wrap=True)
+            _warn(warning)
         out_path = out_path or _default_out(data)
         check_out_path(out_path, data)
         budget = parse_memory(gpu_memory) if gpu_memory is not None else None
         resolve_device(device)
+        if chat_template:  # from the tokenizer alone, before any weights are read
+            require_chat_template(load_tokenizer(model)[0])
         identity, loaded = _identify(model, load)
         with distributed.results_store(group, lambda: open_results(out_path, dataset, identity, dtype,
                                                                    overwrite=overwrite, too_long=too_long,
                                                                    chat_template=chat_template),
                                        out_path) as store:
             for warning in store.warnings:
-                err.print(f"[yellow]warning:[/yellow] {warning}", highlight=False, soft_wrap=True)
+                _warn(warning)
             done, job = store.done_indexes(), None
             if len(done) < len(dataset.rows):
                 loaded = loaded or load()
@@ -162,7 +193,7 @@ def score(
                 err.print(f"resuming: {len(store.existing)} of {len(dataset.rows)} rows already in {out_path}",
                           soft_wrap=True)
             results = store.existing + (_run_with_progress(job, store) if job else [])
-            store.finalize(results)
+            store.finalize(results, time.perf_counter() - started if job else 0.0)
     except (DataError, ModelLoadError, ResultsError, KernelUnavailable, ValueError, OSError) as exc:
         _fail(_one_line(exc))
     except KeyboardInterrupt:
@@ -218,7 +249,7 @@ def evaluate(
     Each task's rows go to OUT/NAME.jsonl and its results to OUT/NAME.results.jsonl (resumable, like
     score), NAME being the task, with -Kshot when --shots is given and -seedS with several seeds;
     the table (one row per task and shot count, with 95% intervals) is also OUT/summary.csv."""
-    from invscale.data import write_dataset
+    from invscale.data import with_content_hash, write_dataset
     from invscale.generators import generate as generate_task, variant_name
     from invscale.scoring.metrics import chance_levels
 
@@ -230,21 +261,25 @@ def evaluate(
         seed_list = _counts("--seeds", seeds)
         shot_list = _counts("--shots", shots) if shots is not None else [None]
         resolve_device(device)
+        if chat_template:
+            require_chat_template(load_tokenizer(model)[0])
         out_dir.mkdir(parents=True, exist_ok=True)
         identity, loaded = _identify(model, lambda: load_model(model, dtype=dtype, device=device))
         cells = [(task, shot_count) for task in tasks.split(",") for shot_count in shot_list]
         for task, shot_count in cells:  # every task name and shot count is checked before any is scored
             generate_task(task, 1, seed_list[0], shot_count)
 
-        def score_one(name: str, dataset) -> list[dict]:
+        def score_one(name: str, dataset) -> tuple[list[dict], float]:
+            """(the results of ``dataset``, the seconds its store's runs spent scoring)."""
             nonlocal loaded
-            if group.is_main:
-                write_dataset(dataset, out_dir / f"{name}.jsonl")
             path = out_dir / f"{name}.results.jsonl"
             with distributed.results_store(group, lambda: open_results(path, dataset, identity, dtype,
                                                                        overwrite=overwrite, too_long=too_long,
                                                                        chat_template=chat_template),
                                            path) as store:
+                if group.is_main:  # the data beside its results, written once the store accepted it
+                    write_dataset(dataset, out_dir / f"{name}.jsonl")
+                began = time.perf_counter()
                 done, new_results, job = store.done_indexes(), [], None
                 if len(done) < len(dataset.rows):
                     loaded = loaded or load_model(model, dtype=dtype, device=device)
@@ -252,25 +287,25 @@ def evaluate(
                     job = ScoringJob(loaded.model, loaded.tokenizer, scored, skip_indexes=done, kernels=kernels,
                                      group=group, too_long=too_long)
                 store.start()
-                if job is not None and group.is_main:
-                    err.print(f"{name}: scoring {job.stats.items} items", soft_wrap=True)
-                    _warn_too_long(job)
+                if job is not None:
+                    if group.is_main:
+                        err.print(f"{name}: scoring {job.stats.items} items", soft_wrap=True)
+                        _warn_too_long(job)
                     new_results = _run_with_progress(job, store)
                 results = store.existing + new_results
-                store.finalize(results)
-            return results
+                seconds = store.finalize(results, time.perf_counter() - began if job is not None else 0.0)
+            return results, seconds
 
         for task, shot_count in cells:
-            started = time.perf_counter()
             per_seed = []
             for seed in seed_list:
                 name = variant_name(task, shot_count, seed if len(seed_list) > 1 else None)
-                dataset, _ = generate_task(task, n, seed, shot_count)
-                per_seed.append((score_one(name, dataset), dataset))
+                dataset = with_content_hash(generate_task(task, n, seed, shot_count)[0])
+                per_seed.append((*score_one(name, dataset), dataset))
             rows.append({"task": task, "shots": "default" if shot_count is None else shot_count,
                          "seeds": ",".join(map(str, seed_list)),
-                         **seed_summary([results for results, _ in per_seed]),
-                         **chance_levels(per_seed[0][1]), "seconds": time.perf_counter() - started})
+                         **seed_summary([results for results, _, _ in per_seed]),
+                         **chance_levels(per_seed[0][2]), "seconds": sum(seconds for _, seconds, _ in per_seed)})
     except (DataError, ModelLoadError, ResultsError, KernelUnavailable, ValueError, OSError) as exc:
         _fail(_one_line(exc))
     if not group.is_main:
@@ -289,8 +324,8 @@ def evaluate(
                       f"{row['chance_accuracy']:.3f}",
                       f"{row['mean_loss']:.3f} ({row['loss_low']:.3f}–{row['loss_high']:.3f})",
                       f"{row['chance_loss']:.3f}", f"{row['seconds']:.1f}")
-    out.print(table)
-    out.print(f"results and summary.csv in {out_dir}", highlight=False)
+    _print_table(table)
+    out.print(f"results and summary.csv in {out_dir}")
 
 
 def _counts(option: str, text: str) -> list[int]:
@@ -341,11 +376,10 @@ def sweep(
         chosen = ([(m.model, m) for m in family_members(family)] if family
                   else [(m, None) for m in models.split(",") if m])
         datasets, seed_groups = sweep_datasets(data, out_dir, n, _counts("--seeds", seeds),
-                                               _counts("--shots", shots) if shots is not None else [None],
-                                               write=group.is_main)
+                                               _counts("--shots", shots) if shots is not None else [None])
         budget = parse_memory(gpu_memory) if gpu_memory is not None else None
         run_sweep(out_dir, datasets, chosen, dtype, device, kernels, max_tokens_per_pack,
-                  score=_run_with_progress, log=lambda line: err.print(line, highlight=False, soft_wrap=True),
+                  score=_run_with_progress, log=lambda line: err.print(line, soft_wrap=True),
                   offload=offload, memory_budget=budget, group=group, chat_template=chat_template,
                   seed_groups=seed_groups)
     except (DataError, ModelLoadError, ResultsError, KernelUnavailable, ValueError) as exc:
@@ -386,13 +420,13 @@ def _print_report(run_dir: Path, x_axis: str = "params") -> None:
                     if "accuracy" in row else "—")
         table.add_row(row["task"], row["model"], f"{row['params'] / 1e6:,.1f}M", str(row["n"]), accuracy,
                       f"{row['mean_loss']:.3f} ({row['loss_low']:.3f}–{row['loss_high']:.3f})")
-    out.print(table)
+    _print_table(table)
     for model in read_manifest(run_dir)["models"]:
         if model["status"] != "done":
-            out.print(f"{model['name']}: {model['status']}: {model.get('reason', '')}", highlight=False, soft_wrap=True)
+            out.print(f"{model['name']}: {model['status']}: {model.get('reason', '')}", soft_wrap=True)
     for task, verdict in verdicts.items():
-        out.print(f"[bold]{task}[/bold]: {verdict.kind} — {verdict.reason}", highlight=False, soft_wrap=True)
-    out.print(f"summary.csv, verdicts.json and plots/ in {run_dir}", highlight=False)
+        out.print(Text.assemble((task, "bold"), f": {verdict.kind} — {verdict.reason}"), soft_wrap=True)
+    out.print(f"summary.csv, verdicts.json and plots/ in {run_dir}")
 
 
 def _write_summary_csv(path: Path, rows: list[dict]) -> None:
@@ -414,14 +448,11 @@ def _run_with_progress(job: ScoringJob, results_file: ResultsStore) -> list[dict
     new_results: list[dict] = []
     started = time.perf_counter()
     tokens = 0
-    progress = Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TextColumn("{task.fields[rate]}"),
-                        TimeElapsedColumn(), console=err, transient=False)
     try:
-        with progress:
-            task = progress.add_task("scoring", total=job.stats.items, rate="")
+        with ProgressReport(err, "scoring", job.stats.items) as progress:
             if job.streamed is not None:
-                layers = progress.add_task("layers", total=len(job.streamed.layers) * len(job.groups), rate="streamed")
-                job.on_layer = lambda index, count: progress.update(layers, advance=1)
+                progress.add_counter("layers", len(job.streamed.layers) * len(job.groups), "streamed")
+                job.on_layer = lambda index, count: progress.count("layers")
             pending: list[dict] = []
 
             def on_pack(rows_finished: int, pack_tokens: int) -> None:
@@ -431,8 +462,7 @@ def _run_with_progress(job: ScoringJob, results_file: ResultsStore) -> list[dict
                 new_results.extend(pending)
                 pending.clear()
                 elapsed = max(time.perf_counter() - started, 1e-9)
-                progress.update(task, advance=rows_finished,
-                                rate=f"{len(new_results) / elapsed:.1f} items/s {tokens / elapsed:,.0f} tokens/s")
+                progress.advance(rows_finished, f"{tokens / elapsed:,.0f} tokens/s")
 
             for result in job.results(on_pack=on_pack):
                 pending.append(result)
@@ -505,15 +535,17 @@ def bench(
                                         vocab=lm.get_output_embeddings().weight.shape[0])
         if methods is None and "invscale-triton" not in chosen:
             err.print("invscale-triton left out: its kernels need a CUDA GPU (or TRITON_INTERPRET=1, slow, and "
-                      "--methods naming it)", highlight=False, soft_wrap=True)
+                      "--methods naming it)", soft_wrap=True)
         figures = run_benchmark(lm, tokenizer, dataset, chosen, repeats, max_tokens_per_pack,
-                                log=lambda line: err.print(line, highlight=False, soft_wrap=True))
+                                log=lambda line: err.print(line, soft_wrap=True))
     except (DataError, ModelLoadError, KernelUnavailable, BenchmarkMismatch, ValueError) as exc:
         _fail(str(exc))
     except torch.cuda.OutOfMemoryError:
         _fail("out of GPU memory: try a smaller --shape or workload, or fewer --methods")
+    except KeyboardInterrupt:
+        _fail("interrupted: the benchmark stopped before its figures were complete; nothing was written", 130)
     figures["model"] = title
-    out.print(figures_table(figures, f"invscale bench · {title}"))
+    _print_table(figures_table(figures, f"invscale bench · {title}"))
     if json_path is not None:
         json_path.write_text(json.dumps(figures, indent=2) + "\n")
 
@@ -527,7 +559,12 @@ def lm_eval_command(ctx: typer.Context) -> None:
         from invscale.integrations import lm_eval as integration
     except ImportError:
         _fail("lm-evaluation-harness is not installed; install it with: pip install -e '.[lm-eval]'")
-    integration.main(ctx.args)
+    try:
+        integration.main(ctx.args)
+    except (KeyboardInterrupt, SystemExit, typer.Exit):
+        raise
+    except Exception as exc:  # lm-eval's own errors and ours, as one line
+        _fail(f"lm-eval: {_one_line(exc)}")
 
 
 def _bench_host(model: Optional[str], data: Optional[str], max_tokens_per_pack: Optional[int],
@@ -560,7 +597,7 @@ def _bench_host(model: Optional[str], data: Optional[str], max_tokens_per_pack: 
             ("host ÷ floor", f"{figures['host_over_floor']:.2f}"), ("peak RSS", f"{figures['peak_rss_mib']:,.0f} MiB")]
     for name, value in rows:
         table.add_row(name, value)
-    out.print(table)
+    _print_table(table)
     if json_path is not None:
         json_path.write_text(json.dumps(figures, indent=2) + "\n")
 
@@ -569,9 +606,8 @@ def _warn_too_long(job: ScoringJob) -> None:
     """One line when rows too long for the model are skipped or truncated."""
     if job.too_long_rows:
         done = "skipped" if job.too_long == "skip" else "scored with their oldest prompt tokens dropped"
-        err.print(f"[yellow]warning:[/yellow] {job.too_long_rows} row(s) longer than the model takes are {done} "
-                  f"(--too-long {job.too_long}; see the results' {TOO_LONG_COLUMNS[job.too_long][0]} column)",
-                  highlight=False, soft_wrap=True)
+        _warn(f"{job.too_long_rows} row(s) longer than the model takes are {done} (--too-long {job.too_long}; "
+              f"see the results' {TOO_LONG_COLUMNS[job.too_long][0]} column)")
 
 
 def _print_summary(name: str, model: str, results: list[dict], stats: ScoreStats | None, out_path: Path,
@@ -598,7 +634,7 @@ def _print_summary(name: str, model: str, results: list[dict], stats: ScoreStats
         table.add_row("streamed layers", f"{stream_times.layers} layer passes: {stream_times.load:.1f} s reading "
                                          f"weights, {stream_times.compute:.1f} s computing")
     table.add_row("results", str(out_path))
-    out.print(table)
+    _print_table(table)
 
 
 if __name__ == "__main__":  # pragma: no cover

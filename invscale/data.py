@@ -92,18 +92,56 @@ def infer_task_type(columns: Iterable[str]) -> TaskType:
     return TaskType.classification
 
 
+def check_text(where: str, value: str) -> str:
+    """``value`` if it is valid Unicode text (no lone UTF-16 surrogate, which no UTF-8 file can hold
+    and no tokenizer takes), else :class:`DataError` naming ``where`` and the character: the one
+    check every text entering invscale passes (files, standard input, generated rows, lm-eval
+    requests, chat templates)."""
+    try:
+        value.encode("utf-8")
+    except UnicodeEncodeError as exc:
+        raise DataError(f"{where}: not valid Unicode text: a lone surrogate (U+{ord(value[exc.start]):04X}) at "
+                        f"character {exc.start + 1}") from None
+    return value
+
+
+def _check_values(where: str, value: Any) -> None:
+    """:func:`check_text` on every text inside ``value`` (an extra column: text, lists, objects)."""
+    if isinstance(value, str):
+        check_text(where, value)
+    elif isinstance(value, dict):
+        for key, item in value.items():
+            _check_values(where, key)
+            _check_values(where, item)
+    elif isinstance(value, (list, tuple)):
+        for item in value:
+            _check_values(where, item)
+
+
+def _decode(name: str, raw: bytes) -> str:
+    """``raw`` as UTF-8 text (a leading byte-order mark dropped), or one line naming the line and
+    byte where it is not UTF-8."""
+    try:
+        return raw.decode("utf-8-sig")
+    except UnicodeDecodeError as exc:
+        line = raw[:exc.start].count(b"\n") + 1
+        raise DataError(f"{name}: line {line}: not UTF-8 text ({exc.reason} at byte {exc.start}); save the file as "
+                        f"UTF-8") from None
+
+
 def read_dataset(path: str | Path, task_type: TaskType | None = None) -> Dataset:
     """Read and validate a prize-format CSV or JSONL file; ``"-"`` reads standard input."""
     if str(path) == "-":
-        name, text = "<stdin>", sys.stdin.read()
+        name, text = "<stdin>", _decode("<stdin>", sys.stdin.buffer.read())
     else:
         name = str(path)
         try:
-            text = Path(path).read_text(encoding="utf-8-sig")
+            raw = Path(path).read_bytes()
         except FileNotFoundError:
             raise DataError(f"{name}: no such file") from None
-        except (OSError, UnicodeDecodeError) as exc:
-            raise DataError(f"{name}: cannot read: {exc}") from None
+        except OSError as exc:
+            raise DataError(f"{name}: cannot read: {exc.strerror or exc}") from None
+        text = _decode(name, raw)
     records, columns = _parse_records(name, text)
     dataset = validate_records(name, records, columns, task_type)
     dataset.content_sha256 = hashlib.sha256(text.encode("utf-8")).hexdigest()
@@ -212,9 +250,11 @@ def _validate_record(name: str, index: int, record: dict, task_type: TaskType, k
             raise DataError(f"{where}: field '{column}': expected text, got {_describe(value)}")
         if "\x00" in value:
             raise DataError(f"{where}: field '{column}': contains a NUL character")
-        return shared.setdefault(value, value)
+        return shared.setdefault(check_text(f"{where}: field '{column}'", value), value)
 
     extra = {renamed.get(key, key): value for key, value in record.items() if key not in known}
+    for key, value in extra.items():
+        _check_values(f"{where}: field '{key}'", value)
     if task_type is TaskType.sequence_prob:
         completion = text("completion")
         if not completion:
@@ -237,8 +277,10 @@ def _parse_classes(where: str, value: Any) -> tuple[str, ...]:
     if isinstance(value, str):
         try:
             value = ast.literal_eval(value.strip())
-        except (ValueError, SyntaxError):
+        except (ValueError, SyntaxError, MemoryError, RecursionError):
             raise DataError(f"{where}: field 'classes': cannot parse {value!r:.60} as a list of strings") from None
+        if isinstance(value, (list, tuple)):  # '\ud83d\ude00' in Python's syntax is two halves; JSON's is one emoji
+            value = [_join_surrogates(item) if isinstance(item, str) else item for item in value]
     if not isinstance(value, (list, tuple)):
         raise DataError(f"{where}: field 'classes': expected a list of strings, got {_describe(value)}")
     if not value:
@@ -252,9 +294,16 @@ def _parse_classes(where: str, value: Any) -> tuple[str, ...]:
             raise DataError(f"{where}: field 'classes': class {position} is an empty string")
         if "\x00" in item:
             raise DataError(f"{where}: field 'classes': class {position} contains a NUL character")
+        check_text(f"{where}: field 'classes': class {position}", item)
         if item in value[:position]:
             raise DataError(f"{where}: field 'classes': class {position} repeats class {value.index(item)} ({item!r})")
     return tuple(value)
+
+
+def _join_surrogates(text: str) -> str:
+    """``text`` with each UTF-16 surrogate pair joined into the character it encodes (lone halves
+    are left for :func:`check_text` to name)."""
+    return text.encode("utf-16-le", "surrogatepass").decode("utf-16-le", "surrogatepass")
 
 
 def _parse_answer_index(where: str, value: Any, n_classes: int) -> int:

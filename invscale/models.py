@@ -114,6 +114,8 @@ def load_model(name: str, dtype: str = "float32", device: str = "auto") -> Loade
             f"model '{name}': no checkpoint at {local.resolve()} "
             f"({'directory has no config.json' if local.is_dir() else 'no such directory'})"
         )
+    elif not looks_local:
+        _refuse_near_builtin(name)
     hf_logging.disable_progress_bar()
     try:
         where = str(local) if looks_local else source
@@ -122,8 +124,12 @@ def load_model(name: str, dtype: str = "float32", device: str = "auto") -> Loade
         model = AutoModelForCausalLM.from_pretrained(where, gguf_file=gguf_file, dtype=torch_dtype)
     except ModelLoadError:
         raise
-    except (OSError, ValueError) as exc:
+    except Exception as exc:  # transformers, the hub client, safetensors and gguf raise many kinds
         reason = first_line(exc)
+        if gguf_file is not None:
+            raise ModelLoadError(f"model '{name}': not a readable GGUF file ({(Path(source) / gguf_file).resolve()}): {reason}") from None
+        if looks_local:
+            raise ModelLoadError(f"model '{name}': cannot load the checkpoint in {local.resolve()}: {reason}") from None
         cache = os.environ.get("HF_HUB_CACHE") or os.environ.get("HF_HOME") or "~/.cache/huggingface"
         raise ModelLoadError(
             f"model '{name}': not a local directory (looked for {local.resolve()}) and not loadable as a "
@@ -131,6 +137,21 @@ def load_model(name: str, dtype: str = "float32", device: str = "auto") -> Loade
         ) from None
     model.to(torch_device).eval()
     return LoadedModel(name, model, tokenizer, torch_device, torch_dtype)
+
+
+def _refuse_near_builtin(name: str) -> None:
+    """A name close to a built-in one (``smollm2`` for ``smollm2-135m``) and not in the hub cache is a
+    typo: say so at once instead of asking the hub for it."""
+    from difflib import get_close_matches
+
+    near = get_close_matches(name, BUILTIN_MODELS, n=1, cutoff=0.6)
+    if not near:
+        return
+    try:
+        _cached_snapshot(name)
+    except NotLocal:
+        raise ModelLoadError(f"model '{name}': not a built-in model, a local path or a hub id in the cache; "
+                             f"did you mean {near[0]}?") from None
 
 
 WEIGHT_SUFFIXES = (".safetensors", ".bin", ".gguf", ".pt", ".pth")
@@ -143,10 +164,13 @@ class NotLocal(ModelLoadError):
 
 
 def fingerprint(name: str) -> dict:
-    """What a model's scores depend on, from its files and cheaply: the model's config and weight
-    files (size and the first and last MiB of each), and its tokenizer files. Raises
-    :class:`NotLocal` for a hub id that is not in the local cache."""
+    """What a model's scores depend on, from its files: the model's config and every byte of its
+    weight files (each file's digest remembered by :func:`invscale.cache.file_sha256`, so only a
+    new or changed file is read), and its tokenizer files. Raises :class:`NotLocal` for a hub id
+    that is not in the local cache."""
     import hashlib
+
+    from invscale.cache import file_sha256
 
     source, gguf_file = _model_source(name)
     directory = Path(source).expanduser()
@@ -160,12 +184,7 @@ def fingerprint(name: str) -> dict:
         if path.name == "config.json":
             model.update(path.read_bytes())
         elif path.suffix in WEIGHT_SUFFIXES:
-            size = path.stat().st_size
-            model.update(f"{path.name}:{size}".encode())
-            with open(path, "rb") as handle:
-                model.update(handle.read(2**20))
-                handle.seek(max(0, size - 2**20))
-                model.update(handle.read(2**20))
+            model.update(f"{path.name}:{file_sha256(path)}".encode())
         elif path.name in TOKENIZER_FILES:
             tokenizer.update(path.name.encode() + path.read_bytes())
     return {"model": name, "model_fingerprint": model.hexdigest()[:16],
@@ -189,7 +208,7 @@ def load_tokenizer(name: str):
     try:
         return (AutoTokenizer.from_pretrained(source, gguf_file=gguf_file),
                 AutoConfig.from_pretrained(source, gguf_file=gguf_file))
-    except (OSError, ValueError) as exc:
+    except Exception as exc:  # transformers, the hub client and gguf raise many kinds
         reason = first_line(exc)
         raise ModelLoadError(f"model '{name}': cannot read its tokenizer and config: {reason}") from None
 
@@ -243,13 +262,15 @@ def load_for_scoring(name: str, dtype: str = "float32", device: str = "auto", of
 
     directory = _checkpoint_directory(name)
     torch_dtype, torch_device = resolve_dtype(dtype), resolve_device(device)
-    if offload == "auto" and _weight_bytes(directory, torch_dtype) * 1.2 <= memory_budget:
-        return load_model(name, dtype, device)
     try:
+        if offload == "auto" and _weight_bytes(directory, torch_dtype) * 1.2 <= memory_budget:
+            return load_model(name, dtype, device)
         _check_supported(name, AutoConfig.from_pretrained(str(directory)))
         streamed = StreamedModel(directory, torch_dtype, torch_device, keep_in_host=offload == "cpu")
         tokenizer = AutoTokenizer.from_pretrained(str(directory))
-    except (OSError, ValueError) as exc:
+    except ModelLoadError:
+        raise
+    except Exception as exc:  # transformers and safetensors raise many kinds
         raise ModelLoadError(f"model '{name}': cannot stream from {directory}: {first_line(exc)}") from None
     return LoadedModel(name, streamed.model, tokenizer, torch_device, torch_dtype, streamed)
 

@@ -8,13 +8,16 @@ rendered from the store when the run finishes, so a CSV is never resumed half-wr
 - One writer: ``<out>.lock`` is held (``flock``) from opening to closing; a second run on the same
   output fails at once with one line naming the process holding it.
 - Provenance: ``<out>.meta.json`` records what produced the results (data hash, task type, the
-  model's and tokenizer's content fingerprints, dtype, invscale version); a run whose provenance
-  differs is refused instead of mixing results. Nothing but the lock is created until
+  model's and tokenizer's content fingerprints, dtype, invscale version and every option that
+  changes results, defaults included); a run whose provenance differs in any key, either way, is
+  refused instead of mixing results (a store an older invscale wrote without a key is refused, not
+  assumed to hold the default). The meta also keeps the seconds spent scoring, summed over runs. Nothing but the lock is created until
   :meth:`ResultsStore.start`, which the caller runs once the model has loaded and the data passed
   every check, so a run that fails at start-up leaves no file behind.
 - Reading: a torn last line (a killed write) is dropped and recomputed; a damaged line before it is
   one error naming the file and line; a second result for an index already read is reported and
-  dropped (one result per index, always).
+  dropped (one result per index, always); an index that is not a row of the data (negative, or
+  past its end) is a damaged store, named in one line.
 """
 
 from __future__ import annotations
@@ -30,6 +33,7 @@ from invscale.data import Dataset
 from invscale.scoring.metrics import result_columns
 
 RESULT_SUFFIXES = (".jsonl", ".csv")
+BOOKKEEPING_KEYS = ("scoring_seconds",)  # kept in the meta file, not compared as provenance
 
 
 class ResultsError(RuntimeError):
@@ -81,6 +85,22 @@ def read_results(path: str | Path) -> list[dict]:
     return read_store(store_path(Path(path)))[0]
 
 
+def is_complete(path: Path, provenance: dict, rows: int) -> bool:
+    """Whether the results file at ``path`` was made with exactly ``provenance`` and holds a result for
+    each of the data's ``rows`` rows (nothing is locked or changed; a damaged file is not complete)."""
+    meta = path.with_name(path.name + ".meta.json")
+    try:
+        recorded = json.loads(meta.read_text(encoding="utf-8"))
+        results = read_results(path)
+    except (OSError, ValueError, ResultsError):
+        return False
+    if not isinstance(recorded, dict):
+        return False
+    if {key: value for key, value in recorded.items() if key not in BOOKKEEPING_KEYS} != provenance:
+        return False
+    return {int(result["index"]) for result in results} == set(range(rows))
+
+
 def store_path(out: Path) -> Path:
     """Where the JSONL store of an output file lives."""
     return out.with_name(out.name + ".store.jsonl") if out.suffix.lower() == ".csv" else out
@@ -108,8 +128,10 @@ class ResultsStore:
     writes the sorted file (and renders the CSV); leaving releases the lock.
     """
 
-    def __init__(self, path: str | Path, provenance: dict, columns: list[str], overwrite: bool = False):
+    def __init__(self, path: str | Path, provenance: dict, columns: list[str], overwrite: bool = False,
+                 rows: int | None = None):
         self.path = Path(path)
+        self.rows = rows  # the data's row count: stored indexes must lie in range(rows)
         check_out_path(self.path)
         self.store = store_path(self.path)
         self.meta_path = self.path.with_name(self.path.name + ".meta.json")
@@ -120,6 +142,7 @@ class ResultsStore:
         self._lock = None
         self._written: set[int] = set()
         self.started = False
+        self.seconds_before = 0.0  # scoring time earlier runs of this store spent
 
     def __enter__(self) -> "ResultsStore":
         self._acquire()
@@ -127,6 +150,7 @@ class ResultsStore:
             if not self.overwrite and self.store.exists():
                 self._check_provenance()
                 self.existing, self.warnings = read_store(self.store)
+                self._check_indexes()
         except BaseException:
             self._release()
             raise
@@ -179,12 +203,28 @@ class ResultsStore:
             recorded = json.loads(self.meta_path.read_text(encoding="utf-8"))
         except (json.JSONDecodeError, UnicodeDecodeError):
             raise ResultsError(f"{self.meta_path}: damaged; pass --overwrite or another --out") from None
-        differing = [key for key in self.provenance if recorded.get(key) != self.provenance[key]]
+        if not isinstance(recorded, dict):
+            raise ResultsError(f"{self.meta_path}: damaged; pass --overwrite or another --out")
+        keys = dict.fromkeys([*self.provenance, *recorded])
+        unrecorded = [key for key in keys if key not in recorded and key not in BOOKKEEPING_KEYS]
+        if unrecorded:
+            raise ResultsError(f"{self.path}: was written by an older invscale that did not record "
+                               f"{', '.join(unrecorded)}; pass --overwrite to score it again, or another --out")
+        differing = [key for key in keys if key not in BOOKKEEPING_KEYS and recorded.get(key) != self.provenance.get(key)]
         if differing:
-            shown = ", ".join(f"{key}: {recorded.get(key)!r:.40} there, {self.provenance[key]!r:.40} now"
+            shown = ", ".join(f"{key}: {recorded.get(key)!r:.40} there, {self.provenance.get(key)!r:.40} now"
                               for key in differing)
             raise ResultsError(f"{self.path}: holds results made with another {', '.join(differing)} ({shown}); "
                                f"pass --overwrite or another --out")
+        self.seconds_before = float(recorded.get("scoring_seconds", 0.0))
+
+    def _check_indexes(self) -> None:
+        if self.rows is None:
+            return
+        unknown = sorted(int(r["index"]) for r in self.existing if not 0 <= int(r["index"]) < self.rows)
+        if unknown:
+            raise ResultsError(f"{self.store}: damaged: holds a result for index {unknown[0]}, which is not a row of "
+                               f"the data (indexes 0 to {self.rows - 1}); pass --overwrite or another --out")
 
     def done_indexes(self) -> set[int]:
         """Row indexes already scored."""
@@ -196,20 +236,27 @@ class ResultsStore:
             self.store.write_text("", encoding="utf-8")
             if self.store != self.path and self.path.exists():
                 self.path.unlink()
-        self.meta_path.write_text(json.dumps(self.provenance, indent=2) + "\n", encoding="utf-8")
+        self._write_meta(self.seconds_before)
         self.started = True
+
+    def _write_meta(self, seconds: float) -> None:
+        _replace(self.meta_path, json.dumps({**self.provenance, "scoring_seconds": seconds}, indent=2) + "\n")
 
     def append(self, results: list[dict]) -> None:
         """Write finished results (one per index, ever) and flush them to disk."""
         fresh = [r for r in results if int(r["index"]) not in self._written]
         if not fresh:
             return
-        with open(self.store, "a", encoding="utf-8", newline="") as handle:
-            if handle.tell() and not self._ends_with_newline():
-                handle.write("\n")  # after a torn last line: start a clean one
-            handle.writelines(json.dumps(result, ensure_ascii=False) + "\n" for result in fresh)
-            handle.flush()
-            os.fsync(handle.fileno())
+        try:
+            with open(self.store, "a", encoding="utf-8", newline="") as handle:
+                if handle.tell() and not self._ends_with_newline():
+                    handle.write("\n")  # after a torn last line: start a clean one
+                handle.writelines(json.dumps(result, ensure_ascii=False) + "\n" for result in fresh)
+                handle.flush()
+                os.fsync(handle.fileno())
+        except OSError as exc:  # a torn line this leaves is dropped on resume
+            raise ResultsError(f"{self.store}: cannot write: {exc.strerror or exc}; the results written before "
+                               f"are kept, run the same command again once there is room") from None
         self._written.update(int(r["index"]) for r in fresh)
 
     def _ends_with_newline(self) -> bool:
@@ -217,8 +264,9 @@ class ResultsStore:
             handle.seek(-1, os.SEEK_END)
             return handle.read(1) == b"\n"
 
-    def finalize(self, results: list[dict]) -> None:
-        """Rewrite the store with ``results`` sorted by index (one each), and render the CSV."""
+    def finalize(self, results: list[dict], seconds: float = 0.0) -> float:
+        """Rewrite the store with ``results`` sorted by index (one each), render the CSV, and add
+        ``seconds`` (this run's scoring time) to the store's; returns the store's total."""
         unique = {int(r["index"]): r for r in reversed(results)}
         ordered = [unique[index] for index in sorted(unique)]
         _replace(self.store, "".join(json.dumps(r, ensure_ascii=False) + "\n" for r in ordered))
@@ -228,19 +276,28 @@ class ResultsStore:
             writer.writerow(self.columns)
             writer.writerows([_encode_csv_value(r.get(c, "")) for c in self.columns] for r in ordered)
             _replace(self.path, buffer.getvalue())
+        total = round(self.seconds_before + seconds, 3)
+        self._write_meta(total)
+        return total
 
 
 def _replace(path: Path, text: str) -> None:
+    """Write ``text`` to ``path`` through a staging file, so a reader sees the old file or the new
+    one; a failed write (a full disk) removes the staging file and is one line naming ``path``."""
     staging = path.with_name(path.name + ".tmp")
-    staging.write_text(text, encoding="utf-8", newline="")
-    os.replace(staging, path)
+    try:
+        staging.write_text(text, encoding="utf-8", newline="")
+        os.replace(staging, path)
+    except OSError as exc:
+        staging.unlink(missing_ok=True)
+        raise ResultsError(f"{path}: cannot write: {exc.strerror or exc}") from None
 
 
 def provenance(dataset: Dataset, model: dict, dtype: str, too_long: str = "error", chat_template: bool = False) -> dict:
     """What a results file's results depend on: the data's content and task type, the model's and
     tokenizer's content (``model``: from :func:`invscale.models.fingerprint`), dtype, version, what
     is done with rows too long for the model and whether prompts were wrapped in the chat template
-    (each recorded only when not the default)."""
+    (recorded whatever their value, so a default is never confused with a missing key)."""
     from importlib import metadata
 
     try:
@@ -248,8 +305,7 @@ def provenance(dataset: Dataset, model: dict, dtype: str, too_long: str = "error
     except metadata.PackageNotFoundError:
         version = "unknown"
     return {"data_sha256": dataset.content_sha256, "task_type": dataset.task_type.value, **model, "dtype": dtype,
-            "invscale_version": version, **({"too_long": too_long} if too_long != "error" else {}),
-            **({"chat_template": "applied"} if chat_template else {})}
+            "invscale_version": version, "too_long": too_long, "chat_template": "applied" if chat_template else "none"}
 
 
 def open_results(path: str | Path, dataset: Dataset, model: dict, dtype: str, overwrite: bool = False,
@@ -257,4 +313,5 @@ def open_results(path: str | Path, dataset: Dataset, model: dict, dtype: str, ov
     """The results store of ``dataset`` scored by ``model`` (a fingerprint) in ``dtype``, rows too long
     for the model handled as ``too_long`` says, prompts in the chat template with ``chat_template``."""
     return ResultsStore(path, provenance(dataset, model, dtype, too_long, chat_template),
-                        result_columns(dataset.task_type, dataset.extra_columns, too_long), overwrite=overwrite)
+                        result_columns(dataset.task_type, dataset.extra_columns, too_long), overwrite=overwrite,
+                        rows=len(dataset.rows))

@@ -92,6 +92,9 @@ def test_rolling_and_generation_work(checkpoint_dirs):
     assert len(generated) == 1 and isinstance(generated[0], str)
     empty_context = model.loglikelihood([Instance("loglikelihood", {}, ("", " the answer"), 0)], disable_tqdm=True)
     assert empty_context[0][0] < 0
+    lone = Instance("loglikelihood", {}, ("Question: \ud83d", " the"), 0, metadata=("t", 3, 1))
+    with pytest.raises(ValueError, match=r"request 0 \(t, doc 3\): context: not valid Unicode text"):
+        model.loglikelihood([lone], disable_tqdm=True)
 
 
 def test_invscale_lm_eval_command(checkpoint_dirs, task_dir):

@@ -94,8 +94,8 @@ def test_resume_loads_only_models_with_unfinished_datasets(family_dirs, task_fil
     monkeypatch.setattr(sweep_run, "load_for_scoring", counting_load)
     assert sweep(task_files, family_dirs, out).exit_code == 0
     assert loaded == [], "a finished sweep loads no model"
-    unfinished = sweep_run.results_path(out, family_dirs[1], "float32",
-                                        json.loads((out / "sweep.json").read_text())["datasets"][1])
+    manifest = json.loads((out / "sweep.json").read_text())
+    unfinished = sweep_run.results_path(out, manifest, manifest["models"][1], manifest["datasets"][1])
     lines = unfinished.read_text().splitlines()
     unfinished.write_text("\n".join(lines[:10]) + "\n")  # as if interrupted after 10 rows
     result = sweep(task_files, family_dirs, out)

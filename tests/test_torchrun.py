@@ -116,3 +116,62 @@ def test_a_sweep_on_two_processes_writes_what_one_writes(checkpoint_dirs, tmp_pa
     for reference in references:
         assert (tmp_path / "two" / reference.relative_to(tmp_path / "one")).read_bytes() == reference.read_bytes()
     assert (tmp_path / "two" / "summary.csv").read_text() == (tmp_path / "one" / "summary.csv").read_text()
+
+
+def _alive(pid: int) -> bool:
+    try:
+        return Path(f"/proc/{pid}/stat").read_text().split(")")[-1].split()[0] != "Z"
+    except FileNotFoundError:
+        return False
+
+
+def test_workers_stop_when_their_launcher_is_killed_and_the_run_resumes(scored):
+    """A scheduler or the OOM killer SIGKILLs the launcher's process group: its workers (in sessions of
+    their own) stop instead of carrying on without it, and the same command completes the file. The
+    workers are paused across the kill so that, left to themselves, they would finish the run."""
+    folder, args = scored
+    out = folder / "orphaned.csv"
+    store = out.with_name(out.name + ".store.jsonl")
+    job = subprocess.Popen(launch(2, *args, str(out)), env=ENV, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+                           start_new_session=True)
+    deadline = time.monotonic() + 300
+    while job.poll() is None and time.monotonic() < deadline:
+        if store.exists() and store.read_text().count("\n") >= 20:
+            break
+        time.sleep(0.05)
+    workers = [pid for pid in _children(job.pid) if _rank(pid) is not None]
+    assert len(workers) == 2 and job.poll() is None, "the run ended before its launcher could be killed"
+    for pid in workers:
+        os.kill(pid, signal.SIGSTOP)
+    os.killpg(job.pid, signal.SIGKILL)
+    job.wait(timeout=60)
+    for pid in workers:
+        os.kill(pid, signal.SIGCONT)
+    deadline = time.monotonic() + 30
+    while any(map(_alive, workers)) and time.monotonic() < deadline:
+        time.sleep(0.1)
+    alive = [pid for pid in workers if _alive(pid)]
+    for pid in alive:
+        os.kill(pid, signal.SIGKILL)
+    assert not alive, "workers outlived their launcher by 30 s"
+    rows = Path(args[1]).read_text().count("\n")
+    assert store.read_text().count("\n") < rows, "the workers carried on without their launcher"
+    run(1, *args, str(out))
+    assert out.read_bytes() == (folder / "one.csv").read_bytes()
+
+
+def test_one_process_on_other_threads_agrees_within_the_stated_tolerance(scored):
+    """torchrun gives each process one thread; one process on more threads rounds its CPU matrix
+    products differently, which the README states: within 1e-4 of a log-prob (the tolerance the scorer
+    is held to against the reference), not byte for byte."""
+    from invscale.results import read_results
+
+    folder, args = scored
+    out = folder / "threads.csv"
+    result = subprocess.run(launch(1, *args, str(out)), env={**ENV, "OMP_NUM_THREADS": "2"}, capture_output=True,
+                            text=True, timeout=600)
+    assert result.returncode == 0, result.stderr[-3000:]
+    one, other = (sorted(read_results(path), key=lambda r: r["index"]) for path in (folder / "one.csv", out))
+    assert [r["index"] for r in one] == [r["index"] for r in other]
+    difference = max(abs(a - b) for x, y in zip(one, other) for a, b in zip(x["class_logprobs"], y["class_logprobs"]))
+    assert difference <= 1e-4

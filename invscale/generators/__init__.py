@@ -6,6 +6,8 @@ every row, so the scorer computes it once. Same name, n, seed and shots give the
 
 from __future__ import annotations
 
+from typing import Callable
+
 from invscale.data import Dataset, validate_records
 from invscale.generators import (decoy, deliberate_fail, expert, false_premise, gambling, instruction_chain,
                                  persona_hint, pretend, random_sequence, triviamod, ultimatum)
@@ -17,11 +19,13 @@ REGISTRY: dict[str, GeneratorSpec] = {spec.name: spec for spec in (
 )}
 
 
-def generate(task: str, n: int, seed: int = 0, shots: int | None = None) -> tuple[Dataset, Generated]:
-    """Rows of ``task`` as a validated :class:`Dataset`, with the raw generator output."""
+def generate(task: str, n: int, seed: int = 0, shots: int | None = None,
+             on_drawn: Callable[[int], None] | None = None) -> tuple[Dataset, Generated]:
+    """Rows of ``task`` as a validated :class:`Dataset`, with the raw generator output;
+    ``on_drawn(count)`` hears of the rows as they are drawn (for progress)."""
     if task not in REGISTRY:
         raise ValueError(f"unknown task {task!r}; known: {', '.join(REGISTRY)}")
-    generated = generate_records(REGISTRY[task], n, seed, shots)
+    generated = generate_records(REGISTRY[task], n, seed, shots, on_drawn)
     columns = list(dict.fromkeys(key for record in generated.records for key in record))
     return validate_records(f"{task}(seed={seed})", generated.records, columns), generated
 

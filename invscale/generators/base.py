@@ -76,9 +76,14 @@ class Generated:
     notes: list[str]
 
 
-def generate_records(spec: GeneratorSpec, n: int, seed: int, shots: int | None = None) -> Generated:
+DRAWN_REPORT_EVERY = 10_000  # rows between two calls of on_drawn
+
+
+def generate_records(spec: GeneratorSpec, n: int, seed: int, shots: int | None = None,
+                     on_drawn: Callable[[int], None] | None = None) -> Generated:
     """Draw ``n`` distinct items (repeating only when the space runs out, with a note saying so)
-    after a preface of worked examples that is byte-identical on every row."""
+    after a preface of worked examples that is byte-identical on every row; ``on_drawn(count)`` is
+    told of every :data:`DRAWN_REPORT_EVERY` rows drawn, and of the rest at the end."""
     if n < 1:
         raise ValueError("--n must be at least 1")
     rng = random.Random(seed)
@@ -97,6 +102,10 @@ def generate_records(spec: GeneratorSpec, n: int, seed: int, shots: int | None =
         if item is None:
             break
         items.append(item)
+        if on_drawn is not None and len(items) % DRAWN_REPORT_EVERY == 0:
+            on_drawn(DRAWN_REPORT_EVERY)
+    if on_drawn is not None:
+        on_drawn(n - len(items) // DRAWN_REPORT_EVERY * DRAWN_REPORT_EVERY)
     notes = []
     if len(items) < n:
         distinct = len(items)

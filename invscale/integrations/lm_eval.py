@@ -21,6 +21,8 @@ from lm_eval.api.registry import register_model
 from lm_eval.models.huggingface import HFLM
 from tqdm import tqdm
 
+from invscale.data import check_text
+from invscale.messages import first_line
 from invscale.scoring.architectures import UnsupportedModel, check_model_type
 from invscale.scoring.scorer import score_token_sequences
 
@@ -37,13 +39,24 @@ class InvscaleLM(HFLM):
             pretrained, gguf_file = _model_source(pretrained)
             if gguf_file is not None:
                 kwargs["gguf_file"] = gguf_file
-        super().__init__(pretrained=pretrained, **kwargs)
+        try:
+            super().__init__(pretrained=pretrained, **kwargs)
+        except Exception as exc:  # the hub client, transformers and safetensors raise many kinds
+            raise ValueError(f"--model invscale: cannot load pretrained={pretrained}: {first_line(exc)}") from None
         try:
             check_model_type(self.model.config)
         except UnsupportedModel as exc:
             raise ValueError(f"--model invscale: {exc}") from None
         self.invscale_options = {"backend": attention, "kernels": kernels,
                                  "max_tokens_per_pack": int(max_tokens_per_pack) if max_tokens_per_pack else None}
+
+    def loglikelihood(self, requests, disable_tqdm: bool = False):
+        """lm-eval's ``loglikelihood``, after every request's text passed :func:`invscale.data.check_text`."""
+        for number, request in enumerate(requests):
+            where = f"lm-eval request {number} ({getattr(request, 'task_name', None)}, doc {getattr(request, 'doc_id', None)})"
+            for part, text in zip(("context", "continuation"), request.args):
+                check_text(f"{where}: {part}", text)
+        return super().loglikelihood(requests, disable_tqdm=disable_tqdm)
 
     def _loglikelihood_tokens(self, requests, disable_tqdm: bool = False, override_bs=None):
         """(log-prob, is_greedy) per (request, context tokens, continuation tokens), in order."""

@@ -102,8 +102,31 @@ def current() -> Group:
     if launched_size() == 1:
         return Group()
     if not torch.distributed.is_initialized():
+        exit_with_launcher()
         torch.distributed.init_process_group("gloo", timeout=ROUND_TIMEOUT)
     return Group(torch.distributed.get_rank(), torch.distributed.get_world_size())
+
+
+def exit_with_launcher() -> None:
+    """Have the kernel stop this worker (SIGTERM) when the process that launched it dies: torchrun's
+    agent stops its workers when one of them fails, but a launcher killed outright (a scheduler
+    cancelling the job, the OOM killer) would leave them waiting on their peers for hours. Linux
+    only; elsewhere a no-op. The main rank's results are flushed as each pack finishes, so a worker
+    stopped this way leaves a store that resumes."""
+    import ctypes
+    import signal
+    import sys
+
+    if not sys.platform.startswith("linux"):
+        return
+    launcher = os.getppid()
+    try:
+        libc = ctypes.CDLL(None, use_errno=True)
+        libc.prctl(1, signal.SIGTERM)  # PR_SET_PDEATHSIG
+    except (OSError, AttributeError):
+        return
+    if os.getppid() != launcher:  # the launcher died before the request took effect
+        os.kill(os.getpid(), signal.SIGTERM)
 
 
 def local_cuda_device() -> str:
@@ -131,8 +154,9 @@ class FollowerStore:
     def append(self, results: list[dict]) -> None:
         """Nothing to write."""
 
-    def finalize(self, results: list[dict]) -> None:
-        """Nothing to write."""
+    def finalize(self, results: list[dict], seconds: float = 0.0) -> float:
+        """Nothing to write; the seconds are the main rank's to keep."""
+        return seconds
 
 
 @contextmanager

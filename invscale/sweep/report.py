@@ -50,8 +50,8 @@ def build_report(run_dir: Path, x_axis: str = "params") -> tuple[list[dict], dic
         for model in manifest["models"]:
             per_member = []
             for dataset in members:
-                path = results_path(run_dir, model["name"], manifest["dtype"], dataset)
-                per_member.append(sorted(read_results(path), key=lambda r: r["index"]) if path.exists() else [])
+                path = results_path(run_dir, manifest, model, dataset) if "identity" in model else None
+                per_member.append(sorted(read_results(path), key=lambda r: r["index"]) if path and path.exists() else [])
             if any(len(results) != dataset["rows"] for results, dataset in zip(per_member, members)) or not model.get("params"):
                 continue
             tokens, non_embedding = model.get("training_tokens"), model.get("non_embedding_params")

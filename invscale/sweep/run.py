@@ -1,27 +1,35 @@
 """Run a sweep: every dataset on every model, one model in memory at a time, resumable.
 
 A run folder holds ``sweep.json`` (the datasets with their content hashes and chance levels, the
-models with their sizes and what happened to each) and ``results/<model>--<dtype>/<dataset>-<hash>
-.results.jsonl`` per pair, so finished pairs are keyed by dataset content, model and dtype and
-never redone. A model that fails to load, does not fit, or runs out of memory, and a dataset a
-model cannot score (a row longer than its context), are recorded with the reason and the sweep
-goes on.
+models with their sizes, content fingerprints and what happened to each) and
+``results/<model>--<fingerprint>--<settings>/<dataset>-<hash>.results.jsonl`` per pair: the model's
+name escaped so that no two names share a folder, the fingerprint of its weights and tokenizer, and
+every setting that changes results (dtype, the chat template). A pair is finished when its store's
+provenance is this run's and it holds every row, and is then never redone. A model that fails to
+load, does not fit, or runs out of memory, and a dataset a model cannot score (a row longer than its
+context), are recorded with the reason and the sweep goes on.
+
+A run folder is one study: a later sweep into it keeps the models and datasets it does not name
+(they stay in the report), refuses a dataset of a known name whose rows differ, and refuses other
+settings (dtype, chat template) than the folder's.
 """
 
 from __future__ import annotations
 
 import gc
+import hashlib
 import json
-import re
 from pathlib import Path
+from urllib.parse import quote
 from typing import Callable
 
 import torch
 
-from invscale.data import DataError, Dataset
-from invscale.models import ModelLoadError, fingerprint, load_for_scoring, resolve_device, resolve_dtype
-from invscale.results import ResultsError, ResultsStore, open_results, read_results
-from invscale.scoring.chat import apply_chat_template
+from invscale.data import DataError, Dataset, write_dataset
+from invscale.models import (ModelLoadError, NotLocal, fingerprint, load_for_scoring, load_tokenizer, resolve_device,
+                             resolve_dtype)
+from invscale.results import ResultsError, ResultsStore, is_complete, open_results, provenance
+from invscale.scoring.chat import NoChatTemplate, apply_chat_template, require_chat_template
 from invscale.scoring.distributed import Group, results_store
 from invscale.scoring.metrics import chance_levels
 from invscale.scoring.scorer import ScoringJob
@@ -43,14 +51,49 @@ def write_manifest(run_dir: Path, manifest: dict) -> None:
     staging.replace(run_dir / MANIFEST)
 
 
-def results_path(run_dir: Path, model: str, dtype: str, dataset: dict) -> Path:
-    """Where one (model, dtype, dataset content) pair keeps its per-example results."""
-    slug = re.sub(r"[^A-Za-z0-9._-]+", "_", model).strip("_")
-    return run_dir / "results" / f"{slug}--{dtype}" / f"{dataset['name']}-{dataset['sha256'][:12]}.results.jsonl"
+def identity_key(identity: dict) -> str:
+    """A short digest of a model's content fingerprints (weights and tokenizer), for folder names."""
+    content = {key: value for key, value in identity.items() if key != "model"}
+    return hashlib.sha256(json.dumps(content, sort_keys=True).encode()).hexdigest()[:12]
 
 
-def _scored(path: Path) -> int:
-    return len({int(r["index"]) for r in read_results(path)}) if path.exists() else 0
+def results_path(run_dir: Path, manifest: dict, model: dict, dataset: dict) -> Path:
+    """Where one pair keeps its per-example results: ``model`` and ``dataset`` are manifest entries,
+    the folder named by the model's escaped name, its content and the run's settings."""
+    settings = manifest["dtype"] + ("--chat-template" if manifest.get("chat_template") else "")
+    folder = f"{quote(model['name'], safe='')}--{model['identity']}--{settings}"
+    return run_dir / "results" / folder / f"{dataset['name']}-{dataset['sha256'][:12]}.results.jsonl"
+
+
+def _merge(run_dir: Path, manifest: dict, datasets: list[dict], dtype: str, chat_template: bool) -> list[dict]:
+    """The datasets of the folder after this run: those it had, each updated by this run's entry of
+    its name (refused if the rows differ), and this run's new ones; refuses other settings."""
+    if manifest["datasets"]:
+        had = (manifest.get("dtype"), bool(manifest.get("chat_template")))
+        if had != (dtype, chat_template):
+            raise ValueError(f"{run_dir}: was swept with --dtype {had[0]}{' --chat-template' if had[1] else ''}; "
+                             f"a run folder holds one setting, so use another --out for this one")
+    known = {entry["name"]: entry for entry in manifest["datasets"]}
+    for entry in datasets:
+        before = known.get(entry["name"])
+        if before is not None and before["sha256"] != entry["sha256"]:
+            raise ValueError(f"{run_dir}: already holds results for task {entry['name']!r} on other rows "
+                             f"({before['rows']} rows from {before['path']}); use another --out or another name")
+    fresh = {entry["name"]: entry for entry in datasets}
+    return [fresh.pop(entry["name"], entry) for entry in manifest["datasets"]] + list(fresh.values())
+
+
+def _pending(run_dir: Path, manifest: dict, model: dict, datasets: dict[str, tuple[str, Dataset]],
+             identity: dict | None) -> list[dict]:
+    """The manifest's datasets of this run that ``model`` has not finished (every one while the
+    model's content is not known yet: a hub id not in the local cache)."""
+    chosen = [entry for entry in manifest["datasets"] if entry["name"] in datasets]
+    if identity is None:
+        return chosen
+    return [entry for entry in chosen
+            if not is_complete(results_path(run_dir, manifest, model, entry),
+                               provenance(datasets[entry["name"]][1], identity, manifest["dtype"],
+                                          chat_template=manifest["chat_template"]), entry["rows"])]
 
 
 def run_sweep(run_dir: Path, datasets: dict[str, tuple[str, Dataset]], models: list[tuple[str, Member | None]],
@@ -76,15 +119,26 @@ def run_sweep(run_dir: Path, datasets: dict[str, tuple[str, Dataset]], models: l
         def log(line: str) -> None:
             pass
 
-    run_dir.mkdir(parents=True, exist_ok=True)
+    if run_dir.exists() and not run_dir.is_dir():
+        raise ValueError(f"--out {run_dir}: is a file; name a folder for the run")
     manifest = read_manifest(run_dir)
+    entries = [{"name": name, "path": path, "sha256": dataset.content_sha256, "rows": len(dataset.rows),
+                "task_type": dataset.task_type.value, **chance_levels(dataset), **(seed_groups or {}).get(name, {})}
+               for name, (path, dataset) in datasets.items()]
+    manifest["datasets"] = _merge(run_dir, manifest, entries, dtype, chat_template)
     manifest.update(dtype=dtype, device=device, chat_template=chat_template)
-    manifest["datasets"] = [{"name": name, "path": path, "sha256": dataset.content_sha256, "rows": len(dataset.rows),
-                             "task_type": dataset.task_type.value, **chance_levels(dataset),
-                             **(seed_groups or {}).get(name, {})}
-                            for name, (path, dataset) in datasets.items()]
+    run_dir.mkdir(parents=True, exist_ok=True)
+    if group.is_main:
+        for path, dataset in datasets.values():  # generated rows, written once the folder accepted them
+            if Path(path).parent == (run_dir / "data").resolve():
+                Path(path).parent.mkdir(parents=True, exist_ok=True)
+                write_dataset(dataset, path)
+    kept = [entry for entry in manifest["models"] if entry["name"] not in dict(models)]
+    if kept:
+        log(f"{run_dir}: keeping {len(kept)} model(s) of earlier runs in the report: "
+            f"{', '.join(entry['name'] for entry in kept)}")
     previous = {entry["name"]: entry for entry in manifest["models"]}
-    manifest["models"] = []
+    manifest["models"] = kept
     for name, member in models:
         known = previous.get(name, {})
         entry = {"name": name, "status": "pending",
@@ -93,9 +147,18 @@ def run_sweep(run_dir: Path, datasets: dict[str, tuple[str, Dataset]], models: l
                      "training_tokens": member.training_tokens} if member else {})}
         known_params = entry["params"] if member else None
         manifest["models"].append(entry)
-        pending = group.broadcast([dataset_entry for dataset_entry in manifest["datasets"]
-                                   if _scored(results_path(run_dir, name, dtype, dataset_entry)) < dataset_entry["rows"]]
-                                  if group.is_main else None)
+        try:
+            identity = fingerprint(name)
+        except NotLocal:
+            identity = None
+        except ModelLoadError as exc:
+            entry.update(status="failed", reason=str(exc))
+            log(f"{name}: failed to load: {exc}")
+            save(manifest)
+            continue
+        if identity is not None:
+            entry["identity"] = identity_key(identity)
+        pending = group.broadcast(_pending(run_dir, manifest, entry, datasets, identity) if group.is_main else None)
         if not pending:
             entry["status"] = "done"
             log(f"{name}: already scored on every dataset")
@@ -110,8 +173,17 @@ def run_sweep(run_dir: Path, datasets: dict[str, tuple[str, Dataset]], models: l
             save(manifest)
             continue
         try:
+            if chat_template:  # from the tokenizer alone, before any weights are read
+                try:
+                    require_chat_template(load_tokenizer(name)[0])
+                except NoChatTemplate as exc:
+                    raise ModelLoadError(str(exc)) from None
             loaded = load_for_scoring(name, dtype=dtype, device=device, offload=offload, memory_budget=memory_budget)
-            identity = fingerprint(name)
+            if identity is None:  # a hub id now in the cache
+                identity = fingerprint(name)
+                entry["identity"] = identity_key(identity)
+                pending = group.broadcast(_pending(run_dir, manifest, entry, datasets, identity)
+                                          if group.is_main else None)
         except ModelLoadError as exc:
             entry.update(status="failed", reason=str(exc))
             log(f"{name}: failed to load: {exc}")
@@ -125,7 +197,7 @@ def run_sweep(run_dir: Path, datasets: dict[str, tuple[str, Dataset]], models: l
             for dataset_entry in pending:
                 dataset = datasets[dataset_entry["name"]][1]
                 try:
-                    path = results_path(run_dir, name, dtype, dataset_entry)
+                    path = results_path(run_dir, manifest, entry, dataset_entry)
                     with results_store(group, lambda: open_results(path, dataset, identity, dtype,
                                                                    chat_template=chat_template), path) as store:
                         scored = apply_chat_template(dataset, loaded.tokenizer) if chat_template else dataset

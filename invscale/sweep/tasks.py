@@ -5,16 +5,26 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from invscale.data import Dataset, read_dataset, with_content_hash, write_dataset
+from invscale.data import Dataset, read_dataset, with_content_hash
 
 
-def sweep_datasets(items: list[str], run_dir: Path, n: int, seeds: list[int], shots: list[int | None],
-                   write: bool = True) -> tuple[dict[str, tuple[str, Dataset]], dict[str, dict]]:
+def task_name(path: str) -> str:
+    """The task a data file holds: its file name up to the first dot after any leading dots
+    (``.hidden.csv`` is ``hidden``); ValueError for a name that gives none."""
+    name = Path(path).name.lstrip(".").split(".")[0]
+    if not name:
+        raise ValueError(f"{path}: cannot name a task after this file; rename it (e.g. task.jsonl)")
+    return name
+
+
+def sweep_datasets(items: list[str], run_dir: Path, n: int, seeds: list[int],
+                   shots: list[int | None]) -> tuple[dict[str, tuple[str, Dataset]], dict[str, dict]]:
     """({name: (path, dataset)}, {name: {"group": …, "seed": …}}) for ``items``: an existing file is
-    read (named by its file name); a generator's name gives ``n`` rows per shot count and seed,
-    saved as ``run_dir/data/NAME.jsonl`` (NAME: the task, ``-Kshot`` when shots are given,
-    ``-seedS`` with several seeds); datasets that differ only by seed share a group, which the
-    report pools. ``write`` False (a process other than the main one) writes nothing. ValueError (one line) for a name that is neither, or two items of one name."""
+    read (named by :func:`task_name`); a generator's name gives ``n`` rows per shot count and seed,
+    to be saved (by the sweep, once the run folder accepts them) as ``run_dir/data/NAME.jsonl``
+    (NAME: the task, ``-Kshot`` when shots are given, ``-seedS`` with several seeds); datasets that
+    differ only by seed share a group, which the report pools. ValueError (one line) for a name
+    that is neither, or two items of one name."""
     from invscale.generators import REGISTRY, generate, variant_name
 
     datasets: dict[str, tuple[str, Dataset]] = {}
@@ -27,18 +37,14 @@ def sweep_datasets(items: list[str], run_dir: Path, n: int, seeds: list[int], sh
 
     for item in items:
         if Path(item).exists() or item not in REGISTRY:
-            add(Path(item).name.split(".")[0], str(Path(item).resolve()), read_dataset(item))
+            add(task_name(item), str(Path(item).resolve()), read_dataset(item))
             continue
         for shot_count in shots:
             group = variant_name(item, shot_count)
             for seed in seeds:
                 name = variant_name(item, shot_count, seed if len(seeds) > 1 else None)
                 dataset = with_content_hash(generate(item, n, seed, shot_count)[0])
-                path = run_dir / "data" / f"{name}.jsonl"
-                if write:
-                    path.parent.mkdir(parents=True, exist_ok=True)
-                    write_dataset(dataset, path)
-                add(name, str(path.resolve()), dataset)
+                add(name, str((run_dir / "data" / f"{name}.jsonl").resolve()), dataset)
                 if len(seeds) > 1:
                     groups[name] = {"group": group, "seed": seed}
     return datasets, groups
