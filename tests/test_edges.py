@@ -200,3 +200,14 @@ def test_an_interrupt_while_starting_is_one_line():
     _, stderr = job.communicate(timeout=60)
     assert job.returncode == 130 and "Traceback" not in stderr
     assert stderr.strip() == "error: interrupted while starting; nothing was done"
+
+
+def test_an_interrupted_benchmark_says_so(monkeypatch):
+    from invscale import cli
+
+    def interrupted(*args, **kwargs):
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(cli, "run_benchmark", interrupted)
+    result = run("bench", "--device", "cpu", "--items", "4")
+    assert result.exit_code == 130 and "interrupted: the benchmark stopped before its figures were complete" in one_line(result)
