@@ -1,4 +1,5 @@
-"""The ``invscale`` command line."""
+"""The ``invscale`` command line: argument parsing and printing over :mod:`invscale.api`, one
+function per command."""
 
 from __future__ import annotations
 
@@ -14,28 +15,27 @@ from rich.measure import Measurement
 from rich.table import Table
 from rich.text import Text
 
+from invscale import api
 from invscale.benchmark.report import figures_table
 from invscale.benchmark.run import METHODS, BenchmarkMismatch, available_methods, run_benchmark
 from invscale.benchmark.workload import OPT_SHAPES, WordIdTokenizer, build_opt, synthetic_dataset
-from invscale.data import DataError, TaskType, read_dataset
+from invscale.data import DataError, TaskType, read_dataset, write_dataset
 from invscale.kernels.launch import KernelUnavailable, resolve_kernels
 from invscale.messages import first_line
-from invscale.models import (DTYPES, ModelLoadError, NotLocal, fingerprint, load_for_scoring, load_model,
-                             load_tokenizer, parse_memory, resolve_device, resolve_dtype)
+from invscale.models import DTYPES, ModelLoadError, load_model, resolve_device, resolve_dtype
 from invscale.progress import ProgressReport
-from invscale.results import ResultsError, ResultsStore, check_out_path, open_results
-from invscale.scoring import distributed
+from invscale.results import ResultsError
 from invscale.scoring.attention import backends
-from invscale.scoring.chat import apply_chat_template, require_chat_template
-from invscale.scoring.metrics import TOO_LONG_COLUMNS, seed_summary, summarize
-from invscale.scoring.scorer import DEFAULT_MAX_TOKENS_PER_PACK, ScoreStats, ScoringJob, check_too_long
-from invscale.sweep.family import family_help
+from invscale.scoring.scorer import DEFAULT_MAX_TOKENS_PER_PACK
+from invscale.study.family import family_help
 
 app = typer.Typer(add_completion=False, no_args_is_help=True,
                   help="Fast, exact multiple-choice scoring for inverse-scaling studies.")
 # No console markup: messages hold file names, model names and user text that may contain brackets.
-err = Console(stderr=True, markup=False)
-out = Console(markup=False)
+err = Console(stderr=True, markup=False, highlight=False)
+out = Console(markup=False, highlight=False)
+USER_ERRORS = (DataError, ModelLoadError, ResultsError, KernelUnavailable, api.OutOfMemory, ValueError, TypeError,
+               OSError)
 
 
 @app.callback()
@@ -50,6 +50,7 @@ TOO_LONG_HELP = ("Rows longer than the model takes: error (list them all and sto
 CHAT_TEMPLATE_HELP = ("Wrap each prompt in the model's chat template (one user turn, the assistant's turn "
                       "opened), for instruct models; the classes follow as they are.")
 X_AXIS_HELP = "Plots' x axis: params, non-embedding (parameters) or flops (6·N·D training FLOPs, for families)."
+GENERATE_PROGRESS_ROWS = 100_000
 
 
 def _print_table(table) -> None:
@@ -69,12 +70,37 @@ def _warn(message: str, label: str = "warning") -> None:
     err.print(Text.assemble((f"{label}:", "yellow"), f" {message}"), soft_wrap=True)
 
 
+def _say(message: str) -> None:
+    """One line of what a run is doing, on standard error."""
+    err.print(message, soft_wrap=True)
+
+
 def _fail(message: str, code: int = 2) -> None:
     err.print(Text.assemble(("error:", "red"), f" {message}"), soft_wrap=True)
     raise typer.Exit(code)
 
 
-GENERATE_PROGRESS_ROWS = 100_000
+def _one_line(exc: Exception) -> str:
+    """An error's message as one line (an OSError says what and where)."""
+    if isinstance(exc, OSError) and not isinstance(exc, (ModelLoadError,)):
+        where = f"{exc.filename}: " if getattr(exc, "filename", None) else ""
+        return f"{where}{exc.strerror or exc}"
+    return first_line(exc)
+
+
+def _counts(option: str, text: str) -> list[int]:
+    """Comma-separated counts of 0 or more, e.g. ``0,3``; ValueError naming ``option`` otherwise."""
+    try:
+        values = [int(part) for part in text.split(",")]
+    except ValueError:
+        values = []
+    if not values or any(value < 0 for value in values) or len(set(values)) != len(values):
+        raise ValueError(f"{option} {text}: give distinct whole numbers of 0 or more, separated by commas (e.g. 0,3)")
+    return values
+
+
+def _interval(row: dict, value: str, low: str, high: str) -> str:
+    return f"{row[value]:.3f} ({row[low]:.3f}–{row[high]:.3f})"
 
 
 @app.command()
@@ -87,8 +113,7 @@ def generate(
     list_tasks: bool = typer.Option(False, "--list", help="List the tasks with a one-line description."),
 ) -> None:
     """Generate a prize-format task set (JSONL on standard output unless --out is given)."""
-    from invscale.data import write_dataset
-    from invscale.generators import REGISTRY, generate as generate_task
+    from invscale.generators import REGISTRY
 
     if list_tasks:
         width = max(map(len, REGISTRY))
@@ -98,20 +123,16 @@ def generate(
     if task is None:
         _fail("name a task, or pass --list to see them")
     try:
-        if n >= GENERATE_PROGRESS_ROWS:  # long enough to want progress
-            with ProgressReport(err, f"generating {task}", n, "rows") as progress:
-                dataset, generated = generate_task(task, n, seed, shots, on_drawn=progress.advance)
-        else:
-            dataset, generated = generate_task(task, n, seed, shots)
-    except ValueError as exc:
-        _fail(str(exc))
-    for note in generated.notes:
-        _warn(note, "note")
-    try:
         if out_path is not None and out_path.suffix.lower() not in (".jsonl", ".csv"):
             raise ValueError(f"--out {out_path}: name a .jsonl or .csv file")
-        if n >= GENERATE_PROGRESS_ROWS:
-            err.print(f"writing {n:,} rows to {out_path or 'standard output'}", soft_wrap=True)
+        if n >= GENERATE_PROGRESS_ROWS:  # long enough to want progress
+            with ProgressReport(err, f"generating {task}", n, "rows") as progress:
+                dataset = api.generate(task, n, seed, shots, on_drawn=progress.advance)
+            _say(f"writing {n:,} rows to {out_path or 'standard output'}")
+        else:
+            dataset = api.generate(task, n, seed, shots)
+        for note in dataset.warnings:
+            _warn(note, "note")
         write_dataset(dataset, out_path)
     except (OSError, ValueError) as exc:
         _fail(_one_line(exc))
@@ -151,74 +172,23 @@ def score(
 ) -> None:
     """Score every row of DATA with MODEL and write per-example results; resumes an interrupted run."""
     started = time.perf_counter()
-    budget = None
     if model is None:
         model = "tiny-opt"
         _warn("no --model given: scoring with tiny-opt, a tiny OPT with random weights (its scores mean nothing); "
               "pass --model for a real one")
-
-    def load():
-        return load_for_scoring(model, dtype=dtype, device=device, offload=offload, memory_budget=budget)
-
     try:
-        group = distributed.current()
-        check_too_long(too_long)
-        dataset = read_dataset(data, task_type)
-        for warning in dataset.warnings if group.is_main else ():
-            _warn(warning)
-        out_path = out_path or _default_out(data)
-        check_out_path(out_path, data)
-        budget = parse_memory(gpu_memory) if gpu_memory is not None else None
-        resolve_device(device)
-        if chat_template:  # from the tokenizer alone, before any weights are read
-            require_chat_template(load_tokenizer(model)[0])
-        identity, loaded = _identify(model, load)
-        with distributed.results_store(group, lambda: open_results(out_path, dataset, identity, dtype,
-                                                                   overwrite=overwrite, too_long=too_long,
-                                                                   chat_template=chat_template),
-                                       out_path) as store:
-            for warning in store.warnings:
-                _warn(warning)
-            done, job = store.done_indexes(), None
-            if len(done) < len(dataset.rows):
-                loaded = loaded or load()
-                scored = apply_chat_template(dataset, loaded.tokenizer) if chat_template else dataset
-                job = ScoringJob(loaded.model, loaded.tokenizer, scored, max_tokens_per_pack=max_tokens_per_pack,
-                                 backend=attention, skip_indexes=done, kernels=kernels, streamed=loaded.streamed,
-                                 memory_budget=budget, group=group, too_long=too_long)
-                if group.is_main:
-                    _warn_too_long(job)
-            store.start()
-            if store.existing:
-                err.print(f"resuming: {len(store.existing)} of {len(dataset.rows)} rows already in {out_path}",
-                          soft_wrap=True)
-            results = store.existing + (_run_with_progress(job, store) if job else [])
-            store.finalize(results, time.perf_counter() - started if job else 0.0)
-    except (DataError, ModelLoadError, ResultsError, KernelUnavailable, ValueError, OSError) as exc:
+        scorer = api.Scorer(model, dtype, device, max_tokens_per_pack=max_tokens_per_pack, kernels=kernels,
+                            attention=attention, offload=offload, gpu_memory=gpu_memory, too_long=too_long,
+                            chat_template=chat_template, warn=_warn, log=_say)
+        results = scorer.score(data, out_path or _default_out(data), overwrite=overwrite, task_type=task_type)
+    except USER_ERRORS as exc:
         _fail(_one_line(exc))
+    except api.Interrupted as exc:
+        _fail(str(exc), 130)
     except KeyboardInterrupt:
         _fail("interrupted before scoring began; nothing was written", 130)
-    if group.is_main:
-        _print_summary(dataset.name, model, results, job.stats if job else None, out_path,
-                       time.perf_counter() - started, job.stream_times if job else None)
-
-
-def _identify(model: str, load) -> tuple[dict, object]:
-    """(the model's fingerprint, the loaded model when it had to be loaded first: a hub id not yet
-    in the local cache)."""
-    try:
-        return fingerprint(model), None
-    except NotLocal:
-        loaded = load()
-        return fingerprint(model), loaded
-
-
-def _one_line(exc: Exception) -> str:
-    """An error's message as one line (an OSError says what and where)."""
-    if isinstance(exc, OSError) and not isinstance(exc, (ModelLoadError,)):
-        where = f"{exc.filename}: " if getattr(exc, "filename", None) else ""
-        return f"{where}{exc.strerror or exc}"
-    return first_line(exc)
+    if scorer.group.is_main:
+        _print_summary(results, time.perf_counter() - started)
 
 
 SEED_TASKS = "triviamod,gambling,decoy,expert,pretend"
@@ -249,68 +219,19 @@ def evaluate(
     Each task's rows go to OUT/NAME.jsonl and its results to OUT/NAME.results.jsonl (resumable, like
     score), NAME being the task, with -Kshot when --shots is given and -seedS with several seeds;
     the table (one row per task and shot count, with 95% intervals) is also OUT/summary.csv."""
-    from invscale.data import with_content_hash, write_dataset
-    from invscale.generators import generate as generate_task, variant_name
-    from invscale.scoring.metrics import chance_levels
-
-    loaded = None
-    rows = []
     try:
-        group = distributed.current()
-        check_too_long(too_long)
         seed_list = _counts("--seeds", seeds)
         shot_list = _counts("--shots", shots) if shots is not None else [None]
-        resolve_device(device)
-        if chat_template:
-            require_chat_template(load_tokenizer(model)[0])
-        out_dir.mkdir(parents=True, exist_ok=True)
-        identity, loaded = _identify(model, lambda: load_model(model, dtype=dtype, device=device))
-        cells = [(task, shot_count) for task in tasks.split(",") for shot_count in shot_list]
-        for task, shot_count in cells:  # every task name and shot count is checked before any is scored
-            generate_task(task, 1, seed_list[0], shot_count)
-
-        def score_one(name: str, dataset) -> tuple[list[dict], float]:
-            """(the results of ``dataset``, the seconds its store's runs spent scoring)."""
-            nonlocal loaded
-            path = out_dir / f"{name}.results.jsonl"
-            with distributed.results_store(group, lambda: open_results(path, dataset, identity, dtype,
-                                                                       overwrite=overwrite, too_long=too_long,
-                                                                       chat_template=chat_template),
-                                           path) as store:
-                if group.is_main:  # the data beside its results, written once the store accepted it
-                    write_dataset(dataset, out_dir / f"{name}.jsonl")
-                began = time.perf_counter()
-                done, new_results, job = store.done_indexes(), [], None
-                if len(done) < len(dataset.rows):
-                    loaded = loaded or load_model(model, dtype=dtype, device=device)
-                    scored = apply_chat_template(dataset, loaded.tokenizer) if chat_template else dataset
-                    job = ScoringJob(loaded.model, loaded.tokenizer, scored, skip_indexes=done, kernels=kernels,
-                                     group=group, too_long=too_long)
-                store.start()
-                if job is not None:
-                    if group.is_main:
-                        err.print(f"{name}: scoring {job.stats.items} items", soft_wrap=True)
-                        _warn_too_long(job)
-                    new_results = _run_with_progress(job, store)
-                results = store.existing + new_results
-                seconds = store.finalize(results, time.perf_counter() - began if job is not None else 0.0)
-            return results, seconds
-
-        for task, shot_count in cells:
-            per_seed = []
-            for seed in seed_list:
-                name = variant_name(task, shot_count, seed if len(seed_list) > 1 else None)
-                dataset = with_content_hash(generate_task(task, n, seed, shot_count)[0])
-                per_seed.append((*score_one(name, dataset), dataset))
-            rows.append({"task": task, "shots": "default" if shot_count is None else shot_count,
-                         "seeds": ",".join(map(str, seed_list)),
-                         **seed_summary([results for results, _, _ in per_seed]),
-                         **chance_levels(per_seed[0][2]), "seconds": sum(seconds for _, seconds, _ in per_seed)})
-    except (DataError, ModelLoadError, ResultsError, KernelUnavailable, ValueError, OSError) as exc:
+        scorer = api.Scorer(model, dtype, device, kernels=kernels, too_long=too_long, chat_template=chat_template,
+                            warn=_warn, log=_say)
+        evaluation = api.evaluate(tasks.split(","), model, n, seed_list, shot_list, out_dir, overwrite=overwrite,
+                                  scorer=scorer)
+    except USER_ERRORS as exc:
         _fail(_one_line(exc))
-    if not group.is_main:
+    except api.Interrupted as exc:
+        _fail(str(exc), 130)
+    if not scorer.group.is_main:
         return
-    _write_summary_csv(out_dir / "summary.csv", rows)
     seeds_title = f"seed {seed_list[0]}" if len(seed_list) == 1 else f"seeds {','.join(map(str, seed_list))}"
     table = Table(title=f"{model} · {n} items per task{' and seed' if len(seed_list) > 1 else ''}, {seeds_title}",
                   caption="95% bootstrap intervals" + (" across seeds and items" if len(seed_list) > 1 else ""))
@@ -318,25 +239,13 @@ def evaluate(
     for column in ("task", *(("shots",) if with_shots else ()), "n", "accuracy (95%)", "chance", "mean loss (95%)",
                    "chance loss", "seconds"):
         table.add_column(column, justify="left" if column == "task" else "right")
-    for row in rows:
+    for row in evaluation.rows:
         table.add_row(row["task"], *((str(row["shots"]),) if with_shots else ()), str(row["n"]),
-                      f"{row['accuracy']:.3f} ({row['accuracy_low']:.3f}–{row['accuracy_high']:.3f})",
-                      f"{row['chance_accuracy']:.3f}",
-                      f"{row['mean_loss']:.3f} ({row['loss_low']:.3f}–{row['loss_high']:.3f})",
-                      f"{row['chance_loss']:.3f}", f"{row['seconds']:.1f}")
+                      _interval(row, "accuracy", "accuracy_low", "accuracy_high"), f"{row['chance_accuracy']:.3f}",
+                      _interval(row, "mean_loss", "loss_low", "loss_high"), f"{row['chance_loss']:.3f}",
+                      f"{row['seconds']:.1f}")
     _print_table(table)
     out.print(f"results and summary.csv in {out_dir}")
-
-
-def _counts(option: str, text: str) -> list[int]:
-    """Comma-separated counts of 0 or more, e.g. ``0,3``; ValueError naming ``option`` otherwise."""
-    try:
-        values = [int(part) for part in text.split(",")]
-    except ValueError:
-        values = []
-    if not values or any(value < 0 for value in values) or len(set(values)) != len(values):
-        raise ValueError(f"{option} {text}: give distinct whole numbers of 0 or more, separated by commas (e.g. 0,3)")
-    return values
 
 
 @app.command()
@@ -365,35 +274,23 @@ def sweep(
     verdicts.
 
     One model is loaded at a time; finished (dataset, model, dtype) pairs are not redone."""
-    from invscale.sweep.family import family_members
-    from invscale.sweep.run import read_manifest, run_sweep
-    from invscale.sweep.tasks import sweep_datasets
-
     try:
-        group = distributed.current()
-        if (family is None) == (models is None):
-            raise ValueError("give exactly one of --family or --models")
-        chosen = ([(m.model, m) for m in family_members(family)] if family
-                  else [(m, None) for m in models.split(",") if m])
-        datasets, seed_groups = sweep_datasets(data, out_dir, n, _counts("--seeds", seeds),
-                                               _counts("--shots", shots) if shots is not None else [None])
-        budget = parse_memory(gpu_memory) if gpu_memory is not None else None
-        run_sweep(out_dir, datasets, chosen, dtype, device, kernels, max_tokens_per_pack,
-                  score=_run_with_progress, log=lambda line: err.print(line, soft_wrap=True),
-                  offload=offload, memory_budget=budget, group=group, chat_template=chat_template,
-                  seed_groups=seed_groups)
-    except (DataError, ModelLoadError, ResultsError, KernelUnavailable, ValueError) as exc:
-        _fail(str(exc))
-    if not group.is_main:
+        study = api.sweep(data, out_dir, models.split(",") if models is not None else None, family, dtype=dtype,
+                          device=device, kernels=kernels, max_tokens_per_pack=max_tokens_per_pack, offload=offload,
+                          gpu_memory=gpu_memory, chat_template=chat_template, n=n, seeds=_counts("--seeds", seeds),
+                          shots=_counts("--shots", shots) if shots is not None else [None], x_axis=x_axis, log=_say)
+    except USER_ERRORS as exc:
+        _fail(_one_line(exc))
+    except api.Interrupted as exc:
+        _fail(str(exc), 130)
+    if not study.manifest["models"]:  # a process other than the main one under torchrun
         return
-    try:
-        _print_report(out_dir, x_axis)
-    except ValueError as exc:
-        _fail(str(exc))
-    unfinished = [m for m in read_manifest(out_dir)["models"] if m["status"] != "done"]
-    if unfinished:
-        err.print(f"{len(unfinished)} of {len(chosen)} models did not finish every dataset "
-                  f"({', '.join(m['name'] for m in unfinished)}); run the same command again to retry", soft_wrap=True)
+    _print_report(study)
+    if study.unfinished:
+        chosen = len(study.manifest["models"])
+        err.print(f"{len(study.unfinished)} of {chosen} models did not finish every dataset "
+                  f"({', '.join(m['name'] for m in study.unfinished)}); run the same command again to retry",
+                  soft_wrap=True)
         raise typer.Exit(1)
 
 
@@ -402,78 +299,25 @@ def report(run_dir: Path = typer.Argument(..., help="A run folder written by inv
            x_axis: str = typer.Option("params", help=X_AXIS_HELP)) -> None:
     """Re-render a sweep's summary table, plots and verdicts from its saved results."""
     try:
-        _print_report(run_dir, x_axis)
+        _print_report(api.report(run_dir, x_axis))
     except ValueError as exc:
         _fail(str(exc))
 
 
-def _print_report(run_dir: Path, x_axis: str = "params") -> None:
-    from invscale.sweep.report import build_report
-    from invscale.sweep.run import read_manifest
-
-    summary, verdicts = build_report(run_dir, x_axis)
-    table = Table(title=f"sweep {run_dir}")
+def _print_report(study: api.Report) -> None:
+    table = Table(title=f"sweep {study.run_dir}")
     for column in ("task", "model", "params", "n", "accuracy (95% CI)", "mean loss (95% CI)"):
         table.add_column(column, justify="left" if column in ("task", "model") else "right")
-    for row in summary:
-        accuracy = (f"{row['accuracy']:.3f} ({row['accuracy_low']:.3f}–{row['accuracy_high']:.3f})"
-                    if "accuracy" in row else "—")
+    for row in study.summary:
+        accuracy = _interval(row, "accuracy", "accuracy_low", "accuracy_high") if "accuracy" in row else "—"
         table.add_row(row["task"], row["model"], f"{row['params'] / 1e6:,.1f}M", str(row["n"]), accuracy,
-                      f"{row['mean_loss']:.3f} ({row['loss_low']:.3f}–{row['loss_high']:.3f})")
+                      _interval(row, "mean_loss", "loss_low", "loss_high"))
     _print_table(table)
-    for model in read_manifest(run_dir)["models"]:
-        if model["status"] != "done":
-            out.print(f"{model['name']}: {model['status']}: {model.get('reason', '')}", soft_wrap=True)
-    for task, verdict in verdicts.items():
+    for model in study.unfinished:
+        out.print(f"{model['name']}: {model['status']}: {model.get('reason', '')}", soft_wrap=True)
+    for task, verdict in study.verdicts.items():
         out.print(Text.assemble((task, "bold"), f": {verdict.kind} — {verdict.reason}"), soft_wrap=True)
-    out.print(f"summary.csv, verdicts.json and plots/ in {run_dir}")
-
-
-def _write_summary_csv(path: Path, rows: list[dict]) -> None:
-    import csv
-
-    columns = ["task", "shots", "seeds", "n", "skipped", "accuracy", "accuracy_low", "accuracy_high", "acc_norm",
-               "chance_accuracy", "mean_loss", "loss_low", "loss_high", "chance_loss", "seconds"]
-    with open(path, "w", newline="") as handle:
-        writer = csv.DictWriter(handle, fieldnames=columns, extrasaction="ignore")
-        writer.writeheader()
-        writer.writerows(rows)
-
-
-def _run_with_progress(job: ScoringJob, results_file: ResultsStore) -> list[dict]:
-    if not job.group.is_main:  # under torchrun, the main process shows progress and writes results
-        for _ in job.results():
-            pass
-        return []
-    new_results: list[dict] = []
-    started = time.perf_counter()
-    tokens = 0
-    try:
-        with ProgressReport(err, "scoring", job.stats.items) as progress:
-            if job.streamed is not None:
-                progress.add_counter("layers", len(job.streamed.layers) * len(job.groups), "streamed")
-                job.on_layer = lambda index, count: progress.count("layers")
-            pending: list[dict] = []
-
-            def on_pack(rows_finished: int, pack_tokens: int) -> None:
-                nonlocal tokens
-                tokens += pack_tokens
-                results_file.append(pending)
-                new_results.extend(pending)
-                pending.clear()
-                elapsed = max(time.perf_counter() - started, 1e-9)
-                progress.advance(rows_finished, f"{tokens / elapsed:,.0f} tokens/s")
-
-            for result in job.results(on_pack=on_pack):
-                pending.append(result)
-    except KeyboardInterrupt:
-        err.print(f"interrupted: {len(results_file.existing) + len(new_results)} results kept in "
-                  f"{results_file.path}; run the same command again to resume", soft_wrap=True)
-        raise typer.Exit(130)
-    except torch.cuda.OutOfMemoryError:
-        _fail(f"out of GPU memory on packs of up to {job.max_tokens_per_pack} tokens; {len(results_file.existing) + len(new_results)} "
-              f"results are kept in {results_file.path}: lower --max-tokens-per-pack and run the same command again")
-    return new_results
+    out.print(f"summary.csv, verdicts.json and plots/ in {study.run_dir}")
 
 
 @app.command()
@@ -602,18 +446,9 @@ def _bench_host(model: Optional[str], data: Optional[str], max_tokens_per_pack: 
         json_path.write_text(json.dumps(figures, indent=2) + "\n")
 
 
-def _warn_too_long(job: ScoringJob) -> None:
-    """One line when rows too long for the model are skipped or truncated."""
-    if job.too_long_rows:
-        done = "skipped" if job.too_long == "skip" else "scored with their oldest prompt tokens dropped"
-        _warn(f"{job.too_long_rows} row(s) longer than the model takes are {done} (--too-long {job.too_long}; "
-              f"see the results' {TOO_LONG_COLUMNS[job.too_long][0]} column)")
-
-
-def _print_summary(name: str, model: str, results: list[dict], stats: ScoreStats | None, out_path: Path,
-                   seconds: float, stream_times=None) -> None:
-    summary = summarize(results)
-    table = Table(title=f"{name} · {model}", show_header=False)
+def _print_summary(results: api.Results, seconds: float) -> None:
+    summary, stats, stream_times = results.summary, results.stats, results.stream_times
+    table = Table(title=f"{results.dataset.name} · {results.model}", show_header=False)
     table.add_row("examples", str(summary["n"]))
     if "skipped" in summary:
         table.add_row("skipped", f"{summary['skipped']} (too long for the model)")
@@ -633,7 +468,7 @@ def _print_summary(name: str, model: str, results: list[dict], stats: ScoreStats
     if stream_times is not None:
         table.add_row("streamed layers", f"{stream_times.layers} layer passes: {stream_times.load:.1f} s reading "
                                          f"weights, {stream_times.compute:.1f} s computing")
-    table.add_row("results", str(out_path))
+    table.add_row("results", str(results.path))
     _print_table(table)
 
 

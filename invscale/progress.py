@@ -23,11 +23,11 @@ def _duration(seconds: float) -> str:
 
 
 class ProgressReport:
-    """Progress of ``total`` units of work labelled ``label``, shown on ``console``; a context
-    manager whose :meth:`advance` is called as work finishes."""
+    """Progress of ``total`` units of work labelled ``label``, shown on ``console`` (nothing at all
+    unless ``enabled``); a context manager whose :meth:`advance` is called as work finishes."""
 
-    def __init__(self, console: Console, label: str, total: int, unit: str = "items"):
-        self.console, self.label, self.total, self.unit = console, label, total, unit
+    def __init__(self, console: Console, label: str, total: int, unit: str = "items", enabled: bool = True):
+        self.console, self.label, self.total, self.unit, self.enabled = console, label, total, unit, enabled
         self.done, self.detail = 0, ""
         self.started = self.last_line = time.perf_counter()
         self.last_fraction = 0.0
@@ -35,6 +35,8 @@ class ProgressReport:
         self.extra_tasks: dict[str, int] = {}
 
     def __enter__(self) -> "ProgressReport":
+        if not self.enabled:
+            return self
         if self.console.is_terminal:
             self.bar = Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(),
                                 TextColumn("{task.fields[detail]}"), TimeElapsedColumn(), console=self.console)
@@ -47,7 +49,7 @@ class ProgressReport:
     def __exit__(self, kind, value, traceback) -> None:
         if self.bar is not None:
             self.bar.__exit__(kind, value, traceback)
-        elif kind is None:
+        elif kind is None and self.enabled:
             self._line("done")
 
     def add_counter(self, name: str, total: int, detail: str = "") -> None:
@@ -66,6 +68,8 @@ class ProgressReport:
         self.detail = detail
         if self.bar is not None:
             self.bar.update(self.task, advance=units, detail=detail)
+            return
+        if not self.enabled:
             return
         now, fraction = time.perf_counter(), self.done / max(self.total, 1)
         if now - self.last_line >= LINE_SECONDS or fraction - self.last_fraction >= LINE_FRACTION:

@@ -27,9 +27,13 @@ import fcntl
 import io
 import json
 import os
+from contextlib import contextmanager
 from pathlib import Path
+from typing import Callable
 
 from invscale.data import Dataset
+from invscale.messages import first_line
+from invscale.scoring.distributed import Group
 from invscale.scoring.metrics import result_columns
 
 RESULT_SUFFIXES = (".jsonl", ".csv")
@@ -315,3 +319,54 @@ def open_results(path: str | Path, dataset: Dataset, model: dict, dtype: str, ov
     return ResultsStore(path, provenance(dataset, model, dtype, too_long, chat_template),
                         result_columns(dataset.task_type, dataset.extra_columns, too_long), overwrite=overwrite,
                         rows=len(dataset.rows))
+
+
+class FollowerStore:
+    """What a rank other than the main one sees of the results store: the indexes already scored
+    (from the main rank); it writes nothing. With no indexes, the store of results kept in memory
+    only."""
+
+    def __init__(self, path, done: set[int]):
+        self.path, self._done = path, done
+        self.existing: list[dict] = []
+        self.warnings: list[str] = []
+
+    def done_indexes(self) -> set[int]:
+        """Row indexes already scored (as the main rank read them)."""
+        return self._done
+
+    def start(self) -> None:
+        """Nothing to write."""
+
+    def append(self, results: list[dict]) -> None:
+        """Nothing to write."""
+
+    def finalize(self, results: list[dict], seconds: float = 0.0) -> float:
+        """Nothing to write; the seconds are the main rank's to keep."""
+        return seconds
+
+
+@contextmanager
+def results_store(group: Group, open_store: Callable, path):
+    """The results store on the main rank (``open_store()``), a :class:`FollowerStore` elsewhere;
+    the main rank's done indexes, or the one-line error opening it raised, reach every rank."""
+    if group.size == 1:
+        with open_store() as store:
+            yield store
+        return
+    if group.is_main:
+        try:
+            store = open_store().__enter__()
+        except Exception as exc:  # the followers stop with the same line
+            group.broadcast(("error", first_line(exc)))
+            raise
+        try:
+            group.broadcast(("done", store.done_indexes()))
+            yield store
+        finally:
+            store.__exit__(None, None, None)
+        return
+    kind, value = group.broadcast(None)
+    if kind == "error":
+        raise ResultsError(value)
+    yield FollowerStore(path, value)

@@ -223,7 +223,7 @@ def test_evaluate_varies_shots_and_aggregates_seeds(checkpoint_dirs, tmp_path):
 
 
 def test_seed_intervals_widen_when_seeds_disagree():
-    from invscale.sweep.stats import grouped_bootstrap_ci
+    from invscale.bootstrap import grouped_bootstrap_ci
 
     agreeing = [np.full(50, 0.5) + np.linspace(-0.1, 0.1, 50) for _ in range(4)]
     disagreeing = [np.full(50, level) + np.linspace(-0.1, 0.1, 50) for level in (0.2, 0.4, 0.6, 0.8)]

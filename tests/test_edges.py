@@ -117,13 +117,12 @@ def test_a_mistyped_built_in_name_says_what_was_meant(data, tmp_path):
 
 
 def test_chat_template_is_refused_before_the_model_loads(checkpoint_dirs, data, tmp_path, monkeypatch):
-    from invscale import cli
+    from invscale import api
 
     def no_loading(*args, **kwargs):
         raise AssertionError("the model was loaded")
 
-    monkeypatch.setattr(cli, "load_for_scoring", no_loading)
-    monkeypatch.setattr(cli, "load_model", no_loading)
+    monkeypatch.setattr(api, "load_for_scoring", no_loading)
     refused(run("score", data, "--model", checkpoint_dirs["opt-plain"], "--chat-template", "--out", tmp_path / "o.jsonl"),
             "the model's tokenizer has no chat template")
     refused(run("evaluate", "--tasks", "decoy", "--n", "5", "--model", checkpoint_dirs["opt-plain"], "--chat-template",

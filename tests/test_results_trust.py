@@ -181,12 +181,12 @@ def test_other_one_line_errors(checkpoint_dirs, data, tmp_path, monkeypatch):
     result = run("generate", "gambling", "--seed", "-7")
     assert result.exit_code == 2 and "Traceback" not in result.output
 
-    from invscale import cli
+    from invscale import api
 
     def interrupted(*args, **kwargs):
         raise KeyboardInterrupt
 
-    monkeypatch.setattr(cli, "ScoringJob", interrupted)
+    monkeypatch.setattr(api, "ScoringJob", interrupted)
     result = run("score", data, "--model", checkpoint_dirs["opt-plain"], "--out", tmp_path / "o.jsonl")
     assert result.exit_code == 130 and "interrupted before scoring began; nothing was written" in one_line(result)
     assert not (tmp_path / "o.jsonl").exists()

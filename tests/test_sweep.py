@@ -10,8 +10,8 @@ from typer.testing import CliRunner
 from invscale.cli import app
 from invscale.data import write_dataset
 from invscale.generators import generate
-from invscale.sweep import family, run as sweep_run
-from invscale.sweep.verdict import trend_verdict
+from invscale.study import family, run as sweep_run
+from invscale.study.verdict import trend_verdict
 from invscale.tiny import build_tiny_opt
 
 runner = CliRunner()
@@ -241,7 +241,7 @@ def _summary_row(model, params, accuracy, loss, n=300):
 def test_task_figure_labels_models_band_chance_and_n(sizes):
     """Every model is a labelled point (two of one size included), the band and chance are in the
     legend, chance lies inside the axes, n is in the title; names are tick labels when sizes differ."""
-    from invscale.sweep.plot import BAND_LABEL, task_figure
+    from invscale.study.plot import BAND_LABEL, task_figure
 
     rows = [_summary_row(name, size, accuracy, loss) for name, size, accuracy, loss in
             zip(["facebook/opt-125m", "other/opt-125m-b", "facebook/opt-1.3b"], sizes, (0.9, 0.85, 0.95), (0.2, 0.3, 0.1))]

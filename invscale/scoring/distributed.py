@@ -16,7 +16,6 @@ Only answer log-probs cross processes, so the process group is gloo (TCP) on CPU
 from __future__ import annotations
 
 import os
-from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import timedelta
 from itertools import islice
@@ -24,7 +23,6 @@ from typing import Callable, Iterable, Iterator
 
 import torch
 
-from invscale.messages import first_line
 from invscale.scoring.trie import Pack
 
 # A round waits for its slowest rank; a streamed group of a large model can take many minutes.
@@ -133,55 +131,3 @@ def local_cuda_device() -> str:
     """The GPU of this process: ``cuda:LOCAL_RANK`` under torchrun, else ``cuda``."""
     local = os.environ.get("LOCAL_RANK")
     return f"cuda:{local}" if local is not None and launched_size() > 1 else "cuda"
-
-
-class FollowerStore:
-    """What a rank other than the main one sees of the results store: the indexes already scored
-    (from the main rank); it writes nothing."""
-
-    def __init__(self, path, done: set[int]):
-        self.path, self._done = path, done
-        self.existing: list[dict] = []
-        self.warnings: list[str] = []
-
-    def done_indexes(self) -> set[int]:
-        """Row indexes already scored (as the main rank read them)."""
-        return self._done
-
-    def start(self) -> None:
-        """Nothing to write."""
-
-    def append(self, results: list[dict]) -> None:
-        """Nothing to write."""
-
-    def finalize(self, results: list[dict], seconds: float = 0.0) -> float:
-        """Nothing to write; the seconds are the main rank's to keep."""
-        return seconds
-
-
-@contextmanager
-def results_store(group: Group, open_store: Callable, path):
-    """The results store on the main rank (``open_store()``), a :class:`FollowerStore` elsewhere;
-    the main rank's done indexes, or the one-line error opening it raised, reach every rank."""
-    from invscale.results import ResultsError
-
-    if group.size == 1:
-        with open_store() as store:
-            yield store
-        return
-    if group.is_main:
-        try:
-            store = open_store().__enter__()
-        except Exception as exc:  # the followers stop with the same line
-            group.broadcast(("error", first_line(exc)))
-            raise
-        try:
-            group.broadcast(("done", store.done_indexes()))
-            yield store
-        finally:
-            store.__exit__(None, None, None)
-        return
-    kind, value = group.broadcast(None)
-    if kind == "error":
-        raise ResultsError(value)
-    yield FollowerStore(path, value)

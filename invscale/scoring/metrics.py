@@ -140,7 +140,7 @@ def seed_summary(per_seed: list[list[dict]]) -> dict:
     intervals of accuracy and mean loss across seeds and items (``*_low``, ``*_high``)."""
     import numpy as np
 
-    from invscale.sweep.stats import grouped_bootstrap_ci
+    from invscale.bootstrap import grouped_bootstrap_ci
 
     summary = summarize([r for results in per_seed for r in results])
     # in row order, so the intervals do not depend on the order in which packs finished rows

@@ -28,12 +28,12 @@ import torch
 from invscale.data import DataError, Dataset, write_dataset
 from invscale.models import (ModelLoadError, NotLocal, fingerprint, load_for_scoring, load_tokenizer, resolve_device,
                              resolve_dtype)
-from invscale.results import ResultsError, ResultsStore, is_complete, open_results, provenance
+from invscale.results import ResultsError, ResultsStore, is_complete, open_results, provenance, results_store
 from invscale.scoring.chat import NoChatTemplate, apply_chat_template, require_chat_template
-from invscale.scoring.distributed import Group, results_store
+from invscale.scoring.distributed import Group
 from invscale.scoring.metrics import chance_levels
 from invscale.scoring.scorer import ScoringJob
-from invscale.sweep.family import Member, fit_problem, non_embedding_params
+from invscale.study.family import Member, fit_problem, non_embedding_params
 
 MANIFEST = "sweep.json"
 

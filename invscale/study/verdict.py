@@ -25,7 +25,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from invscale.sweep.stats import BOOTSTRAP_SAMPLES, percentile_interval
+from invscale.bootstrap import percentile_interval, seed_item_means
 
 LEVEL = 0.99
 
@@ -41,17 +41,6 @@ class Verdict:
 
 def _excludes_zero(interval: tuple[float, float]) -> bool:
     return interval[0] > 0 or interval[1] < 0
-
-
-def _example_picks(rng, n_examples: int, clusters: list[int] | None) -> np.ndarray:
-    """[samples, examples] bootstrap picks: examples with replacement or, with ``clusters`` (the
-    sizes of consecutive groups of examples, e.g. one per generator seed, all equal), the groups
-    with replacement and then examples within each."""
-    if not clusters or len(clusters) == 1 or len(set(clusters)) != 1:
-        return rng.integers(0, n_examples, size=(BOOTSTRAP_SAMPLES, n_examples))
-    count, size = len(clusters), clusters[0]
-    chosen = rng.integers(0, count, size=(BOOTSTRAP_SAMPLES, count, 1))
-    return (chosen * size + rng.integers(0, size, size=(BOOTSTRAP_SAMPLES, count, size))).reshape(BOOTSTRAP_SAMPLES, -1)
 
 
 def trend_verdict(params: list[int], losses: np.ndarray, seed: int = 0, names: list[str] | None = None,
@@ -70,9 +59,8 @@ def trend_verdict(params: list[int], losses: np.ndarray, seed: int = 0, names: l
     if len(set(x.tolist())) < 2:
         return Verdict("insufficient data", "every model with results has the same size: no trend against size "
                                             "can be measured")
-    rng = np.random.default_rng(seed)
-    picks = _example_picks(rng, n_examples, clusters)
-    means = losses[:, picks].mean(axis=2).T  # [samples, models]
+    sizes = clusters if clusters and sum(clusters) == n_examples else [n_examples]
+    means = seed_item_means(losses, sizes, np.random.default_rng(seed))  # [samples, models], paired
     observed = losses.mean(axis=1)
     centred = x - x.mean()
     slope_samples = means @ centred / (centred @ centred)

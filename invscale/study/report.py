@@ -11,9 +11,9 @@ import numpy as np
 
 from invscale.results import read_results
 from invscale.scoring.metrics import seed_summary
-from invscale.sweep.plot import overview_figure, save, task_figure
-from invscale.sweep.run import read_manifest, results_path
-from invscale.sweep.verdict import Verdict, trend_verdict
+from invscale.study.plot import overview_figure, save, task_figure
+from invscale.study.run import read_manifest, results_path
+from invscale.study.verdict import Verdict, trend_verdict
 
 SUMMARY_COLUMNS = ["task", "seeds", "model", "params", "non_embedding_params", "training_flops", "n", "accuracy",
                    "accuracy_low", "accuracy_high", "mean_loss", "loss_low", "loss_high"]

@@ -1,0 +1,390 @@
+"""invscale from Python: what every ``invscale`` command runs, for notebooks and scripts.
+
+    import invscale
+
+    scorer = invscale.Scorer("tiny-opt")                   # loads the model on first use, once
+    results = scorer.score("decoy.jsonl", out="decoy.results.jsonl")   # resumable, as the CLI's
+    results.summary["accuracy"], results.to_pandas()
+    scorer.options(["The capital of France is"], [[" Paris", " Rome"]])  # per-option log-probs
+
+    table = invscale.evaluate(["decoy", "gambling"], "smollm2-135m", n=100, seeds=[0, 1])
+    study = invscale.sweep(["decoy"], models=["tiny-opt", "smollm2-135m"], out="runs/one")
+    invscale.report("runs/one").verdicts
+
+The command line only parses arguments and prints what these return, so a script and a shell
+write the same files byte for byte. Errors are raised with one-line messages: ``DataError`` (bad
+input, naming file, row and field), ``ModelLoadError``, ``ResultsError`` (a results file that
+cannot be written or resumed), ``KernelUnavailable``, ``ValueError`` (a bad option);
+:class:`Interrupted` and :class:`OutOfMemory` say how many results were kept where.
+"""
+
+from __future__ import annotations
+
+import csv
+import time
+from contextlib import nullcontext
+from dataclasses import dataclass, field, replace
+from pathlib import Path
+from typing import Any, Callable, Iterable, Sequence
+
+import torch
+from rich.console import Console
+
+from invscale.data import Dataset, TaskType, read_dataset, validate_records, with_content_hash, write_dataset
+from invscale.models import LoadedModel, NotLocal, fingerprint, load_for_scoring, load_tokenizer, parse_memory, resolve_device
+from invscale.progress import ProgressReport
+from invscale.results import FollowerStore, check_out_path, open_results, results_store
+from invscale.scoring import distributed
+from invscale.scoring.chat import apply_chat_template, require_chat_template
+from invscale.scoring.metrics import TOO_LONG_COLUMNS, chance_levels, seed_summary, summarize
+from invscale.scoring.scorer import ScoreStats, ScoringJob, check_too_long
+
+_stderr = Console(stderr=True, markup=False, highlight=False)
+
+EVALUATE_COLUMNS = ["task", "shots", "seeds", "n", "skipped", "accuracy", "accuracy_low", "accuracy_high", "acc_norm",
+                    "chance_accuracy", "mean_loss", "loss_low", "loss_high", "chance_loss", "seconds"]
+
+
+class Interrupted(KeyboardInterrupt):
+    """A run stopped by Ctrl-C; its message says how many results were kept, and where."""
+
+
+class OutOfMemory(RuntimeError):
+    """The device ran out of memory; the message says what was kept and what to lower."""
+
+
+def _warn(text: str) -> None:
+    _stderr.print(f"warning: {text}", soft_wrap=True)
+
+
+def _say(text: str) -> None:
+    _stderr.print(text, soft_wrap=True)
+
+
+@dataclass
+class Results:
+    """The per-example results of one dataset (``records``, by row index) and their ``summary``
+    (n, mean loss, accuracy, …); ``path`` is the results file when they were written to one."""
+
+    records: list[dict]
+    summary: dict
+    dataset: Dataset
+    model: str
+    path: Path | None = None
+    stats: ScoreStats | None = None
+    seconds: float = 0.0
+    stream_times: Any = None
+    scorer: "Scorer | None" = field(default=None, repr=False)
+
+    def to_pandas(self):
+        """The records as a pandas DataFrame (pandas must be installed)."""
+        try:
+            import pandas
+        except ImportError:
+            raise ImportError("Results.to_pandas needs pandas: pip install pandas") from None
+        return pandas.DataFrame(self.records)
+
+    def save(self, path: str | Path) -> Path:
+        """Write the records to ``path`` (``.jsonl`` or ``.csv``) as the resumable results store the
+        command line writes, provenance included; ResultsError if ``path`` holds other results."""
+        path, scorer = Path(path), self.scorer
+        with open_results(path, self.dataset, scorer.identity, scorer.dtype, too_long=scorer.too_long,
+                          chat_template=scorer.chat_template) as store:
+            store.start()
+            store.append(self.records)
+            store.finalize(store.existing + self.records, self.seconds)
+        return path
+
+
+def as_dataset(data: Any, task_type: TaskType | str | None = None) -> Dataset:
+    """``data`` as a validated :class:`Dataset`: a path (``"-"`` for standard input), a list of
+    records (dicts with the prize columns), a pandas DataFrame, or a Dataset; DataError otherwise."""
+    if isinstance(data, Dataset):
+        return data if data.content_sha256 else with_content_hash(data)
+    if isinstance(data, (str, Path)):
+        return read_dataset(data, task_type)
+    if hasattr(data, "to_dict") and hasattr(data, "columns"):  # a pandas DataFrame
+        records, columns = data.to_dict("records"), [str(column) for column in data.columns]
+    elif isinstance(data, Sequence) and all(isinstance(record, dict) for record in data):
+        records = list(data)
+        columns = list(dict.fromkeys(key for record in records for key in record))
+    else:
+        raise TypeError(f"data: give a path, a list of dicts, a pandas DataFrame or a Dataset, not {type(data).__name__}")
+    return with_content_hash(validate_records("<records>", records, columns, task_type))
+
+
+class Scorer:
+    """One model, loaded on first use and kept, scoring datasets exactly as ``invscale score`` does.
+
+    ``model``: a hub id, a local checkpoint directory, a ``.gguf`` file, ``tiny-opt`` or
+    ``smollm2-135m``. The options are the command line's: ``max_tokens_per_pack``, ``kernels``
+    (auto, torch, triton), ``attention`` (the tree attention backend), ``offload`` (none, disk,
+    cpu, auto) with ``gpu_memory`` (e.g. ``"20GiB"``), ``too_long`` (error, skip, truncate-left)
+    and ``chat_template``. ``progress`` shows a bar (a line now and then when standard error is
+    not a terminal); ``warn`` and ``log`` receive the warnings and notes a run has to say.
+    """
+
+    def __init__(self, model: str, dtype: str = "float32", device: str = "auto", *,
+                 max_tokens_per_pack: int | None = None, kernels: str = "auto", attention: str = "auto",
+                 offload: str = "auto", gpu_memory: str | None = None, too_long: str = "error",
+                 chat_template: bool = False, progress: bool = True,
+                 warn: Callable[[str], None] = _warn, log: Callable[[str], None] = _say):
+        check_too_long(too_long)
+        self.memory_budget = parse_memory(gpu_memory) if gpu_memory is not None else None
+        resolve_device(device)
+        if chat_template:  # from the tokenizer alone, before any weights are read
+            require_chat_template(load_tokenizer(model)[0])
+        self.model_name, self.dtype, self.device = model, dtype, device
+        self.max_tokens_per_pack, self.kernels, self.attention, self.offload = max_tokens_per_pack, kernels, attention, offload
+        self.too_long, self.chat_template, self.progress, self.warn, self.log = too_long, chat_template, progress, warn, log
+        self.group = distributed.current()
+        self._loaded: LoadedModel | None = None
+        self._identity: dict | None = None
+
+    @property
+    def loaded(self) -> LoadedModel:
+        """The model and tokenizer, loaded now if not yet."""
+        if self._loaded is None:
+            self._loaded = load_for_scoring(self.model_name, dtype=self.dtype, device=self.device, offload=self.offload,
+                                            memory_budget=self.memory_budget)
+        return self._loaded
+
+    @property
+    def identity(self) -> dict:
+        """The model's content fingerprints (read from its files; a hub id not in the cache yet is
+        loaded first)."""
+        if self._identity is None:
+            try:
+                self._identity = fingerprint(self.model_name)
+            except NotLocal:
+                self.loaded
+                self._identity = fingerprint(self.model_name)
+        return self._identity
+
+    def score(self, data: Any, out: str | Path | None = None, *, overwrite: bool = False,
+              task_type: TaskType | str | None = None) -> Results:
+        """Score every row of ``data`` (see :func:`as_dataset`). With ``out`` (``.jsonl`` or ``.csv``)
+        results are written as they finish and an interrupted run resumes where it stopped; rows
+        already there are not scored again."""
+        started = time.perf_counter()
+        dataset = as_dataset(data, task_type)
+        for warning in dataset.warnings if self.group.is_main else ():
+            self.warn(warning)
+        if out is not None:
+            check_out_path(Path(out), str(data) if isinstance(data, (str, Path)) else None)
+        return self._score(dataset, Path(out) if out is not None else None, overwrite, started)
+
+    def _score(self, dataset: Dataset, out: Path | None, overwrite: bool, started: float,
+               before_start: Callable[[], None] = lambda: None, label: str | None = None) -> Results:
+        """Score ``dataset`` into the store at ``out`` (none: results kept in memory only);
+        ``before_start`` runs once the store has accepted the run, before it is written; with a
+        ``label``, a line names the work when there is some."""
+        opened = nullcontext(FollowerStore(None, set())) if out is None else results_store(self.group, lambda: open_results(
+            out, dataset, self.identity, self.dtype, overwrite=overwrite, too_long=self.too_long,
+            chat_template=self.chat_template), out)
+        with opened as store:
+            for warning in store.warnings:
+                self.warn(warning)
+            if self.group.is_main:
+                before_start()
+            done, job = store.done_indexes(), None
+            if len(done) < len(dataset.rows):
+                loaded = self.loaded
+                scored = apply_chat_template(dataset, loaded.tokenizer) if self.chat_template else dataset
+                job = ScoringJob(loaded.model, loaded.tokenizer, scored, max_tokens_per_pack=self.max_tokens_per_pack,
+                                 backend=self.attention, skip_indexes=done, kernels=self.kernels,
+                                 streamed=loaded.streamed, memory_budget=self.memory_budget, group=self.group,
+                                 too_long=self.too_long)
+                if self.group.is_main:
+                    if label is not None:
+                        self.log(f"{label}: scoring {job.stats.items} items")
+                    if job.too_long_rows:
+                        done_with = "skipped" if self.too_long == "skip" else "scored with their oldest prompt tokens dropped"
+                        self.warn(f"{job.too_long_rows} row(s) longer than the model takes are {done_with} (--too-long "
+                                  f"{self.too_long}; see the results' {TOO_LONG_COLUMNS[self.too_long][0]} column)")
+            store.start()
+            if store.existing and self.group.is_main:
+                self.log(f"resuming: {len(store.existing)} of {len(dataset.rows)} rows already in {out}")
+            records = store.existing + (_run_job(job, store, self.progress) if job is not None else [])
+            seconds = store.finalize(records, time.perf_counter() - started if job is not None else 0.0)
+        records = sorted(records, key=lambda record: record["index"])
+        return Results(records, summarize(records), dataset, self.model_name, out, job.stats if job else None, seconds,
+                       job.stream_times if job else None, self)
+
+    def options(self, prompts: Sequence[str], options: Sequence[Sequence[str]] | Sequence[str]) -> list[list[float]]:
+        """The log-probability the model gives each option after its prompt (summed over the
+        option's tokens, computed exactly as :meth:`score` computes classes): ``options`` is one
+        list per prompt, or one list every prompt shares. The classify-with-an-LM use: the
+        highest option is the model's answer."""
+        if options and all(isinstance(option, str) for option in options):
+            options = [list(options)] * len(prompts)
+        if len(options) != len(prompts):
+            raise ValueError(f"options: {len(options)} lists for {len(prompts)} prompts; give one per prompt or one shared")
+        records = [{"prompt": prompt, "completion": option} for prompt, choices in zip(prompts, options) for option in choices]
+        results = self._score(as_dataset(records, TaskType.sequence_prob), None, False, time.perf_counter()).records
+        logprobs, position = [], 0
+        for choices in options:
+            logprobs.append([results[position + number]["logprob"] for number in range(len(choices))])
+            position += len(choices)
+        return logprobs
+
+
+def _run_job(job: ScoringJob, store, progress: bool = True) -> list[dict]:
+    """Run ``job``, appending each pack's results to ``store`` as it finishes; the new results.
+    Under torchrun only the main process shows progress and keeps results."""
+    if not job.group.is_main:
+        for _ in job.results():
+            pass
+        return []
+    new_results: list[dict] = []
+    started, tokens = time.perf_counter(), 0
+    try:
+        with ProgressReport(_stderr, "scoring", job.stats.items, enabled=progress) as report:
+            if job.streamed is not None:
+                report.add_counter("layers", len(job.streamed.layers) * len(job.groups), "streamed")
+                job.on_layer = lambda index, count: report.count("layers")
+            pending: list[dict] = []
+
+            def on_pack(rows_finished: int, pack_tokens: int) -> None:
+                nonlocal tokens
+                tokens += pack_tokens
+                store.append(pending)
+                new_results.extend(pending)
+                pending.clear()
+                report.advance(rows_finished, f"{tokens / max(time.perf_counter() - started, 1e-9):,.0f} tokens/s")
+
+            for result in job.results(on_pack=on_pack):
+                pending.append(result)
+    except KeyboardInterrupt:
+        kept = len(store.existing) + len(new_results)
+        raise Interrupted(f"interrupted: {kept} results kept in {store.path}; run the same command again to resume"
+                          if store.path else "interrupted") from None
+    except torch.cuda.OutOfMemoryError:
+        kept = len(store.existing) + len(new_results)
+        raise OutOfMemory(f"out of GPU memory on packs of up to {job.max_tokens_per_pack} tokens; {kept} results are "
+                          f"kept in {store.path}: lower --max-tokens-per-pack and run the same command again") from None
+    return new_results
+
+
+def generate(task: str, n: int = 100, seed: int = 0, shots: int | None = None,
+             on_drawn: Callable[[int], None] | None = None) -> Dataset:
+    """``n`` rows of the generated task ``task`` (see ``invscale generate --list``) for ``seed``,
+    with ``shots`` worked examples in the shared preface (the task's default if None); the
+    generator's notes (e.g. too few distinct items) are the dataset's ``warnings``."""
+    from invscale.generators import generate as generate_task
+
+    dataset, generated = generate_task(task, n, seed, shots, on_drawn=on_drawn)
+    return replace(with_content_hash(dataset), warnings=[*dataset.warnings, *generated.notes])
+
+
+@dataclass
+class Evaluation:
+    """What :func:`evaluate` found: one row per task and shot count (``rows``: n, accuracy and mean
+    loss with 95% intervals, chance levels, seconds), and where it wrote everything."""
+
+    rows: list[dict]
+    out: Path
+    model: str
+    n: int
+    seeds: list[int]
+    shots: list[int | None]
+
+    @property
+    def summary_csv(self) -> Path:
+        """The rows as a CSV file."""
+        return self.out / "summary.csv"
+
+
+def evaluate(tasks: Iterable[str], model: str = "smollm2-135m", n: int = 300, seeds: Sequence[int] = (0,),
+             shots: Sequence[int | None] = (None,), out: str | Path = "invscale-eval", *, overwrite: bool = False,
+             scorer: Scorer | None = None, **options) -> Evaluation:
+    """Generate each task (``n`` rows per seed and shot count), score it with ``model`` (or with
+    ``scorer``, to reuse a loaded model; ``options`` as for :class:`Scorer`) and summarise it with
+    intervals across seeds and items. Each variant's rows go to ``out/NAME.jsonl`` and its results
+    to ``out/NAME.results.jsonl`` (resumable, as :meth:`Scorer.score`), NAME being the task, with
+    ``-Kshot`` when shot counts are given and ``-seedS`` with several seeds; the rows also go to
+    ``out/summary.csv``."""
+    from invscale.generators import variant_name
+
+    tasks, seeds, shots, out = list(tasks), list(seeds), list(shots), Path(out)
+    if not seeds or not shots or not tasks:
+        raise ValueError("evaluate: give at least one task, seed and shot count")
+    scorer = scorer or Scorer(model, **options)
+    cells = [(task, shot_count) for task in tasks for shot_count in shots]
+    for task, shot_count in cells:  # every task name and shot count is checked before any is scored
+        generate(task, 1, seeds[0], shot_count)
+    out.mkdir(parents=True, exist_ok=True)
+    scorer.identity
+    rows = []
+    for task, shot_count in cells:
+        per_seed = []
+        for seed in seeds:
+            name = variant_name(task, shot_count, seed if len(seeds) > 1 else None)
+            dataset = generate(task, n, seed, shot_count)
+            results = scorer._score(dataset, out / f"{name}.results.jsonl", overwrite, time.perf_counter(),
+                                    before_start=lambda: write_dataset(dataset, out / f"{name}.jsonl"), label=name)
+            per_seed.append(results)
+        rows.append({"task": task, "shots": "default" if shot_count is None else shot_count,
+                     "seeds": ",".join(map(str, seeds)), **seed_summary([r.records for r in per_seed]),
+                     **chance_levels(per_seed[0].dataset), "seconds": sum(r.seconds for r in per_seed)})
+    if scorer.group.is_main:
+        with open(out / "summary.csv", "w", newline="") as handle:
+            writer = csv.DictWriter(handle, fieldnames=EVALUATE_COLUMNS, extrasaction="ignore")
+            writer.writeheader()
+            writer.writerows(rows)
+    return Evaluation(rows, out, scorer.model_name, n, seeds, shots)
+
+
+@dataclass
+class Report:
+    """A sweep's report: the summary rows (task × model), the verdict per task, and the run folder
+    whose summary.csv, verdicts.json and plots/ hold them; ``manifest`` says what happened to each
+    model."""
+
+    summary: list[dict]
+    verdicts: dict
+    run_dir: Path
+    manifest: dict
+
+    @property
+    def unfinished(self) -> list[dict]:
+        """The models that did not finish every dataset, with their status and reason."""
+        return [model for model in self.manifest["models"] if model["status"] != "done"]
+
+
+def report(run_dir: str | Path, x_axis: str = "params") -> Report:
+    """Render a sweep's summary.csv, verdicts.json and plots from its saved results (``x_axis``:
+    params, non-embedding or flops); ValueError when the folder holds no sweep."""
+    from invscale.study.report import build_report
+    from invscale.study.run import read_manifest
+
+    run_dir = Path(run_dir)
+    summary, verdicts = build_report(run_dir, x_axis)
+    return Report(summary, verdicts, run_dir, read_manifest(run_dir))
+
+
+def sweep(data: Iterable[str], out: str | Path, models: Iterable[str] | None = None, family: str | None = None, *,
+          dtype: str = "float32", device: str = "auto", kernels: str = "auto", max_tokens_per_pack: int | None = None,
+          offload: str = "auto", gpu_memory: str | None = None, chat_template: bool = False, n: int = 300,
+          seeds: Sequence[int] = (0,), shots: Sequence[int | None] = (None,), x_axis: str = "params",
+          progress: bool = True, log: Callable[[str], None] = _say) -> Report:
+    """Score every dataset of ``data`` (files, or generator names expanded by ``n``, ``seeds`` and
+    ``shots``) on every model (``models``, or the members of ``family``), one model in memory at a
+    time, into the run folder ``out`` (resumable: finished pairs are never redone), then
+    :func:`report` it. A model that fails is recorded in the manifest and the sweep goes on."""
+    from invscale.study.family import family_members
+    from invscale.study.run import run_sweep
+    from invscale.study.tasks import sweep_datasets
+
+    if (family is None) == (models is None):
+        raise ValueError("give exactly one of --family or --models")
+    chosen = ([(member.model, member) for member in family_members(family)] if family
+              else [(model, None) for model in models if model])
+    group = distributed.current()
+    out = Path(out)
+    datasets, seed_groups = sweep_datasets(list(data), out, n, list(seeds), list(shots))
+    budget = parse_memory(gpu_memory) if gpu_memory is not None else None
+    run_sweep(out, datasets, chosen, dtype, device, kernels, max_tokens_per_pack,
+              score=lambda job, store: _run_job(job, store, progress), log=log, offload=offload,
+              memory_budget=budget, group=group, chat_template=chat_template, seed_groups=seed_groups)
+    return report(out, x_axis) if group.is_main else Report([], {}, out, {"datasets": [], "models": []})
