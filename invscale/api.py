@@ -338,13 +338,19 @@ def evaluate(tasks: Iterable[str], model: str = "smollm2-135m", n: int = 300, se
 @dataclass
 class Report:
     """A sweep's report: the summary rows (task × model), the verdict per task, and the run folder
-    whose summary.csv, verdicts.json and plots/ hold them; ``manifest`` says what happened to each
-    model."""
+    whose summary.csv, verdicts.json and plots (:attr:`plots`) hold them; ``manifest`` says what
+    happened to each model."""
 
     summary: list[dict]
     verdicts: dict
     run_dir: Path
     manifest: dict
+
+    @property
+    def plots(self) -> dict[str, Path]:
+        """The plot of each task with results (and ``overview``, all tasks on one figure)."""
+        tasks = [task for task, verdict in self.verdicts.items() if verdict.kind != "no results"]
+        return {name: self.run_dir / "plots" / f"{name}.png" for name in [*tasks, *(["overview"] if tasks else [])]}
 
     @property
     def unfinished(self) -> list[dict]:

@@ -119,6 +119,7 @@ def test_sweep_from_python_writes_what_the_command_line_writes(checkpoint_dirs, 
     for name in ("summary.csv", "verdicts.json"):
         assert (tmp_path / "api" / name).read_bytes() == (tmp_path / "cli" / name).read_bytes()
     assert set(study.verdicts) == {"decoy"} and not study.unfinished
+    assert set(study.plots) == {"decoy", "overview"} and all(path.exists() for path in study.plots.values())
     assert invscale.report(tmp_path / "api").summary == study.summary
 
 
