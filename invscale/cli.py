@@ -432,6 +432,8 @@ def _bench_host(model: Optional[str], data: Optional[str], max_tokens_per_pack: 
     rows = [("rows", f"{figures['rows']:,}"), ("naive tokens", f"{figures['naive_tokens']:,}"),
             ("unique tokens", f"{figures['unique_tokens']:,} ({figures['packs']} packs, preface "
                               f"{figures['preface_tokens']})"),
+            ("fewest possible", f"{figures['fewest_tokens']:,}" if figures["fewest_tokens"] is not None else "—"),
+            ("lm-eval's HF backend", f"{figures['lm_eval_hf_tokens']:,}"),
             ("pairs spliced / whole", f"{figures['spliced_pairs']:,} / {figures['whole_string_pairs']:,}"),
             ("read file", f"{figures['read_seconds']:.3f} s"),
             ("host (tokenize + plan + build)", f"{figures['host_seconds']:.3f} s, "
@@ -465,6 +467,12 @@ def _print_summary(results: api.Results, seconds: float) -> None:
         ratio = stats.naive_tokens / max(stats.unique_tokens, 1)
         table.add_row("tokens computed", f"{stats.unique_tokens:,} unique vs {stats.naive_tokens:,} naive "
                                          f"({ratio:.1f}x fewer; preface {stats.preface_tokens}, {stats.packs} packs)")
+        fewest = f"fewest possible {stats.fewest_tokens:,}; " if stats.fewest_tokens is not None else ""
+        table.add_row("compared", f"{fewest}lm-eval's HF backend would compute {stats.hf_tokens:,}")
+        if stats.stack is not None and stats.stack.refused:
+            table.add_row("prefix stack", f"{stats.stack.refused} shared prefixes ({stats.stack.refused_tokens:,} "
+                                          f"tokens) past its key-value budget of {stats.stack.budget_tokens:,} tokens "
+                                          f"were computed in each of their packs")
     if stream_times is not None:
         table.add_row("streamed layers", f"{stream_times.layers} layer passes: {stream_times.load:.1f} s reading "
                                          f"weights, {stream_times.compute:.1f} s computing")

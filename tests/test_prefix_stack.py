@@ -77,6 +77,25 @@ def test_each_distinct_prefix_is_computed_once(loaded_models, budget):
     else:
         assert len(distinct_prefixes) <= job.stats.unique_tokens <= 1.05 * len(distinct_prefixes)
     assert all(pack.n_tokens <= budget for pack in job.plan() if pack.n_tokens > 1)
+    assert job.stats.fewest_tokens == len(distinct_prefixes)
+    assert job.stats.hf_tokens == sum(map(len, {s[:-1] for s in sequences}))  # one-token options: one context run
+
+
+@pytest.mark.parametrize("stack_tokens", [0, 20, 60])
+def test_a_stack_budget_too_small_recomputes_and_stays_exact(loaded_models, stack_tokens):
+    """Prefixes that would take the stack past its budget are computed in each of their packs."""
+    loaded = loaded_models["llama-gqa2"]
+    dataset = as_dataset(stacked_records(11))
+    job = ScoringJob(loaded.model, loaded.tokenizer, dataset, max_tokens_per_pack=24, stack_tokens=stack_tokens)
+    results = {r["index"]: r for r in job.results()}
+    unbounded = ScoringJob(loaded.model, loaded.tokenizer, dataset, max_tokens_per_pack=24)
+    list(unbounded.results())
+    assert all(sum(map(len, pack.stack)) <= stack_tokens for pack in job.plan())
+    assert job.stats.stack.refused > 0 and job.stats.unique_tokens > unbounded.stats.unique_tokens
+    assert job.stats.fewest_tokens == unbounded.stats.fewest_tokens
+    for row in dataset.rows:
+        expected = [reference_logprob(loaded.model, loaded.tokenizer, row.prompt, c) for c in row.classes]
+        assert max_abs_diff(results[row.index]["class_logprobs"], expected) <= 1e-4
 
 
 def test_token_sequences_use_the_stack(loaded_models):
@@ -95,3 +114,17 @@ def test_token_sequences_use_the_stack(loaded_models):
     packs, _ = build_packs(units_of_sequences(refs), 32, stacks=True)
     distinct = {tokens[:i] for tokens, _ in sequences for i in range(1, len(tokens))}
     assert tokens_computed(packs) == len(distinct)
+
+
+def test_torchrun_deals_the_packs_under_one_prefix_to_one_process(loaded_models):
+    from invscale.scoring.scorer import stack_units
+
+    loaded = loaded_models["opt-plain"]
+    packs = ScoringJob(loaded.model, loaded.tokenizer, as_dataset(stacked_records(6)), max_tokens_per_pack=24).plan()
+    units = list(stack_units(packs))
+    assert [pack for unit in units for pack in unit] == packs and len(units) < len(packs)
+    owners = {}
+    for number, unit in enumerate(units):
+        for pack in unit:
+            if pack.stack:
+                assert owners.setdefault(pack.stack[0], number) == number

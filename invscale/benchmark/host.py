@@ -47,6 +47,7 @@ def host_benchmark(tokenizer, config, dataset: Dataset, max_tokens_per_pack: int
     return {
         "data": dataset.name, "rows": len(dataset.rows), "sequences": job.stats.sequences,
         "naive_tokens": job.stats.naive_tokens, "unique_tokens": unique, "preface_tokens": job.stats.preface_tokens,
+        "fewest_tokens": job.stats.fewest_tokens, "lm_eval_hf_tokens": job.stats.hf_tokens,
         "packs": packs, "max_tokens_per_pack": job.max_tokens_per_pack, "spliced_pairs": job.pairs.spliced,
         "whole_string_pairs": job.pairs.whole, "setup_seconds": setup, "first_pack_seconds": first_pack or setup,
         "host_seconds": host, "naive_tokens_per_second": job.stats.naive_tokens / host,

@@ -24,7 +24,8 @@ def figures_table(figures: dict, title: str) -> Table:
     FLOP floor, peak GPU memory and the largest log-prob difference from baseline A; the caption
     gives the workload, the floor and what each column means."""
     table = Table(title=title, box=box.SIMPLE_HEAD, pad_edge=False, caption=(
-        f"{figures['items']} items, {figures['unique_tokens']:,} unique of {figures['naive_tokens']:,} naive tokens; "
+        f"{figures['items']} items, {figures['unique_tokens']:,} unique of {figures['naive_tokens']:,} naive tokens "
+        f"(fewest possible {figures['fewest_tokens']:,}, lm-eval's HF backend {figures['lm_eval_hf_tokens']:,}); "
         f"floor {figures['floor_seconds'] * 1e3:.2f} ms at a measured {flop_rate(figures['peak_tflops'] * 1e12)} "
         f"({figures['dtype']}, {figures['device']}); all methods agree within {figures['tolerance']:g}.\n"
         + COLUMNS_LEGEND))

@@ -157,5 +157,6 @@ def run_benchmark(model, tokenizer, dataset: Dataset, methods: list[str], repeat
     return {"device": torch.cuda.get_device_name(device) if device.type == "cuda" else "cpu",
             "dtype": str(dtype).removeprefix("torch."), "items": len(dataset.rows),
             "naive_tokens": plan.stats.naive_tokens, "unique_tokens": unique_tokens, "body_params": body_params(model),
+            "fewest_tokens": plan.stats.fewest_tokens, "lm_eval_hf_tokens": plan.stats.hf_tokens,
             "peak_tflops": peak / 1e12, "floor_seconds": floor, "tolerance": TOLERANCE[dtype], "agreement_checked": True,
             "methods": [asdict(f) for f in figures]}

@@ -7,6 +7,8 @@ fused Triton kernel (``kernels="triton"``) or its torch reference.
 
 from __future__ import annotations
 
+import os
+
 import torch
 
 from invscale.kernels.fused_head import answer_logprobs_for
@@ -122,3 +124,40 @@ def answer_rows(hidden: torch.Tensor | None, preface_hidden: torch.Tensor | None
         parts = [part for part in (preface_hidden, hidden) if part is not None]
         return torch.cat(parts)[nodes + (0 if preface_hidden is None else preface_hidden.shape[0])]
     return hidden[nodes]
+
+
+STACK_MEMORY_SHARE = 0.25  # of the memory free when a run starts, for the keys and values on the stack
+
+
+def stack_bytes_per_token(model: torch.nn.Module) -> int:
+    """Bytes one token held on the stack takes: its keys and values in every layer and its final
+    hidden state, in the model's dtype."""
+    config = model.config
+    layers, heads = config.num_hidden_layers, config.num_attention_heads
+    kv_heads = getattr(config, "num_key_value_heads", None) or heads
+    head_dim = getattr(config, "head_dim", None) or config.hidden_size // heads
+    element = next(model.parameters()).element_size()
+    return (layers * 2 * kv_heads * head_dim + config.hidden_size) * element
+
+
+def free_memory(device: torch.device) -> int:
+    """Bytes free on ``device`` now: the GPU's free memory, or the host's available memory."""
+    if device.type == "cuda":
+        return torch.cuda.mem_get_info(device)[0]
+    try:
+        with open("/proc/meminfo") as meminfo:
+            fields = dict(line.split(":", 1) for line in meminfo)
+        return int(fields["MemAvailable"].split()[0]) * 1024
+    except (OSError, KeyError, ValueError):
+        return os.sysconf("SC_AVPHYS_PAGES") * os.sysconf("SC_PAGE_SIZE")
+
+
+def default_stack_tokens(model: torch.nn.Module) -> int | None:
+    """The most tokens a run holds on its stack of shared prefixes: a :data:`STACK_MEMORY_SHARE` of
+    the memory free on the model's device (None, no limit, for a config that does not give its
+    shape in the usual names, or a stand-in without weights that only plans)."""
+    try:
+        device, per_token = next(model.parameters()).device, stack_bytes_per_token(model)
+    except (AttributeError, TypeError, ZeroDivisionError, StopIteration):
+        return None
+    return int(STACK_MEMORY_SHARE * free_memory(device)) // per_token

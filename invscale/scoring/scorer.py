@@ -18,9 +18,9 @@ import queue
 import threading
 from collections import defaultdict
 from dataclasses import dataclass
-from itertools import accumulate, chain
+from itertools import accumulate, chain, groupby
 from operator import attrgetter
-from typing import Callable, Iterator
+from typing import Callable, Iterable, Iterator
 
 import numpy as np
 import torch
@@ -32,13 +32,13 @@ from invscale.scoring.attention import resolve_backend
 from invscale.scoring.distributed import Group
 from invscale.scoring.heap import settled_heap
 from invscale.scoring.metrics import example_metrics
-from invscale.scoring.runner import PackRunner
+from invscale.scoring.runner import PackRunner, default_stack_tokens
 from invscale.scoring.splice_check import chosen_checks
 from invscale.scoring.streamed import StreamedModel, StreamedRunner, plan_groups
 from invscale.scoring.tokenize import (ContextTokens, PairTokenizer, ScoredSequence, check_sequences,
                                        continuation_field, continuations)
-from invscale.scoring.trie import (Pack, SequenceRef, Unit, build_packs, common_prefix, stack_growth, template,
-                                   units_of_sequences)
+from invscale.scoring.trie import (Pack, SequenceRef, StackPlan, Unit, build_packs, common_prefix, stack_growth,
+                                   template, units_of_sequences)
 
 # Unique tokens per packed forward pass when none is given: on a CPU (segment attention) 1024 ran
 # fastest of 512 … 4096 on the seed tasks with SmolLM2-135M (bench/RESULTS.md), while a GPU wants
@@ -93,8 +93,12 @@ def default_max_tokens_per_pack(model) -> int:
 
 @dataclass
 class ScoreStats:
-    """Work counts: unique tokens actually computed vs what one forward per option would run
-    (naive and answer tokens are known once every pack is planned)."""
+    """Work counts: unique tokens actually computed against what one forward per option would run
+    (``naive_tokens``), what lm-evaluation-harness's HF backend computes (``hf_tokens``: each
+    row's context and option once, its last token left out, the one-token options of a context
+    together) and the fewest any exact scorer can (``fewest_tokens``: the distinct prefixes, of
+    the rows planned together); all known once every pack is planned. ``stack``: the prefix
+    stack's budget and the prefixes it had to refuse."""
 
     items: int = 0
     sequences: int = 0
@@ -103,6 +107,13 @@ class ScoreStats:
     unique_tokens: int = 0
     naive_tokens: int = 0
     answer_tokens: int = 0
+    hf_tokens: int = 0
+    stack: StackPlan | None = None
+
+    @property
+    def fewest_tokens(self) -> int | None:
+        """The distinct prefixes of the rows planned (with the stack of shared prefixes only)."""
+        return None if self.stack is None else self.preface_tokens + self.stack.fewest_tokens
 
 
 class ScoringJob:
@@ -127,20 +138,24 @@ class ScoringJob:
     many (those sequences share no preface, so they run after the packs, apart).
     ``stacks``: prefixes shared by more rows than fit one pack are computed once and held on a stack
     of keys and values for every pack below them (see :func:`invscale.scoring.trie.build_packs`);
-    streamed scoring plans without (each pack then computes the prefixes it holds).
+    streamed scoring plans without (each pack then computes the prefixes it holds). The stack holds
+    at most ``stack_tokens`` tokens (default: a share of the device's free memory, see
+    :func:`invscale.scoring.runner.default_stack_tokens`); a prefix beyond that is computed in each
+    of its packs, and ``stats.stack`` counts them.
     """
 
     def __init__(self, model, tokenizer, dataset: Dataset, max_tokens_per_pack: int | None = None,
                  backend: str = "auto", skip_indexes: frozenset[int] | set[int] = frozenset(),
                  kernels: str = "auto", streamed: StreamedModel | None = None, memory_budget: int | None = None,
                  on_layer: Callable[[int, int], None] | None = None, splice: bool = True,
-                 chunk_rows: int = CHUNK_ROWS, group: Group = Group(), too_long: str = "error", stacks: bool = True):
+                 chunk_rows: int = CHUNK_ROWS, group: Group = Group(), too_long: str = "error", stacks: bool = True,
+                 stack_tokens: int | None = None):
         with settled_heap():
             self._set_up(model, tokenizer, dataset, max_tokens_per_pack, backend, skip_indexes, kernels, streamed,
-                         memory_budget, on_layer, splice, chunk_rows, group, too_long, stacks)
+                         memory_budget, on_layer, splice, chunk_rows, group, too_long, stacks, stack_tokens)
 
     def _set_up(self, model, tokenizer, dataset, max_tokens_per_pack, backend, skip_indexes, kernels, streamed,
-                memory_budget, on_layer, splice, chunk_rows, group, too_long, stacks) -> None:
+                memory_budget, on_layer, splice, chunk_rows, group, too_long, stacks, stack_tokens) -> None:
         self.stacks = stacks and streamed is None
         if streamed is not None:
             model = streamed.model
@@ -165,7 +180,9 @@ class ScoringJob:
         self.preface = self.pairs.preface
         self.stats = ScoreStats(items=int(self._pending_rows.sum()) + len(self._long_rows),
                                 sequences=int((self._pending_rows * np.diff(self._first_sequence)).sum()),
-                                preface_tokens=len(self.preface) if self._pending_rows.any() else 0)
+                                preface_tokens=len(self.preface) if self._pending_rows.any() else 0,
+                                stack=StackPlan(stack_tokens if stack_tokens is not None else default_stack_tokens(model))
+                                if self.stacks else None)
         if streamed is not None:
             self.packs = self.plan()
             self.groups = plan_groups(streamed, len(self.preface), [p.n_tokens for p in self.packs], memory_budget,
@@ -300,8 +317,9 @@ class ScoringJob:
                             f"'{continuation_field(self.dataset.task_type)}': the continuation would be the whole "
                             "sequence; nothing predicts its first token")
 
-    def _sequence_sizes(self, units: list[Unit]) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-        """The packed sequences of ``units``: their ids, whole lengths and scored token counts."""
+    def _sequence_sizes(self, units: list[Unit]) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+        """The packed sequences of ``units``: their ids, whole lengths, scored token counts and the
+        lengths of their contexts."""
         per_unit = list(map(_SEQ_IDS, units))
         counts = np.fromiter(map(len, per_unit), dtype=np.int64, count=len(units))
         n = int(counts.sum())
@@ -311,7 +329,7 @@ class ScoringJob:
         lengths = above + np.fromiter(chain.from_iterable(unit.template.lengths for unit in units), dtype=np.int64,
                                       count=n)
         targets = np.fromiter(chain.from_iterable(unit.template.n_targets for unit in units), dtype=np.int64, count=n)
-        return ids, lengths, targets
+        return ids, lengths, targets, above
 
     def plan(self) -> list[Pack]:
         """Every pack of the job, built now (what :meth:`results` streams)."""
@@ -327,6 +345,10 @@ class ScoringJob:
 
     def _chunk_packs(self) -> Iterator[Pack]:
         held: list[Unit] = []
+        stats = self.stats  # counted afresh by every planning pass
+        stats.naive_tokens = stats.answer_tokens = stats.hf_tokens = 0
+        if stats.stack is not None:
+            stats.stack = StackPlan(stats.stack.budget_tokens)
         weights = np.repeat(self._pending_rows, np.diff(self._first_sequence))  # naive runs of each sequence
         for start in range(0, len(self.items), self.chunk_rows):
             stop = min(start + self.chunk_rows, len(self.items))
@@ -335,14 +357,16 @@ class ScoringJob:
             for same in np.flatnonzero(owner_of != np.arange(first, last)).tolist():
                 self._aliases.setdefault(int(owner_of[same]), []).append(first + same)
             units = self._units(self.pairs.contexts(ordered, own), seq_ids)
-            ids, lengths, targets = self._sequence_sizes(units)
+            ids, lengths, targets, context_lengths = self._sequence_sizes(units)
             self._check_predictable(ids, lengths, targets)
             np.logical_or.at(self._owner_pending, owner_of, weights[first:last] > 0)
             owner_weights = np.bincount(owner_of - first, weights=weights[first:last], minlength=last - first)
-            self.stats.naive_tokens += int((owner_weights[ids - first] * lengths).sum())
-            self.stats.answer_tokens += int((owner_weights[ids - first] * targets).sum())
+            sequence_weights = owner_weights[ids - first]
+            self.stats.naive_tokens += int((sequence_weights * lengths).sum())
+            self.stats.answer_tokens += int((sequence_weights * targets).sum())
+            self.stats.hf_tokens += int((sequence_weights * hf_inputs(units, lengths, context_lengths)).sum())
             packs, held = build_packs(held + units, self.max_tokens_per_pack, self.preface,
-                                      keep_last=stop < len(self.items), stacks=self.stacks)
+                                      keep_last=stop < len(self.items), stacks=self.stacks, plan=self.stats.stack)
             yield from (pack for pack in packs if self._owner_pending[pack.seq_ids].any())
 
     def _chunk_contexts(self, start: int, stop: int, first: int):
@@ -381,7 +405,7 @@ class ScoringJob:
             junctions = tokens.junctions
             whole = template(junctions)
             if whole.size > half and len(junctions) > 1:
-                start, hint = 0, tokens.hint
+                start, hint, first_part = 0, tokens.hint, len(units)
                 while start < len(junctions):
                     stop, size = start, 0
                     while stop < len(junctions) and (stop == start or size + len(junctions[stop][0]) <= half):
@@ -389,6 +413,8 @@ class ScoringJob:
                         stop += 1
                     units.append(Unit(tokens.stem, hint, template(junctions[start:stop]), ids[start:stop]))
                     start, hint = stop, len(tokens.stem)
+                if self.stats.stack is not None:  # the parts' shared first tokens are no more distinct prefixes
+                    self.stats.stack.fewest_tokens -= sum(unit.template.size for unit in units[first_part:]) - whole.size
             else:
                 units.append(Unit(tokens.stem, tokens.hint, whole, ids))
         return units
@@ -498,8 +524,8 @@ class ScoringJob:
         with PackRunner(self.model, backend=self.backend, kernels=self.kernels,
                         push_tokens=self.max_tokens_per_pack) as runner:
             runner.set_preface(self.preface)
-            yield from self.group.passes(([pack] for pack in self._packs_beside()),
-                                         lambda unit: [runner.pair_logprobs(unit[0])])
+            yield from self.group.passes(stack_units(self._packs_beside()),
+                                         lambda unit: [runner.pair_logprobs(pack) for pack in unit])
 
     def _streamed_passes(self) -> Iterator[tuple[Pack, torch.Tensor]]:
         """(pack, its answer log-probs) streaming the layers once per group of packs (under torchrun,
@@ -508,6 +534,26 @@ class ScoringJob:
         self.stream_times = runner.times
         yield from self.group.passes(([self.packs[i] for i in group] for group in self.groups),
                                      lambda packs: runner.run(self.preface, packs))
+
+
+def stack_units(packs: Iterable[Pack]) -> Iterator[list[Pack]]:
+    """The units torchrun deals out: each run of consecutive packs under one bottom segment of the
+    prefix stack together (one process then computes that prefix, once), every other pack alone."""
+    for _, run in groupby(packs, key=lambda pack: pack.stack[0] if pack.stack else object()):
+        yield list(run)
+
+
+def hf_inputs(units: list[Unit], lengths: np.ndarray, context_lengths: np.ndarray) -> np.ndarray:
+    """Per packed sequence, the tokens lm-evaluation-harness's HF backend runs for it: the whole
+    sequence but its last token, except that the one-token continuations of one context share a
+    single run of the context (its logits cache), counted on the first of them."""
+    unit_of = np.repeat(np.arange(len(units)), [len(ids) for ids in map(_SEQ_IDS, units)])
+    one_token = lengths - context_lengths == 1
+    inputs = np.where(one_token, 0, lengths - 1)
+    singles = np.flatnonzero(one_token)
+    firsts = singles[np.unique(unit_of[singles], return_index=True)[1]]
+    inputs[firsts] = context_lengths[firsts]
+    return inputs
 
 
 def check_too_long(choice: str) -> str:
@@ -563,7 +609,8 @@ def score_token_sequences(model, sequences: list[tuple[tuple[int, ...], int]], m
         distinct.setdefault((tokens, n_target), len(distinct))
     refs = [SequenceRef(number, tokens[len(preface):], n_target) for (tokens, n_target), number in distinct.items()]
     budget = max_tokens_per_pack or default_max_tokens_per_pack(model)
-    packs, _ = build_packs(units_of_sequences(refs), budget, preface, stacks=True)
+    packs, _ = build_packs(units_of_sequences(refs), budget, preface, stacks=True,
+                           plan=StackPlan(default_stack_tokens(model)))
     logprobs, greedy = np.zeros(len(distinct)), np.zeros(len(distinct), dtype=bool)
     repeats = np.bincount([distinct[key] for key in sequences], minlength=len(distinct))  # sequences per distinct one
     with PackRunner(model, backend=resolve_backend(backend, model.device, kernels), kernels=kernels,

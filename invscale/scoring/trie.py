@@ -341,8 +341,28 @@ def stem_shared(units: list[Unit]) -> list[int]:
     return shared
 
 
+@dataclass
+class StackPlan:
+    """How a run's packs use the stack of shared prefixes, counted over every :func:`build_packs`
+    call it is given to: ``budget_tokens`` (None: no limit) bounds the tokens held on the stack,
+    whose keys and values the runner keeps; a shared prefix that would take the stack past it is
+    computed in each of its packs instead (``refused`` prefixes, ``refused_tokens`` in all), and so
+    are the prefixes below it. ``fewest_tokens``: the distinct prefixes of the units packed (the
+    tokens a run computing each prefix once needs), the preface apart."""
+
+    budget_tokens: int | None = None
+    refused: int = 0
+    refused_tokens: int = 0
+    fewest_tokens: int = 0
+
+    def allows(self, tokens: int) -> bool:
+        """Whether a stack of ``tokens`` tokens is within the budget."""
+        return self.budget_tokens is None or tokens <= self.budget_tokens
+
+
 def build_packs(units: list[Unit], max_tokens: int, preface: tuple[int, ...] = (),
-                keep_last: bool = False, stacks: bool = False) -> tuple[list[Pack], list[Unit]]:
+                keep_last: bool = False, stacks: bool = False,
+                plan: StackPlan | None = None) -> tuple[list[Pack], list[Unit]]:
     """Pack ``units`` in order into packs of at most ``max_tokens`` unique tokens (a unit larger than
     that gets a pack of its own). With ``keep_last`` the units at the end that may share a prefix
     with the next ones (the last pack's, or with ``stacks`` the last run of units sharing a prefix,
@@ -351,7 +371,8 @@ def build_packs(units: list[Unit], max_tokens: int, preface: tuple[int, ...] = (
     Without ``stacks`` packs are filled greedily and a prefix shared across packs is computed in
     each of them. With ``stacks`` the packing follows the tree of shared prefixes: a prefix shared
     by more units than fit one pack is a segment on their packs' stack, computed once while the
-    runner holds its keys and values for every pack below it (:func:`_stacked_groups`)."""
+    runner holds its keys and values for every pack below it (:func:`_stacked_groups`), within
+    ``plan``'s budget; ``plan`` also counts the distinct prefixes of the units packed."""
     if max_tokens < 1:
         raise ValueError("max_tokens must be positive")
     shared = stem_shared(units)
@@ -365,8 +386,9 @@ def build_packs(units: list[Unit], max_tokens: int, preface: tuple[int, ...] = (
             units, held, shared = units[:last], units[last:], shared[:last]
     if not units:
         return [], held
+    plan = plan if plan is not None else StackPlan()
     return [_assemble(units[lo:hi], [0, *shared[lo + 1:hi]], preface, stack)
-            for lo, hi, stack in _stacked_groups(units, shared, max_tokens)], held
+            for lo, hi, stack in _stacked_groups(units, shared, max_tokens, plan)], held
 
 
 def _greedy_packs(units: list[Unit], shared: list[int], max_tokens: int, preface: tuple[int, ...],
@@ -389,7 +411,7 @@ def _greedy_packs(units: list[Unit], shared: list[int], max_tokens: int, preface
     return packs, held
 
 
-def _stacked_groups(units: list[Unit], shared: list[int], max_tokens: int):
+def _stacked_groups(units: list[Unit], shared: list[int], max_tokens: int, plan: StackPlan):
     """(lo, hi, stack) of each pack of ``units``, in depth-first order.
 
     The units (in stem order, ``shared[i]`` stem tokens shared with unit ``i - 1``) form a tree of
@@ -397,7 +419,9 @@ def _stacked_groups(units: list[Unit], shared: list[int], max_tokens: int):
     stack) is one pack; otherwise the prefix all its units share beyond ``base`` becomes a segment
     pushed on the stack, and its children (the runs of units parting exactly there) are packed
     below it: consecutive small children together, large ones recursively. Every pack of a node
-    sees the same segments, so each shared prefix is computed once per run."""
+    sees the same segments, so each shared prefix is computed once per run, unless pushing it
+    would take the stack past ``plan``'s budget: then the node's children are packed as they are,
+    each pack computing the prefix itself."""
     n = len(units)
     stem_length = np.fromiter(map(len, map(_STEM, units)), dtype=np.int64, count=n)
     size_of = np.fromiter((unit.template.size for unit in units), dtype=np.int64, count=n)
@@ -408,6 +432,7 @@ def _stacked_groups(units: list[Unit], shared: list[int], max_tokens: int):
     def size(lo: int, hi: int, base: int) -> int:  # the trie of units[lo:hi] beyond ``base`` tokens
         return int(total[hi] - total[lo + 1] + stem_length[lo] - base + size_of[lo])
 
+    plan.fewest_tokens += int(total[n])
     groups, work = [], [(True, 0, n, 0, ())]
     while work:
         is_node, lo, hi, base, stack = work.pop()
@@ -415,10 +440,16 @@ def _stacked_groups(units: list[Unit], shared: list[int], max_tokens: int):
             groups.append((lo, hi, stack))
             continue
         deepest = int(common[lo + 1:hi].min()) if hi - lo > 1 else int(stem_length[lo])
-        if deepest > base:  # what every unit here shares: one segment on the stack
-            work.append((True, lo, hi, deepest, stack + (units[lo].stem[base:deepest],)))
-            continue
-        cuts = [lo, *(lo + 1 + np.flatnonzero(common[lo + 1:hi] == base)).tolist(), hi]
+        if deepest > base:  # what every unit here shares: one segment on the stack, if the budget allows
+            if plan.allows(deepest):  # the stack holds ``base`` tokens; with this segment, ``deepest``
+                work.append((True, lo, hi, deepest, stack + (units[lo].stem[base:deepest],)))
+                continue
+            plan.refused += 1
+            plan.refused_tokens += deepest - base
+            if hi - lo == 1:
+                groups.append((lo, hi, stack))
+                continue
+        cuts = [lo, *(lo + 1 + np.flatnonzero(common[lo + 1:hi] == deepest)).tolist(), hi]
         tasks, pending = [], None
         for a, b in zip(cuts, cuts[1:]):
             if size(a, b, base) > max_tokens:
