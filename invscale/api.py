@@ -24,6 +24,7 @@ import csv
 import time
 from contextlib import nullcontext
 from dataclasses import dataclass, field, replace
+from functools import cached_property
 from pathlib import Path
 from typing import Any, Callable, Iterable, Sequence
 
@@ -36,7 +37,7 @@ from invscale.progress import ProgressReport
 from invscale.results import FollowerStore, check_out_path, open_results, results_store
 from invscale.scoring import distributed
 from invscale.scoring.chat import apply_chat_template, require_chat_template
-from invscale.scoring.metrics import TOO_LONG_COLUMNS, chance_levels, seed_summary, summarize
+from invscale.scoring.metrics import TOO_LONG_COLUMNS, chance_levels, seed_summary
 from invscale.scoring.scorer import ScoreStats, ScoringJob, check_too_long
 
 _stderr = Console(stderr=True, markup=False, highlight=False)
@@ -63,11 +64,10 @@ def _say(text: str) -> None:
 
 @dataclass
 class Results:
-    """The per-example results of one dataset (``records``, by row index) and their ``summary``
-    (n, mean loss, accuracy, …); ``path`` is the results file when they were written to one."""
+    """The per-example results of one dataset (``records``, by row index) and their :attr:`summary`;
+    ``path`` is the results file when they were written to one."""
 
     records: list[dict]
-    summary: dict
     dataset: Dataset
     model: str
     path: Path | None = None
@@ -75,6 +75,12 @@ class Results:
     seconds: float = 0.0
     stream_times: Any = None
     scorer: "Scorer | None" = field(default=None, repr=False)
+
+    @cached_property
+    def summary(self) -> dict:
+        """n, mean loss, accuracy and acc_norm (where the task type has them), rows skipped or
+        truncated, and 95% bootstrap intervals of accuracy and mean loss (``*_low``, ``*_high``)."""
+        return seed_summary([self.records])
 
     def to_pandas(self):
         """The records as a pandas DataFrame (pandas must be installed)."""
@@ -208,7 +214,7 @@ class Scorer:
             records = store.existing + (_run_job(job, store, self.progress) if job is not None else [])
             seconds = store.finalize(records, time.perf_counter() - started if job is not None else 0.0)
         records = sorted(records, key=lambda record: record["index"])
-        return Results(records, summarize(records), dataset, self.model_name, out, job.stats if job else None, seconds,
+        return Results(records, dataset, self.model_name, out, job.stats if job else None, seconds,
                        job.stream_times if job else None, self)
 
     def options(self, prompts: Sequence[str], options: Sequence[Sequence[str]] | Sequence[str]) -> list[list[float]]:
@@ -394,3 +400,60 @@ def sweep(data: Iterable[str], out: str | Path, models: Iterable[str] | None = N
               score=lambda job, store: _run_job(job, store, progress), log=log, offload=offload,
               memory_budget=budget, group=group, chat_template=chat_template, seed_groups=seed_groups)
     return report(out, x_axis) if group.is_main else Report([], {}, out, {"datasets": [], "models": []})
+
+
+def bench(shape: str = "auto", model: str | None = None, data: str | None = None, *, items: int = 256,
+          prompt_len: int = 256, options: int = 4, option_len: int = 6, preface_len: int = 0, dtype: str = "auto",
+          device: str = "auto", methods: list[str] | None = None, max_tokens_per_pack: int | None = None,
+          repeats: int = 1, log: Callable[[str], None] = _say) -> dict:
+    """Time invscale against the plain HF ways (one forward per option; the prompt's keys and values
+    reused) on one workload, after checking they agree: a random OPT of ``shape`` (auto: opt-125m on
+    CUDA, tiny on CPU) on a synthetic workload, or ``model`` on ``data``. The figures of
+    :func:`invscale.benchmark.run.run_benchmark`, ``model`` naming what was timed; BenchmarkMismatch
+    if the methods disagree."""
+    from invscale.benchmark.run import METHODS, available_methods, run_benchmark
+    from invscale.benchmark.workload import OPT_SHAPES, WordIdTokenizer, build_opt, synthetic_dataset
+    from invscale.kernels.launch import resolve_kernels
+    from invscale.models import load_model, resolve_dtype
+
+    target = resolve_device(device)
+    dtype_name = ("bfloat16" if target.type == "cuda" else "float32") if dtype == "auto" else dtype
+    chosen = available_methods(target) if methods is None else list(methods)
+    unknown = [method for method in chosen if method not in METHODS]
+    if unknown:
+        raise ValueError(f"--methods {','.join(unknown)}: choose from {', '.join(METHODS)}")
+    if "invscale-triton" in chosen:
+        resolve_kernels("triton", target)
+    if data is not None and model is None:
+        raise ValueError("--data needs --model (the checkpoint whose tokenizer reads the file)")
+    dataset = read_dataset(data) if data is not None else None
+    if model is not None:
+        loaded = load_model(model, dtype=dtype_name, device=str(target))
+        lm, tokenizer, title = loaded.model, loaded.tokenizer, model
+    else:
+        shape = ("opt-125m" if target.type == "cuda" else "tiny") if shape == "auto" else shape
+        if shape not in OPT_SHAPES:
+            raise ValueError(f"--shape {shape}: choose one of {', '.join(OPT_SHAPES)}")
+        lm, tokenizer, title = build_opt(shape, resolve_dtype(dtype_name), target), WordIdTokenizer(), shape
+    if dataset is None:
+        dataset = synthetic_dataset(items, prompt_len, options, option_len, preface_len,
+                                    vocab=lm.get_output_embeddings().weight.shape[0])
+    if methods is None and "invscale-triton" not in chosen:
+        log("invscale-triton left out: its kernels need a CUDA GPU (or TRITON_INTERPRET=1, slow, and --methods "
+            "naming it)")
+    return {**run_benchmark(lm, tokenizer, dataset, chosen, repeats, max_tokens_per_pack, log=log), "model": title}
+
+
+def bench_host(model: str | None, data: str | None, max_tokens_per_pack: int | None = None) -> dict:
+    """The host side of a run for ``model``'s tokenizer on ``data`` (no weights loaded): reading,
+    tokenizing, planning and building every pack, against the FLOP floor of its unique tokens on
+    OPT-1.3B and an H100 (see :func:`invscale.benchmark.host.host_benchmark`)."""
+    from invscale.benchmark.host import host_benchmark
+
+    if model is None or data is None:
+        raise ValueError("--host-only needs --model (whose tokenizer is timed) and --data")
+    tokenizer, config = load_tokenizer(model)
+    read_began = time.perf_counter()
+    dataset = read_dataset(data)
+    return {"model": model, "read_seconds": time.perf_counter() - read_began,
+            **host_benchmark(tokenizer, config, dataset, max_tokens_per_pack)}

@@ -33,10 +33,22 @@ def seed_item_means(values: np.ndarray, sizes: list[int], rng: np.random.Generat
     chosen = rng.integers(0, count, size=(samples, count)) if count > 1 else np.zeros((samples, 1), int)
     totals = np.zeros((samples, values.shape[0]))
     for slot in range(count):  # each slot draws its own items, even when two slots drew one group
-        sums = np.stack([values[:, start:start + size][:, rng.integers(0, size, size=(samples, size))].sum(axis=2)
+        sums = np.stack([_resampled_sums(values[:, start:start + size], rng, samples)
                          for start, size in zip(starts, sizes)])  # [groups, rows, samples]
         totals += sums[chosen[:, slot], :, np.arange(samples)]
     return totals / sizes_array[chosen].sum(axis=1)[:, None]
+
+
+def _resampled_sums(values: np.ndarray, rng: np.random.Generator, samples: int) -> np.ndarray:
+    """[rows, samples] sums of ``values`` [rows, items] over items drawn with replacement, the
+    samples drawn in blocks of at most a few million picks (the same numbers as one draw)."""
+    rows, size = values.shape
+    block = max(1, (1 << 22) // max(size * rows, 1))
+    sums = np.empty((rows, samples))
+    for first in range(0, samples, block):
+        picks = rng.integers(0, size, size=(min(block, samples - first), size))
+        sums[:, first:first + len(picks)] = values[:, picks].sum(axis=2)
+    return sums
 
 
 def grouped_bootstrap_ci(groups: list[np.ndarray], seed: int = 0, level: float = 0.95) -> tuple[float, float]:

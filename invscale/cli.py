@@ -17,12 +17,12 @@ from rich.text import Text
 
 from invscale import api
 from invscale.benchmark.report import figures_table
-from invscale.benchmark.run import METHODS, BenchmarkMismatch, available_methods, run_benchmark
-from invscale.benchmark.workload import OPT_SHAPES, WordIdTokenizer, build_opt, synthetic_dataset
-from invscale.data import DataError, TaskType, read_dataset, write_dataset
-from invscale.kernels.launch import KernelUnavailable, resolve_kernels
+from invscale.benchmark.run import METHODS, BenchmarkMismatch
+from invscale.benchmark.workload import OPT_SHAPES
+from invscale.data import DataError, TaskType, write_dataset
+from invscale.kernels.launch import KernelUnavailable
 from invscale.messages import first_line
-from invscale.models import DTYPES, ModelLoadError, load_model, resolve_device, resolve_dtype
+from invscale.models import DTYPES, ModelLoadError
 from invscale.progress import ProgressReport
 from invscale.results import ResultsError
 from invscale.scoring.attention import backends
@@ -353,43 +353,17 @@ def bench(
     if host_only:
         return _bench_host(model, data, max_tokens_per_pack, json_path)
     try:
-        target = resolve_device(device)
-        dtype_name = ("bfloat16" if target.type == "cuda" else "float32") if dtype == "auto" else dtype
-        chosen = available_methods(target) if methods is None else methods.split(",")
-        unknown = [m for m in chosen if m not in METHODS]
-        if unknown:
-            raise ValueError(f"--methods {','.join(unknown)}: choose from {', '.join(METHODS)}")
-        if "invscale-triton" in chosen:
-            resolve_kernels("triton", target)
-        if data is not None:
-            if model is None:
-                raise ValueError("--data needs --model (the checkpoint whose tokenizer reads the file)")
-            dataset = read_dataset(data)
-        if model is not None:
-            loaded = load_model(model, dtype=dtype_name, device=str(target))
-            lm, tokenizer, title = loaded.model, loaded.tokenizer, model
-        else:
-            if shape == "auto":
-                shape = "opt-125m" if target.type == "cuda" else "tiny"
-            if shape not in OPT_SHAPES:
-                raise ValueError(f"--shape {shape}: choose one of {', '.join(OPT_SHAPES)}")
-            lm, tokenizer, title = build_opt(shape, resolve_dtype(dtype_name), target), WordIdTokenizer(), shape
-        if data is None:
-            dataset = synthetic_dataset(items, prompt_len, options, option_len, preface_len,
-                                        vocab=lm.get_output_embeddings().weight.shape[0])
-        if methods is None and "invscale-triton" not in chosen:
-            err.print("invscale-triton left out: its kernels need a CUDA GPU (or TRITON_INTERPRET=1, slow, and "
-                      "--methods naming it)", soft_wrap=True)
-        figures = run_benchmark(lm, tokenizer, dataset, chosen, repeats, max_tokens_per_pack,
-                                log=lambda line: err.print(line, soft_wrap=True))
-    except (DataError, ModelLoadError, KernelUnavailable, BenchmarkMismatch, ValueError) as exc:
-        _fail(str(exc))
+        figures = api.bench(shape, model, data, items=items, prompt_len=prompt_len, options=options,
+                            option_len=option_len, preface_len=preface_len, dtype=dtype, device=device,
+                            methods=methods.split(",") if methods is not None else None,
+                            max_tokens_per_pack=max_tokens_per_pack, repeats=repeats, log=_say)
+    except (*USER_ERRORS, BenchmarkMismatch) as exc:
+        _fail(_one_line(exc))
     except torch.cuda.OutOfMemoryError:
         _fail("out of GPU memory: try a smaller --shape or workload, or fewer --methods")
     except KeyboardInterrupt:
         _fail("interrupted: the benchmark stopped before its figures were complete; nothing was written", 130)
-    figures["model"] = title
-    _print_table(figures_table(figures, f"invscale bench · {title}"))
+    _print_table(figures_table(figures, f"invscale bench · {figures['model']}"))
     if json_path is not None:
         json_path.write_text(json.dumps(figures, indent=2) + "\n")
 
@@ -415,20 +389,11 @@ def _bench_host(model: Optional[str], data: Optional[str], max_tokens_per_pack: 
                 json_path: Optional[Path]) -> None:
     import json
 
-    from invscale.benchmark.host import host_benchmark
-    from invscale.models import load_tokenizer
-
     try:
-        if model is None or data is None:
-            raise ValueError("--host-only needs --model (whose tokenizer is timed) and --data")
-        tokenizer, config = load_tokenizer(model)
-        read_began = time.perf_counter()
-        dataset = read_dataset(data)
-        figures = {"model": model, "read_seconds": time.perf_counter() - read_began,
-                   **host_benchmark(tokenizer, config, dataset, max_tokens_per_pack)}
-    except (DataError, ModelLoadError, ValueError) as exc:
-        _fail(str(exc))
-    table = Table(title=f"invscale bench --host-only · {model} · {dataset.name}", show_header=False)
+        figures = api.bench_host(model, data, max_tokens_per_pack)
+    except USER_ERRORS as exc:
+        _fail(_one_line(exc))
+    table = Table(title=f"invscale bench --host-only · {model} · {figures['data']}", show_header=False)
     rows = [("rows", f"{figures['rows']:,}"), ("naive tokens", f"{figures['naive_tokens']:,}"),
             ("unique tokens", f"{figures['unique_tokens']:,} ({figures['packs']} packs, preface "
                               f"{figures['preface_tokens']})"),
@@ -457,11 +422,12 @@ def _print_summary(results: api.Results, seconds: float) -> None:
     if "truncated" in summary:
         table.add_row("truncated", f"{summary['truncated']} (oldest prompt tokens dropped)")
     if "accuracy" in summary:
-        table.add_row("accuracy", f"{summary['accuracy']:.4f}")
+        table.add_row("accuracy", f"{summary['accuracy']:.4f} (95% {summary['accuracy_low']:.4f}–"
+                                  f"{summary['accuracy_high']:.4f})")
     if "acc_norm" in summary:
         table.add_row("acc_norm", f"{summary['acc_norm']:.4f}")
     if "mean_loss" in summary:
-        table.add_row("mean loss", f"{summary['mean_loss']:.4f}")
+        table.add_row("mean loss", f"{summary['mean_loss']:.4f} (95% {summary['loss_low']:.4f}–{summary['loss_high']:.4f})")
     table.add_row("wall time", f"{seconds:.1f} s")
     if stats is not None and stats.items:
         ratio = stats.naive_tokens / max(stats.unique_tokens, 1)

@@ -13,22 +13,11 @@ import sys
 import time
 
 import pytest
-from typer.testing import CliRunner
 
-from invscale.cli import app
 from invscale.data import read_dataset
 from invscale.results import read_results
+from cli_run import one_line, run, write_rows
 from random_data import random_classification
-
-runner = CliRunner()
-
-
-def run(*args, input=None):
-    return runner.invoke(app, [str(a) for a in args], input=input)
-
-
-def one_line(result):
-    return " ".join(result.output.split())
 
 
 def refused(result, fragment):
@@ -205,11 +194,11 @@ def test_an_interrupt_while_starting_is_one_line():
 
 
 def test_an_interrupted_benchmark_says_so(monkeypatch):
-    from invscale import cli
+    from invscale.benchmark import run as benchmark_run
 
     def interrupted(*args, **kwargs):
         raise KeyboardInterrupt
 
-    monkeypatch.setattr(cli, "run_benchmark", interrupted)
+    monkeypatch.setattr(benchmark_run, "run_benchmark", interrupted)
     result = run("bench", "--device", "cpu", "--items", "4")
     assert result.exit_code == 130 and "interrupted: the benchmark stopped before its figures were complete" in one_line(result)

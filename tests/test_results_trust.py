@@ -10,26 +10,10 @@ import sys
 import time
 
 import pytest
-from typer.testing import CliRunner
 
-from invscale.cli import app
 from invscale.results import ResultsError, ResultsStore, read_results, read_store
+from cli_run import one_line, run, write_rows
 from random_data import random_classification
-
-runner = CliRunner()
-
-
-def run(*args, input=None):
-    return runner.invoke(app, [str(a) for a in args], input=input)
-
-
-def one_line(result):
-    return " ".join(result.output.split())
-
-
-def write_rows(path, records):
-    path.write_text("".join(json.dumps(r, ensure_ascii=False) + "\n" for r in records), encoding="utf-8")
-    return path
 
 
 @pytest.fixture

@@ -11,28 +11,12 @@ import sys
 import time
 
 import pytest
-from typer.testing import CliRunner
 
-from invscale.cli import app
 from invscale.models import fingerprint
 from invscale.results import read_results
+from cli_run import one_line, run, write_rows
 from random_data import random_classification
 from test_chat_template import instruct_copy
-
-runner = CliRunner()
-
-
-def run(*args):
-    return runner.invoke(app, [str(a) for a in args])
-
-
-def one_line(result):
-    return " ".join(result.output.split())
-
-
-def write_rows(path, records):
-    path.write_text("".join(json.dumps(r) + "\n" for r in records))
-    return path
 
 
 @pytest.fixture
