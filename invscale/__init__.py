@@ -7,15 +7,16 @@ From Python (see :mod:`invscale.api`; the ``invscale`` command line runs the sam
   ``.options(prompts, options)`` gives per-option log-probs.
 - ``evaluate(tasks, model, n=…, seeds=…, shots=…, out=…)``: generate, score and summarise tasks.
 - ``sweep(data, out, models=… | family=…)`` and ``report(run_dir)``: a study across models with
-  tables, plots and scaling verdicts.
+  tables, plots and scaling verdicts; ``compare(run_dir, a, b)``: two of its models, paired.
 - ``generate(task, n, seed, shots)``: a seeded task set as a :class:`Dataset`;
   ``as_dataset(data)`` reads any form of data the scorer takes.
 
 The names load on first use, so ``invscale`` itself starts without importing torch.
 """
 
-__all__ = ["Scorer", "Results", "Evaluation", "Report", "Interrupted", "OutOfMemory", "as_dataset", "evaluate",
-           "generate", "report", "sweep", "Dataset", "DataError", "ModelLoadError", "ResultsError"]
+__all__ = ["Scorer", "Results", "Evaluation", "Report", "Comparison", "Interrupted", "OutOfMemory", "as_dataset",
+           "compare", "evaluate", "generate", "report", "sweep", "Dataset", "DataError", "ModelLoadError",
+           "ResultsError"]
 
 _HOMES = {"Dataset": "invscale.data", "DataError": "invscale.data", "ModelLoadError": "invscale.models",
           "ResultsError": "invscale.results"}

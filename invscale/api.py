@@ -10,6 +10,7 @@
     table = invscale.evaluate(["decoy", "gambling"], "smollm2-135m", n=100, seeds=[0, 1])
     study = invscale.sweep(["decoy"], models=["tiny-opt", "smollm2-135m"], out="runs/one")
     invscale.report("runs/one").verdicts
+    invscale.compare("runs/one", "tiny-opt", "smollm2-135m").tasks   # paired tests, model against model
 
 The command line only parses arguments and prints what these return, so a script and a shell
 write the same files byte for byte. Errors are raised with one-line messages: ``DataError`` (bad
@@ -373,6 +374,30 @@ def report(run_dir: str | Path, x_axis: str = "params") -> Report:
     run_dir = Path(run_dir)
     summary, verdicts = build_report(run_dir, x_axis)
     return Report(summary, verdicts, run_dir, read_manifest(run_dir))
+
+
+@dataclass
+class Comparison:
+    """Model against model in a run folder: per task (:class:`invscale.study.compare.TaskComparison`)
+    the paired differences (``second`` minus ``first``) with intervals, the flips each way and
+    McNemar's exact p-value, Holm-corrected over the tasks; ``path`` is the CSV holding them."""
+
+    first: str
+    second: str
+    tasks: list
+    path: Path
+    correction: str = "Holm"
+
+
+def compare(run_dir: str | Path, first: str, second: str) -> Comparison:
+    """Compare two models of a sweep's run folder on every task both have finished (a model named
+    as in the manifest, or by a part of its name no other has); writes
+    ``run_dir/compare/<first>--<second>.csv``. ValueError for a name that is not one model."""
+    from invscale.study.compare import CORRECTION, compare_models, write_comparison
+
+    run_dir = Path(run_dir)
+    a, b, tasks = compare_models(run_dir, first, second)
+    return Comparison(a["name"], b["name"], tasks, write_comparison(run_dir, a, b, tasks), CORRECTION)
 
 
 def sweep(data: Iterable[str], out: str | Path, models: Iterable[str] | None = None, family: str | None = None, *,

@@ -304,6 +304,38 @@ def report(run_dir: Path = typer.Argument(..., help="A run folder written by inv
         _fail(str(exc))
 
 
+@app.command()
+def compare(run_dir: Path = typer.Argument(..., help="A run folder written by invscale sweep."),
+            first: str = typer.Argument(..., help="A model of the run (its name, or a part only it has)."),
+            second: str = typer.Argument(..., help="Another model of the run.")) -> None:
+    """Compare two models of a sweep on the same examples, task by task: the paired differences in
+    accuracy and mean loss (SECOND minus FIRST) with 95% bootstrap intervals, how many examples only
+    one of them gets right, and McNemar's exact test, Holm-corrected over the tasks."""
+    try:
+        comparison = api.compare(run_dir, first, second)
+    except ValueError as exc:
+        _fail(_one_line(exc))
+    if not comparison.tasks:
+        _fail(f"{comparison.first} and {comparison.second} have no finished task in common in {run_dir}")
+    table = Table(title=f"{comparison.second} − {comparison.first} · {run_dir}",
+                  caption=f"paired 95% bootstrap intervals; McNemar's exact test, {comparison.correction}-corrected "
+                          f"over {sum(t.mcnemar_p is not None for t in comparison.tasks)} tasks")
+    for column in ("task", "n", "accuracy", "Δ accuracy (95%)", "Δ mean loss (95%)", "only first / second right",
+                   "McNemar p", "corrected p"):
+        table.add_column(column, justify="left" if column == "task" else "right")
+    for task in comparison.tasks:
+        paired = task.mcnemar_p is not None
+        table.add_row(task.task, str(task.n),
+                      f"{task.accuracy_first:.3f} → {task.accuracy_second:.3f}" if paired else "—",
+                      f"{task.accuracy_difference:+.3f} ({task.accuracy_low:+.3f} to {task.accuracy_high:+.3f})"
+                      if paired else "—",
+                      f"{task.loss_difference:+.3f} ({task.loss_low:+.3f} to {task.loss_high:+.3f})",
+                      f"{task.only_first_correct} / {task.only_second_correct}" if paired else "—",
+                      f"{task.mcnemar_p:.3g}" if paired else "—", f"{task.mcnemar_p_holm:.3g}" if paired else "—")
+    _print_table(table)
+    out.print(f"written to {comparison.path}")
+
+
 def _print_report(study: api.Report) -> None:
     table = Table(title=f"sweep {study.run_dir}")
     for column in ("task", "model", "params", "n", "accuracy (95% CI)", "mean loss (95% CI)"):

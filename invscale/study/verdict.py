@@ -67,7 +67,7 @@ def trend_verdict(params: list[int], losses: np.ndarray, seed: int = 0, names: l
     slope = float(observed @ centred / (centred @ centred))
     statistics = {"log10_params": x.tolist(), "mean_loss": observed.tolist(),
                   "slope_per_decade": slope, "slope_interval": percentile_interval(slope_samples, LEVEL)}
-    if n_models >= 3:
+    if len(set(x.tolist())) >= 3:  # a parabola needs three sizes (models of one size add no curvature)
         curvature, linear, _ = np.polyfit(centred, observed, 2)
         statistics["quadratic_curvature"] = float(curvature)
         if curvature != 0:
