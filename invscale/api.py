@@ -44,7 +44,8 @@ from invscale.scoring.scorer import ScoreStats, ScoringJob, check_too_long
 _stderr = Console(stderr=True, markup=False, highlight=False)
 
 EVALUATE_COLUMNS = ["task", "shots", "seeds", "n", "skipped", "accuracy", "accuracy_low", "accuracy_high", "acc_norm",
-                    "chance_accuracy", "mean_loss", "loss_low", "loss_high", "chance_loss", "seconds"]
+                    "acc_bytes", "brier_score", "chance_accuracy", "mean_loss", "loss_low", "loss_high", "chance_loss",
+                    "seconds"]
 
 
 class Interrupted(KeyboardInterrupt):
@@ -79,8 +80,9 @@ class Results:
 
     @cached_property
     def summary(self) -> dict:
-        """n, mean loss, accuracy and acc_norm (where the task type has them), rows skipped or
-        truncated, and 95% bootstrap intervals of accuracy and mean loss (``*_low``, ``*_high``)."""
+        """n, mean loss, accuracy, acc_norm, acc_bytes and brier_score (where the task type has them),
+        rows skipped or truncated, and 95% bootstrap intervals of accuracy and mean loss (``*_low``,
+        ``*_high``)."""
         return seed_summary([self.records])
 
     def to_pandas(self):

@@ -456,8 +456,9 @@ def _print_summary(results: api.Results, seconds: float) -> None:
     if "accuracy" in summary:
         table.add_row("accuracy", f"{summary['accuracy']:.4f} (95% {summary['accuracy_low']:.4f}–"
                                   f"{summary['accuracy_high']:.4f})")
-    if "acc_norm" in summary:
-        table.add_row("acc_norm", f"{summary['acc_norm']:.4f}")
+    for name in ("acc_norm", "acc_bytes", "brier_score"):
+        if name in summary:
+            table.add_row(name, f"{summary[name]:.4f}")
     if "mean_loss" in summary:
         table.add_row("mean loss", f"{summary['mean_loss']:.4f} (95% {summary['loss_low']:.4f}–{summary['loss_high']:.4f})")
     table.add_row("wall time", f"{seconds:.1f} s")

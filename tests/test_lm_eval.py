@@ -6,6 +6,7 @@ sample's log-likelihoods (fp32, <= 1e-4), is_greedy, acc and acc_norm must match
 """
 
 import json
+import random
 import shutil
 from pathlib import Path
 
@@ -19,7 +20,7 @@ from conftest import seed_file  # noqa: E402
 from invscale.cli import app  # noqa: E402
 from invscale.data import read_dataset, write_dataset  # noqa: E402
 from invscale.integrations.lm_eval import prize_task_yaml  # noqa: E402
-from random_data import random_classification  # noqa: E402
+from random_data import WORDS, random_classification  # noqa: E402
 
 METRICS = ("acc", "acc_norm")
 
@@ -118,3 +119,32 @@ def test_a_refused_architecture_is_refused_before_any_work(tmp_path):
     AutoModelForCausalLM.from_config(AutoConfig.from_pretrained(tmp_path)).save_pretrained(tmp_path)
     with pytest.raises(ValueError, match="bloom: ALiBi position biases"):
         InvscaleLM(pretrained=str(tmp_path), dtype="float32", device="cpu")
+
+
+def test_lm_eval_metrics_equal_lm_evals_own(checkpoint_dirs, tmp_path):
+    """acc, acc_norm, acc_bytes and brier_score of ``invscale score`` against lm-eval's HF backend on
+    one local task: accuracies exactly, the Brier score within what the log-prob tolerance allows."""
+    from lm_eval import simple_evaluate
+    from lm_eval.tasks import TaskManager
+
+    from invscale.results import read_results
+    from invscale.scoring.metrics import summarize
+
+    rng = random.Random(58)
+    records = [{"prompt": f"Question {number}: {' '.join(rng.sample(WORDS, 6))}\nAnswer:",  # three classes each,
+                "classes": [" " + "é" * rng.randrange(3) + word for word in rng.sample(WORDS, 3)],  # bytes ≠ characters
+                "answer_index": rng.randrange(3)} for number in range(24)]
+    data = tmp_path / "metrics.jsonl"
+    data.write_text("".join(json.dumps(r, ensure_ascii=False) + "\n" for r in records))
+    (tmp_path / "metrics.yaml").write_text(prize_task_yaml("invscale_metrics", data,
+                                                           metrics=("acc", "acc_norm", "acc_bytes", "brier_score")))
+    checkpoint = checkpoint_dirs["llama-gqa2"]
+    theirs = simple_evaluate(model="hf", model_args=f"pretrained={checkpoint},dtype=float32", device="cpu",
+                             tasks=["invscale_metrics"], batch_size=4,
+                             task_manager=TaskManager(include_path=str(tmp_path)))["results"]["invscale_metrics"]
+    result = CliRunner().invoke(app, ["score", str(data), "--model", checkpoint, "--out", str(tmp_path / "o.jsonl")])
+    assert result.exit_code == 0, result.output
+    ours = summarize(read_results(tmp_path / "o.jsonl"))
+    for name, their_name in (("accuracy", "acc"), ("acc_norm", "acc_norm"), ("acc_bytes", "acc_bytes")):
+        assert abs(ours[name] - theirs[f"{their_name},none"]) <= 1e-6
+    assert abs(ours["brier_score"] - theirs["brier_score,none"]) <= 1e-4

@@ -1,4 +1,5 @@
-"""Per-example metrics as the Inverse Scaling Prize pipeline defines them, plus lm-eval's acc_norm.
+"""Per-example metrics as the Inverse Scaling Prize pipeline defines them, plus lm-eval's acc_norm,
+acc_bytes and brier_score.
 
 classification (one log-prob per class, each the sum over the class's tokens):
     loss          = -log softmax(class_logprobs)[answer_index]
@@ -6,6 +7,11 @@ classification (one log-prob per class, each the sum over the class's tokens):
                     correct = its index is answer_index
     total_logprob = logsumexp(class_logprobs) (the probability mass on all classes)
     acc_norm      : argmax of class_logprob / len(class text in characters), as lm-eval does
+                    (correct_norm per example)
+    acc_bytes     : argmax of class_logprob / len(class text in UTF-8 bytes), as lm-eval does
+                    (correct_bytes per example)
+    brier_score   : sum over classes of (softmax(class_logprobs) - one-hot answer)^2, whose mean
+                    over examples is lm-eval's brier_score
 logodds (two classes, scored after ``prompt`` and after ``other_prompt``), as the prize pipeline:
     logodds(p)    = logprob(classes[answer_index] | p) - logprob(other class | p),
                     i.e. logprob(c0) - logprob(c1) with the sign flipped when answer_index is 1
@@ -25,7 +31,7 @@ from invscale.data import Row, TaskType
 
 RESULT_COLUMNS = {
     TaskType.classification: ["index", "loss", "correct", "predicted", "total_logprob", "class_logprobs",
-                              "predicted_norm", "correct_norm"],
+                              "predicted_norm", "correct_norm", "correct_bytes", "brier_score"],
     TaskType.logodds: ["index", "loss", "logodds_difference", "correct", "total_logprob", "logodds", "other_logodds",
                        "class_logprobs", "other_class_logprobs"],
     TaskType.absolute_logodds: ["index", "loss", "logodds_difference", "correct", "total_logprob", "logodds",
@@ -61,6 +67,8 @@ def classification_metrics(row: Row, class_logprobs: list[float]) -> dict:
     predicted = _argmax(class_logprobs)
     per_char = [lp / len(text) for lp, text in zip(class_logprobs, row.classes)]
     predicted_norm = _argmax(per_char)
+    per_byte = [lp / len(text.encode("utf-8")) for lp, text in zip(class_logprobs, row.classes)]
+    brier = sum((math.exp(lp - total) - (number == row.answer_index)) ** 2 for number, lp in enumerate(class_logprobs))
     return {
         "index": row.index,
         "loss": total - class_logprobs[row.answer_index],
@@ -70,6 +78,8 @@ def classification_metrics(row: Row, class_logprobs: list[float]) -> dict:
         "class_logprobs": class_logprobs,
         "predicted_norm": row.classes[predicted_norm],
         "correct_norm": predicted_norm == row.answer_index,
+        "correct_bytes": _argmax(per_byte) == row.answer_index,
+        "brier_score": brier,
     }
 
 
@@ -112,7 +122,7 @@ def example_metrics(task_type: TaskType, row: Row, logprobs: list[float]) -> dic
 
 
 def summarize(results: list[dict]) -> dict:
-    """n, mean loss and (where defined) accuracy and acc_norm over per-example results; rows
+    """n, mean loss and (where defined) accuracy, acc_norm, acc_bytes and brier_score over per-example results; rows
     skipped as too long are counted apart (``skipped``) and left out of the rest, and rows scored
     truncated are counted (``truncated``)."""
     counts = {column: sum(column in r for r in results) for column in ("skipped", "truncated")}
@@ -125,6 +135,10 @@ def summarize(results: list[dict]) -> dict:
         summary["accuracy"] = sum(bool(r["correct"]) for r in results) / len(results)
     if "correct_norm" in results[0]:
         summary["acc_norm"] = sum(bool(r["correct_norm"]) for r in results) / len(results)
+    if "correct_bytes" in results[0]:
+        summary["acc_bytes"] = sum(bool(r["correct_bytes"]) for r in results) / len(results)
+    if "brier_score" in results[0]:
+        summary["brier_score"] = sum(r["brier_score"] for r in results) / len(results)
     return summary
 
 
