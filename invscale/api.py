@@ -39,7 +39,7 @@ from invscale.results import FollowerStore, check_out_path, open_results, result
 from invscale.scoring import distributed
 from invscale.scoring.chat import apply_chat_template, require_chat_template
 from invscale.scoring.metrics import TOO_LONG_COLUMNS, chance_levels, seed_summary
-from invscale.scoring.scorer import ScoreStats, ScoringJob, check_too_long
+from invscale.scoring.scorer import ScoreStats, ScoringJob, check_too_long, unconditional_logprobs
 
 _stderr = Console(stderr=True, markup=False, highlight=False)
 
@@ -98,7 +98,7 @@ class Results:
         command line writes, provenance included; ResultsError if ``path`` holds other results."""
         path, scorer = Path(path), self.scorer
         with open_results(path, self.dataset, scorer.identity, scorer.dtype, too_long=scorer.too_long,
-                          chat_template=scorer.chat_template) as store:
+                          chat_template=scorer.chat_template, mutual_info=scorer.mutual_info) as store:
             store.start()
             store.append(self.records)
             store.finalize(store.existing + self.records, self.seconds)
@@ -128,15 +128,16 @@ class Scorer:
     ``model``: a hub id, a local checkpoint directory, a ``.gguf`` file, ``tiny-opt`` or
     ``smollm2-135m``. The options are the command line's: ``max_tokens_per_pack``, ``kernels``
     (auto, torch, triton), ``attention`` (the tree attention backend), ``offload`` (none, disk,
-    cpu, auto) with ``gpu_memory`` (e.g. ``"20GiB"``), ``too_long`` (error, skip, truncate-left)
-    and ``chat_template``. ``progress`` shows a bar (a line now and then when standard error is
+    cpu, auto) with ``gpu_memory`` (e.g. ``"20GiB"``), ``too_long`` (error, skip, truncate-left),
+    ``chat_template`` and ``mutual_info`` (lm-eval's acc_mutual_info for classification rows: one
+    more trie run, of each distinct class with no prompt). ``progress`` shows a bar (a line now and then when standard error is
     not a terminal); ``warn`` and ``log`` receive the warnings and notes a run has to say.
     """
 
     def __init__(self, model: str, dtype: str = "float32", device: str = "auto", *,
                  max_tokens_per_pack: int | None = None, kernels: str = "auto", attention: str = "auto",
                  offload: str = "auto", gpu_memory: str | None = None, too_long: str = "error",
-                 chat_template: bool = False, progress: bool = True,
+                 chat_template: bool = False, mutual_info: bool = False, progress: bool = True,
                  warn: Callable[[str], None] = _warn, log: Callable[[str], None] = _say):
         check_too_long(too_long)
         self.memory_budget = parse_memory(gpu_memory) if gpu_memory is not None else None
@@ -146,6 +147,7 @@ class Scorer:
         self.model_name, self.dtype, self.device = model, dtype, device
         self.max_tokens_per_pack, self.kernels, self.attention, self.offload = max_tokens_per_pack, kernels, attention, offload
         self.too_long, self.chat_template, self.progress, self.warn, self.log = too_long, chat_template, progress, warn, log
+        self.mutual_info = mutual_info
         self.group = distributed.current()
         self._loaded: LoadedModel | None = None
         self._identity: dict | None = None
@@ -190,7 +192,10 @@ class Scorer:
         ``label``, a line names the work when there is some."""
         opened = nullcontext(FollowerStore(None, set())) if out is None else results_store(self.group, lambda: open_results(
             out, dataset, self.identity, self.dtype, overwrite=overwrite, too_long=self.too_long,
-            chat_template=self.chat_template), out)
+            chat_template=self.chat_template, mutual_info=self.mutual_info), out)
+        if self.mutual_info and dataset.task_type is not TaskType.classification:
+            raise ValueError(f"--mutual-info: {dataset.name} is a {dataset.task_type.value} task; acc_mutual_info "
+                             "is for classification rows")
         with opened as store:
             for warning in store.warnings:
                 self.warn(warning)
@@ -200,10 +205,14 @@ class Scorer:
             if len(done) < len(dataset.rows):
                 loaded = self.loaded
                 scored = apply_chat_template(dataset, loaded.tokenizer) if self.chat_template else dataset
+                unconditional = (unconditional_logprobs(loaded.model, loaded.tokenizer,
+                                                        (text for row in dataset.rows for text in row.classes),
+                                                        self.max_tokens_per_pack, self.attention, self.kernels)
+                                 if self.mutual_info else None)
                 job = ScoringJob(loaded.model, loaded.tokenizer, scored, max_tokens_per_pack=self.max_tokens_per_pack,
                                  backend=self.attention, skip_indexes=done, kernels=self.kernels,
                                  streamed=loaded.streamed, memory_budget=self.memory_budget, group=self.group,
-                                 too_long=self.too_long)
+                                 too_long=self.too_long, unconditional=unconditional)
                 if self.group.is_main:
                     if label is not None:
                         self.log(f"{label}: scoring {job.stats.items} items")

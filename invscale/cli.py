@@ -169,6 +169,8 @@ def score(
     gpu_memory: Optional[str] = typer.Option(None, help="Memory budget for streamed scoring, e.g. 20GiB."),
     too_long: str = typer.Option("error", help=TOO_LONG_HELP),
     chat_template: bool = typer.Option(False, help=CHAT_TEMPLATE_HELP),
+    mutual_info: bool = typer.Option(False, help="Also lm-eval's acc_mutual_info (classification): each class's "
+                                                 "log-prob minus its log-prob with no prompt, one more short pass."),
 ) -> None:
     """Score every row of DATA with MODEL and write per-example results; resumes an interrupted run."""
     started = time.perf_counter()
@@ -179,7 +181,7 @@ def score(
     try:
         scorer = api.Scorer(model, dtype, device, max_tokens_per_pack=max_tokens_per_pack, kernels=kernels,
                             attention=attention, offload=offload, gpu_memory=gpu_memory, too_long=too_long,
-                            chat_template=chat_template, warn=_warn, log=_say)
+                            chat_template=chat_template, mutual_info=mutual_info, warn=_warn, log=_say)
         results = scorer.score(data, out_path or _default_out(data), overwrite=overwrite, task_type=task_type)
     except USER_ERRORS as exc:
         _fail(_one_line(exc))
@@ -456,7 +458,7 @@ def _print_summary(results: api.Results, seconds: float) -> None:
     if "accuracy" in summary:
         table.add_row("accuracy", f"{summary['accuracy']:.4f} (95% {summary['accuracy_low']:.4f}–"
                                   f"{summary['accuracy_high']:.4f})")
-    for name in ("acc_norm", "acc_bytes", "brier_score"):
+    for name in ("acc_norm", "acc_bytes", "acc_mutual_info", "brier_score"):
         if name in summary:
             table.add_row(name, f"{summary[name]:.4f}")
     if "mean_loss" in summary:

@@ -122,8 +122,9 @@ def test_a_refused_architecture_is_refused_before_any_work(tmp_path):
 
 
 def test_lm_eval_metrics_equal_lm_evals_own(checkpoint_dirs, tmp_path):
-    """acc, acc_norm, acc_bytes and brier_score of ``invscale score`` against lm-eval's HF backend on
-    one local task: accuracies exactly, the Brier score within what the log-prob tolerance allows."""
+    """acc, acc_norm, acc_bytes, acc_mutual_info and brier_score of ``invscale score`` against
+    lm-eval's HF backend on one local task: accuracies exactly, the Brier score within what the
+    log-prob tolerance allows."""
     from lm_eval import simple_evaluate
     from lm_eval.tasks import TaskManager
 
@@ -137,14 +138,22 @@ def test_lm_eval_metrics_equal_lm_evals_own(checkpoint_dirs, tmp_path):
     data = tmp_path / "metrics.jsonl"
     data.write_text("".join(json.dumps(r, ensure_ascii=False) + "\n" for r in records))
     (tmp_path / "metrics.yaml").write_text(prize_task_yaml("invscale_metrics", data,
-                                                           metrics=("acc", "acc_norm", "acc_bytes", "brier_score")))
+                                                           metrics=("acc", "acc_norm", "acc_bytes", "acc_mutual_info",
+                                                                    "brier_score")))
     checkpoint = checkpoint_dirs["llama-gqa2"]
     theirs = simple_evaluate(model="hf", model_args=f"pretrained={checkpoint},dtype=float32", device="cpu",
                              tasks=["invscale_metrics"], batch_size=4,
                              task_manager=TaskManager(include_path=str(tmp_path)))["results"]["invscale_metrics"]
-    result = CliRunner().invoke(app, ["score", str(data), "--model", checkpoint, "--out", str(tmp_path / "o.jsonl")])
+    result = CliRunner().invoke(app, ["score", str(data), "--model", checkpoint, "--mutual-info",
+                                      "--out", str(tmp_path / "o.jsonl")])
     assert result.exit_code == 0, result.output
     ours = summarize(read_results(tmp_path / "o.jsonl"))
-    for name, their_name in (("accuracy", "acc"), ("acc_norm", "acc_norm"), ("acc_bytes", "acc_bytes")):
+    for name, their_name in (("accuracy", "acc"), ("acc_norm", "acc_norm"), ("acc_bytes", "acc_bytes"),
+                             ("acc_mutual_info", "acc_mutual_info")):
         assert abs(ours[name] - theirs[f"{their_name},none"]) <= 1e-6
     assert abs(ours["brier_score"] - theirs["brier_score,none"]) <= 1e-4
+    logodds = tmp_path / "logodds.jsonl"
+    logodds.write_text(json.dumps({"prompt": "Q", "other_prompt": "R", "classes": [" a", " b"], "answer_index": 0}) + "\n")
+    refused = CliRunner().invoke(app, ["score", str(logodds), "--model", checkpoint, "--mutual-info",
+                                       "--out", str(tmp_path / "l.jsonl")])
+    assert refused.exit_code == 2 and "acc_mutual_info is for classification rows" in " ".join(refused.output.split())

@@ -12,6 +12,8 @@ classification (one log-prob per class, each the sum over the class's tokens):
                     (correct_bytes per example)
     brier_score   : sum over classes of (softmax(class_logprobs) - one-hot answer)^2, whose mean
                     over examples is lm-eval's brier_score
+    acc_mutual_info (asked for): argmax of class_logprob - the class's log-prob after the
+                    tokenizer's prefix token alone, as lm-eval does (correct_mutual_info per example)
 logodds (two classes, scored after ``prompt`` and after ``other_prompt``), as the prize pipeline:
     logodds(p)    = logprob(classes[answer_index] | p) - logprob(other class | p),
                     i.e. logprob(c0) - logprob(c1) with the sign flipped when answer_index is 1
@@ -40,14 +42,18 @@ RESULT_COLUMNS = {
 }
 
 
+MUTUAL_INFO_COLUMNS = ["correct_mutual_info"]  # classification, when the unconditional pass is asked for
 # the column saying what was done to a row too long for the model, per --too-long choice
 TOO_LONG_COLUMNS = {"error": [], "skip": ["skipped"], "truncate-left": ["truncated"]}
 
 
-def result_columns(task_type: TaskType, extra_columns: list[str], too_long: str = "error") -> list[str]:
-    """Columns of a results file: the metrics (prize columns first), what was done to rows too long
-    for the model (with ``too_long`` other than ``error``), then the data's extra columns."""
-    metric_columns = RESULT_COLUMNS[task_type] + TOO_LONG_COLUMNS[too_long]
+def result_columns(task_type: TaskType, extra_columns: list[str], too_long: str = "error",
+                   mutual_info: bool = False) -> list[str]:
+    """Columns of a results file: the metrics (prize columns first, acc_mutual_info's with
+    ``mutual_info``), what was done to rows too long for the model (with ``too_long`` other than
+    ``error``), then the data's extra columns."""
+    metric_columns = (RESULT_COLUMNS[task_type] + (MUTUAL_INFO_COLUMNS if mutual_info else [])
+                      + TOO_LONG_COLUMNS[too_long])
     return metric_columns + [c for c in extra_columns if c not in metric_columns]
 
 
@@ -61,8 +67,9 @@ def _argmax(values: list[float]) -> int:
     return max(range(len(values)), key=lambda i: (values[i], -i))
 
 
-def classification_metrics(row: Row, class_logprobs: list[float]) -> dict:
-    """Prize columns plus per-class log-probs and acc_norm for one classification row."""
+def classification_metrics(row: Row, class_logprobs: list[float], unconditional: dict[str, float] | None = None) -> dict:
+    """Prize columns plus per-class log-probs, acc_norm, acc_bytes and the Brier score for one
+    classification row; with ``unconditional`` (each class's log-prob without the prompt), acc_mutual_info."""
     total = logsumexp(class_logprobs)
     predicted = _argmax(class_logprobs)
     per_char = [lp / len(text) for lp, text in zip(class_logprobs, row.classes)]
@@ -80,6 +87,8 @@ def classification_metrics(row: Row, class_logprobs: list[float]) -> dict:
         "correct_norm": predicted_norm == row.answer_index,
         "correct_bytes": _argmax(per_byte) == row.answer_index,
         "brier_score": brier,
+        **({"correct_mutual_info": _argmax([lp - unconditional[text] for lp, text in zip(class_logprobs, row.classes)])
+            == row.answer_index} if unconditional is not None else {}),
     }
 
 
@@ -108,10 +117,12 @@ def sequence_prob_metrics(row: Row, logprobs: list[float]) -> dict:
     return {"index": row.index, "loss": -logprobs[0], "logprob": logprobs[0]}
 
 
-def example_metrics(task_type: TaskType, row: Row, logprobs: list[float]) -> dict:
-    """Metrics for one row from its sequences' log-probs, extra columns passed through."""
+def example_metrics(task_type: TaskType, row: Row, logprobs: list[float],
+                    unconditional: dict[str, float] | None = None) -> dict:
+    """Metrics for one row from its sequences' log-probs (and, for classification, the classes'
+    ``unconditional`` log-probs when given), extra columns passed through."""
     if task_type is TaskType.classification:
-        result = classification_metrics(row, logprobs)
+        result = classification_metrics(row, logprobs, unconditional)
     elif task_type is TaskType.sequence_prob:
         result = sequence_prob_metrics(row, logprobs)
     else:
@@ -139,6 +150,8 @@ def summarize(results: list[dict]) -> dict:
         summary["acc_bytes"] = sum(bool(r["correct_bytes"]) for r in results) / len(results)
     if "brier_score" in results[0]:
         summary["brier_score"] = sum(r["brier_score"] for r in results) / len(results)
+    if "correct_mutual_info" in results[0]:
+        summary["acc_mutual_info"] = sum(bool(r["correct_mutual_info"]) for r in results) / len(results)
     return summary
 
 

@@ -141,7 +141,8 @@ class ScoringJob:
     streamed scoring plans without (each pack then computes the prefixes it holds). The stack holds
     at most ``stack_tokens`` tokens (default: a share of the device's free memory, see
     :func:`invscale.scoring.runner.default_stack_tokens`); a prefix beyond that is computed in each
-    of its packs, and ``stats.stack`` counts them.
+    of its packs, and ``stats.stack`` counts them. ``unconditional`` (each class's log-prob without
+    the prompt, from :func:`unconditional_logprobs`) adds lm-eval's acc_mutual_info to classification rows.
     """
 
     def __init__(self, model, tokenizer, dataset: Dataset, max_tokens_per_pack: int | None = None,
@@ -149,7 +150,8 @@ class ScoringJob:
                  kernels: str = "auto", streamed: StreamedModel | None = None, memory_budget: int | None = None,
                  on_layer: Callable[[int, int], None] | None = None, splice: bool = True,
                  chunk_rows: int = CHUNK_ROWS, group: Group = Group(), too_long: str = "error", stacks: bool = True,
-                 stack_tokens: int | None = None):
+                 stack_tokens: int | None = None, unconditional: dict[str, float] | None = None):
+        self.unconditional = unconditional
         with settled_heap():
             self._set_up(model, tokenizer, dataset, max_tokens_per_pack, backend, skip_indexes, kernels, streamed,
                          memory_budget, on_layer, splice, chunk_rows, group, too_long, stacks, stack_tokens)
@@ -480,7 +482,7 @@ class ScoringJob:
                 row_logprobs = logprobs[cursor:cursor + len(sequences)]
                 cursor += len(sequences)
                 dropped = max(len(s.tokens) for s in sequences) - limit
-                yield {**example_metrics(self.dataset.task_type, row, row_logprobs),
+                yield {**example_metrics(self.dataset.task_type, row, row_logprobs, self.unconditional),
                        "truncated": f"{dropped} oldest prompt tokens dropped"}
         if on_pack is not None:
             on_pack(len(self._long_rows), 0)
@@ -514,7 +516,7 @@ class ScoringJob:
                 for row in self.item_rows[item]:
                     if row.index not in skip:
                         rows += 1
-                        yield example_metrics(task_type, row, item_logprobs)
+                        yield example_metrics(task_type, row, item_logprobs, self.unconditional)
             if on_pack is not None:
                 on_pack(rows, pack.n_tokens)
 
@@ -624,3 +626,19 @@ def score_token_sequences(model, sequences: list[tuple[tuple[int, ...], int]], m
                 on_pack(int(repeats[pack.seq_ids].sum()))
     order = [distinct[key] for key in sequences]
     return logprobs[order].tolist(), greedy[order].tolist()
+
+
+def unconditional_logprobs(model, tokenizer, texts: Iterable[str], max_tokens_per_pack: int | None = None,
+                           backend: str = "auto", kernels: str = "auto") -> dict[str, float]:
+    """Each text's log-prob with no prompt, as lm-evaluation-harness computes it for acc_mutual_info:
+    after the tokenizer's prefix token alone (BOS, else EOS), the text encoded without special tokens
+    (its first token standing in for the prefix when it is that token); one trie run for them all."""
+    prefix = tokenizer.bos_token_id if tokenizer.bos_token_id is not None else tokenizer.eos_token_id
+    texts = list(dict.fromkeys(texts))
+    sequences = []
+    for text in texts:
+        encoded = tokenizer(text, add_special_tokens=False)["input_ids"]
+        tokens = [prefix, *encoded] if encoded[0] != prefix else encoded
+        sequences.append((tuple(tokens), len(tokens) - 1))
+    logprobs, _ = score_token_sequences(model, sequences, max_tokens_per_pack, backend, kernels)
+    return dict(zip(texts, logprobs))
