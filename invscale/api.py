@@ -105,13 +105,15 @@ class Results:
         return path
 
 
-def as_dataset(data: Any, task_type: TaskType | str | None = None) -> Dataset:
-    """``data`` as a validated :class:`Dataset`: a path (``"-"`` for standard input), a list of
-    records (dicts with the prize columns), a pandas DataFrame, or a Dataset; DataError otherwise."""
+def as_dataset(data: Any, task_type: TaskType | str | None = None, split: str | None = None) -> Dataset:
+    """``data`` as a validated :class:`Dataset`: a path (a CSV or JSONL file, ``"-"`` for standard
+    input, a Hugging Face dataset folder), a Hugging Face hub id (``split`` choosing among its
+    splits), a list of records (dicts with the prize columns), a pandas DataFrame, or a Dataset;
+    DataError otherwise."""
     if isinstance(data, Dataset):
         return data if data.content_sha256 else with_content_hash(data)
     if isinstance(data, (str, Path)):
-        return read_dataset(data, task_type)
+        return read_dataset(data, task_type, split)
     if hasattr(data, "to_dict") and hasattr(data, "columns"):  # a pandas DataFrame
         records, columns = data.to_dict("records"), [str(column) for column in data.columns]
     elif isinstance(data, Sequence) and all(isinstance(record, dict) for record in data):
@@ -173,12 +175,12 @@ class Scorer:
         return self._identity
 
     def score(self, data: Any, out: str | Path | None = None, *, overwrite: bool = False,
-              task_type: TaskType | str | None = None) -> Results:
+              task_type: TaskType | str | None = None, split: str | None = None) -> Results:
         """Score every row of ``data`` (see :func:`as_dataset`). With ``out`` (``.jsonl`` or ``.csv``)
         results are written as they finish and an interrupted run resumes where it stopped; rows
         already there are not scored again."""
         started = time.perf_counter()
-        dataset = as_dataset(data, task_type)
+        dataset = as_dataset(data, task_type, split)
         for warning in dataset.warnings if self.group.is_main else ():
             self.warn(warning)
         if out is not None:

@@ -145,7 +145,9 @@ def _default_out(data: str) -> Path:
 
 @app.command()
 def score(
-    data: str = typer.Argument(..., help="Prize-format CSV or JSONL file, or - for standard input."),
+    data: str = typer.Argument(..., help="Prize-format CSV or JSONL file, - for standard input, or a Hugging Face "
+                                         "dataset: a local dataset folder or a hub id (e.g. inverse-scaling/NeQA)."),
+    split: Optional[str] = typer.Option(None, help="The split of a Hugging Face dataset (needed when it has several)."),
     model: Optional[str] = typer.Option(None, "--model", "-m",
                                         help=MODEL_HELP + " Default: tiny-opt (random weights, for trying the tool)."),
     dtype: str = typer.Option("float32", help=f"One of {', '.join(DTYPES)}."),
@@ -182,7 +184,8 @@ def score(
         scorer = api.Scorer(model, dtype, device, max_tokens_per_pack=max_tokens_per_pack, kernels=kernels,
                             attention=attention, offload=offload, gpu_memory=gpu_memory, too_long=too_long,
                             chat_template=chat_template, mutual_info=mutual_info, warn=_warn, log=_say)
-        results = scorer.score(data, out_path or _default_out(data), overwrite=overwrite, task_type=task_type)
+        results = scorer.score(data, out_path or _default_out(data), overwrite=overwrite, task_type=task_type,
+                               split=split)
     except USER_ERRORS as exc:
         _fail(_one_line(exc))
     except api.Interrupted as exc:

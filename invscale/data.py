@@ -131,8 +131,14 @@ def _decode(name: str, raw: bytes) -> str:
                         f"UTF-8") from None
 
 
-def read_dataset(path: str | Path, task_type: TaskType | None = None) -> Dataset:
-    """Read and validate a prize-format CSV or JSONL file; ``"-"`` reads standard input."""
+def read_dataset(path: str | Path, task_type: TaskType | None = None, split: str | None = None) -> Dataset:
+    """Read and validate a prize-format CSV or JSONL file (``"-"`` reads standard input), or a
+    Hugging Face dataset (see :func:`read_hf_dataset`): a local dataset folder, or a hub id such as
+    ``inverse-scaling/NeQA`` that is not a local path."""
+    if str(path) != "-" and (Path(path).is_dir() or (not Path(path).exists() and _looks_like_hub_id(str(path)))):
+        return read_hf_dataset(str(path), split, task_type)
+    if split is not None:
+        raise DataError(f"{path}: --split is for Hugging Face datasets (a dataset folder or a hub id), not a file")
     if str(path) == "-":
         name, text = "<stdin>", _decode("<stdin>", sys.stdin.buffer.read())
     else:
@@ -148,6 +154,47 @@ def read_dataset(path: str | Path, task_type: TaskType | None = None) -> Dataset
     dataset = validate_records(name, records, columns, task_type)
     dataset.content_sha256 = hashlib.sha256(text.encode("utf-8")).hexdigest()
     return dataset
+
+
+def _looks_like_hub_id(text: str) -> bool:
+    """``owner/name`` with no file suffix: how the hub names datasets."""
+    import re
+
+    return re.fullmatch(r"[\w.-]+/[\w.-]+", text) is not None and Path(text).suffix.lower() not in (
+        ".csv", ".jsonl", ".json", ".ndjson")
+
+
+def read_hf_dataset(source: str, split: str | None = None, task_type: TaskType | None = None) -> Dataset:
+    """One split of a Hugging Face dataset in the prize's columns (``prompt``, ``classes`` as a list,
+    ``answer_index``; or those of another task type), read by the ``datasets`` library: a folder
+    saved by ``save_to_disk``, a folder of data files (parquet, JSONL, CSV), or a hub id, from the
+    local cache when ``HF_HUB_OFFLINE`` or ``HF_DATASETS_OFFLINE`` is set. ``split`` may be left out
+    when there is one. Every problem is one :class:`DataError` line naming the dataset."""
+    try:
+        import datasets
+    except ImportError:
+        raise DataError(f"{source}: reading Hugging Face datasets needs the datasets package; install it with: "
+                        f"pip install datasets") from None
+    datasets.disable_progress_bars()
+    try:
+        if (Path(source) / "dataset_dict.json").exists() or (Path(source) / "state.json").exists():
+            loaded = datasets.load_from_disk(source)
+        else:
+            loaded = datasets.load_dataset(source)
+    except Exception as exc:  # the datasets and hub clients raise many kinds
+        from invscale.messages import first_line
+
+        raise DataError(f"{source}: cannot load it as a Hugging Face dataset: {first_line(exc)}") from None
+    if isinstance(loaded, datasets.DatasetDict):
+        if split is None and len(loaded) == 1:
+            split = next(iter(loaded))
+        if split not in loaded:
+            raise DataError(f"{source}: {'no split ' + repr(split) if split else 'several splits'}; choose one with "
+                            f"--split: {', '.join(loaded)}")
+        loaded = loaded[split]
+    name = f"{source}[{split}]" if split else source
+    records = [dict(record) for record in loaded]
+    return with_content_hash(validate_records(name, records, list(loaded.column_names), task_type))
 
 
 def _looks_like_jsonl(name: str, text: str) -> bool:
