@@ -365,12 +365,15 @@ class Report:
     verdicts: dict
     run_dir: Path
     manifest: dict
+    training_verdicts: dict = field(default_factory=dict)  # {task: {model: verdict}} of models at several steps
 
     @property
     def plots(self) -> dict[str, Path]:
         """The plot of each task with results (and ``overview``, all tasks on one figure)."""
         tasks = [task for task, verdict in self.verdicts.items() if verdict.kind != "no results"]
-        return {name: self.run_dir / "plots" / f"{name}.png" for name in [*tasks, *(["overview"] if tasks else [])]}
+        plots = {name: self.run_dir / "plots" / f"{name}.png" for name in [*tasks, *(["overview"] if tasks else [])]}
+        return {**plots, **{f"{task}-training": self.run_dir / "plots" / f"{task}-training.png"
+                            for task in self.training_verdicts}}
 
     @property
     def unfinished(self) -> list[dict]:
@@ -385,8 +388,8 @@ def report(run_dir: str | Path, x_axis: str = "params") -> Report:
     from invscale.study.run import read_manifest
 
     run_dir = Path(run_dir)
-    summary, verdicts = build_report(run_dir, x_axis)
-    return Report(summary, verdicts, run_dir, read_manifest(run_dir))
+    summary, verdicts, training = build_report(run_dir, x_axis)
+    return Report(summary, verdicts, run_dir, read_manifest(run_dir), training)
 
 
 @dataclass
@@ -414,6 +417,7 @@ def compare(run_dir: str | Path, first: str, second: str) -> Comparison:
 
 
 def sweep(data: Iterable[str], out: str | Path, models: Iterable[str] | None = None, family: str | None = None, *,
+          revisions: Sequence[str] | None = None,
           dtype: str = "float32", device: str = "auto", kernels: str = "auto", max_tokens_per_pack: int | None = None,
           offload: str = "auto", gpu_memory: str | None = None, chat_template: bool = False, n: int = 300,
           seeds: Sequence[int] = (0,), shots: Sequence[int | None] = (None,), x_axis: str = "params",
@@ -421,8 +425,11 @@ def sweep(data: Iterable[str], out: str | Path, models: Iterable[str] | None = N
     """Score every dataset of ``data`` (files, or generator names expanded by ``n``, ``seeds`` and
     ``shots``) on every model (``models``, or the members of ``family``), one model in memory at a
     time, into the run folder ``out`` (resumable: finished pairs are never redone), then
-    :func:`report` it. A model that fails is recorded in the manifest and the sweep goes on."""
-    from invscale.study.family import family_members
+    :func:`report` it. With ``revisions`` (e.g. ``["step1000", "step143000"]``) every model is swept
+    at each of them (``model@revision``), for the report's through-training verdicts; checkpoint
+    folders named by step (``ckpt/step-1000``) are taken as one model through training as they are.
+    A model that fails is recorded in the manifest and the sweep goes on."""
+    from invscale.study.family import family_members, member_at
     from invscale.study.run import run_sweep
     from invscale.study.tasks import sweep_datasets
 
@@ -430,6 +437,9 @@ def sweep(data: Iterable[str], out: str | Path, models: Iterable[str] | None = N
         raise ValueError("give exactly one of --family or --models")
     chosen = ([(member.model, member) for member in family_members(family)] if family
               else [(model, None) for model in models if model])
+    if revisions:
+        chosen = [(f"{name}@{revision}", member_at(member, family, revision) if member else None)
+                  for name, member in chosen for revision in revisions]
     group = distributed.current()
     out = Path(out)
     datasets, seed_groups = sweep_datasets(list(data), out, n, list(seeds), list(shots))

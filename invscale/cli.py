@@ -258,7 +258,11 @@ def sweep(
     data: list[str] = typer.Argument(..., help="Prize-format dataset files (their file names name the tasks), or "
                                                "generator names (see: invscale generate --list)."),
     family: Optional[str] = typer.Option(None, help=f"A model family: {family_help()}."),
-    models: Optional[str] = typer.Option(None, help="Comma-separated models (hub ids, directories, .gguf, built-ins)."),
+    models: Optional[str] = typer.Option(None, help="Comma-separated models (hub ids, directories, .gguf, built-ins; "
+                                                    "MODEL@REVISION for a hub checkpoint, a folder named step-N for "
+                                                    "a local one)."),
+    revisions: Optional[str] = typer.Option(None, help="Comma-separated hub revisions (e.g. step1000,step143000): "
+                                                       "every model at each, for verdicts through training."),
     out_dir: Path = typer.Option(..., "--out", "-o", help="Run folder, e.g. runs/NAME (resumable)."),
     dtype: str = typer.Option("float32", help=f"One of {', '.join(DTYPES)}."),
     device: str = typer.Option("auto", help="cpu, cuda or auto."),
@@ -280,7 +284,8 @@ def sweep(
 
     One model is loaded at a time; finished (dataset, model, dtype) pairs are not redone."""
     try:
-        study = api.sweep(data, out_dir, models.split(",") if models is not None else None, family, dtype=dtype,
+        study = api.sweep(data, out_dir, models.split(",") if models is not None else None, family,
+                          revisions=[r for r in revisions.split(",") if r] if revisions else None, dtype=dtype,
                           device=device, kernels=kernels, max_tokens_per_pack=max_tokens_per_pack, offload=offload,
                           gpu_memory=gpu_memory, chat_template=chat_template, n=n, seeds=_counts("--seeds", seeds),
                           shots=_counts("--shots", shots) if shots is not None else [None], x_axis=x_axis, log=_say)
@@ -354,6 +359,10 @@ def _print_report(study: api.Report) -> None:
         out.print(f"{model['name']}: {model['status']}: {model.get('reason', '')}", soft_wrap=True)
     for task, verdict in study.verdicts.items():
         out.print(Text.assemble((task, "bold"), f": {verdict.kind} — {verdict.reason}"), soft_wrap=True)
+    for task, by_model in study.training_verdicts.items():
+        for name, verdict in by_model.items():
+            out.print(Text.assemble((f"{task} · {name} through training", "bold"), f": {verdict.kind} — "
+                                    f"{verdict.reason}"), soft_wrap=True)
     out.print(f"summary.csv, verdicts.json and plots/ in {study.run_dir}")
 
 

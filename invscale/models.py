@@ -60,8 +60,38 @@ def resolve_dtype(dtype: str) -> torch.dtype:
         raise ModelLoadError(f"--dtype {dtype}: choose one of {', '.join(DTYPES)}") from None
 
 
+def split_revision(name: str) -> tuple[str, str | None]:
+    """(model, revision) of ``name``: ``EleutherAI/pythia-410m@step3000`` names a hub model at a
+    revision (a branch, tag or commit: a training checkpoint); a local path is never split."""
+    if "@" not in name or Path(name).expanduser().exists():
+        return name, None
+    base, revision = name.rsplit("@", 1)
+    return (base, revision) if base and revision else (name, None)
+
+
+def _revision_snapshot(name: str, base: str, revision: str) -> str:
+    """The local folder of hub model ``base`` at ``revision``: from the cache, or downloaded (the
+    config, weights and tokenizer files) where the hub is reachable."""
+    from huggingface_hub import snapshot_download
+
+    patterns = ["*.json", "*.safetensors", "*.txt", "*.model", "*.jinja", "*.bin"]
+    try:
+        return snapshot_download(base, revision=revision, local_files_only=True)
+    except Exception:  # the hub client raises many kinds; all mean "not cached here"
+        pass
+    try:
+        return snapshot_download(base, revision=revision, allow_patterns=patterns)
+    except Exception as exc:
+        raise ModelLoadError(f"model '{name}': revision {revision!r} of {base} is not in the local cache and cannot "
+                             f"be fetched: {first_line(exc)}") from None
+
+
 def _model_source(name: str) -> tuple[str, str | None]:
-    """(directory or hub id, GGUF file name inside it or None) for a model name."""
+    """(directory or hub id, GGUF file name inside it or None) for a model name; a hub model at a
+    revision (``model@revision``) is the local folder of that revision."""
+    base, revision = split_revision(name)
+    if revision is not None:
+        return _revision_snapshot(name, base, revision), None
     if name == "tiny-opt":
         from invscale.tiny import ensure_tiny_opt
 

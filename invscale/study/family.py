@@ -76,6 +76,21 @@ FAMILIES: dict[str, tuple[str, list[Member]]] = {
 }
 
 
+# training tokens per optimizer step, where a family publishes checkpoints named by step
+TOKENS_PER_STEP = {"pythia": 2_097_152}  # 1,024 sequences × 2,048 tokens
+
+
+def member_at(member: Member, family: str | None, revision: str) -> Member:
+    """``member`` at a training checkpoint: the same sizes, and the tokens seen by then where the
+    family gives tokens per step and the revision names a step."""
+    from invscale.study.checkpoints import training_step
+
+    name = f"{member.model}@{revision}"
+    step = training_step(name)
+    tokens = TOKENS_PER_STEP[family] * step if family in TOKENS_PER_STEP and step is not None else None
+    return Member(name, member.params, member.non_embedding_params, tokens)
+
+
 def family_members(name: str) -> list[Member]:
     """The members of a family, smallest first; ValueError naming the known families if unknown."""
     if name not in FAMILIES:

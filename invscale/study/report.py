@@ -11,11 +11,12 @@ import numpy as np
 
 from invscale.results import read_results
 from invscale.scoring.metrics import seed_summary
-from invscale.study.plot import overview_figure, save, task_figure
+from invscale.study.checkpoints import lineage, training_step
+from invscale.study.plot import overview_figure, save, task_figure, training_figure
 from invscale.study.run import read_manifest, results_path
-from invscale.study.verdict import Verdict, trend_verdict
+from invscale.study.verdict import TRAINING, Verdict, trend_verdict
 
-SUMMARY_COLUMNS = ["task", "seeds", "model", "params", "non_embedding_params", "training_flops", "n", "accuracy",
+SUMMARY_COLUMNS = ["task", "seeds", "model", "step", "params", "non_embedding_params", "training_flops", "n", "accuracy",
                    "accuracy_low", "accuracy_high", "mean_loss", "loss_low", "loss_high"]
 # --x-axis choice -> (summary column, axis label)
 X_AXES = {"params": ("params", "parameters"),
@@ -32,11 +33,15 @@ def report_tasks(datasets: list[dict]) -> list[tuple[str, list[dict]]]:
     return list(tasks.items())
 
 
-def build_report(run_dir: Path, x_axis: str = "params") -> tuple[list[dict], dict[str, Verdict]]:
+def build_report(run_dir: Path, x_axis: str = "params") -> tuple[list[dict], dict[str, Verdict], dict[str, dict]]:
     """Write summary.csv, verdicts.json, plots/<task>.png and plots/overview.png under ``run_dir``; return the summary
-    rows and the verdict per task (datasets generated with several seeds pooled into one task, their
-    intervals and verdict resampling seeds as well as examples). Only models whose results cover
-    every row of a task count.
+    rows, the verdict per task (datasets generated with several seeds pooled into one task, their
+    intervals and verdict resampling seeds as well as examples) and the through-training verdicts.
+    Only models whose results cover every row of a task count. Checkpoints of one model at several
+    training steps (see :mod:`invscale.study.checkpoints`) are a row each in the summary; the size
+    trend takes each model's latest, and each model with two or more finished steps gets a
+    through-training verdict per task ({task: {model: verdict}}, also training_verdicts.json) and
+    plots/<task>-training.png, accuracy and loss against the step, one line per model.
     ``x_axis`` (see :data:`X_AXES`) is what the plots put on their x axis; ValueError if a model
     lacks it (training FLOPs need the training tokens a family publishes)."""
     if x_axis not in X_AXES:
@@ -44,9 +49,9 @@ def build_report(run_dir: Path, x_axis: str = "params") -> tuple[list[dict], dic
     manifest = read_manifest(run_dir)
     if not manifest["datasets"]:
         raise ValueError(f"{run_dir}: no {run_dir / 'sweep.json'}; run invscale sweep first")
-    summary, verdicts, plotted = [], {}, {}
+    summary, verdicts, training, plotted = [], {}, {}, {}
     for task, members in report_tasks(manifest["datasets"]):
-        task_rows, params, losses, names = [], [], [], []
+        task_rows, losses = [], []
         for model in manifest["models"]:
             per_member = []
             for dataset in members:
@@ -56,24 +61,34 @@ def build_report(run_dir: Path, x_axis: str = "params") -> tuple[list[dict], dic
                 continue
             tokens, non_embedding = model.get("training_tokens"), model.get("non_embedding_params")
             task_rows.append({"task": task, "seeds": ",".join(str(d["seed"]) for d in members if "seed" in d),
-                              "model": model["name"], "params": model["params"], "non_embedding_params": non_embedding,
+                              "model": model["name"], "lineage": lineage(model["name"]),
+                              "step": training_step(model["name"]), "params": model["params"],
+                              "non_embedding_params": non_embedding,
                               "training_flops": 6.0 * non_embedding * tokens if tokens and non_embedding else None,
                               **seed_summary(per_member)})
-            params.append(model["params"])
             losses.append([r["loss"] for results in per_member for r in results])
-            names.append(model["name"])
-        verdict = (trend_verdict(params, np.array(losses), names=names, clusters=[d["rows"] for d in members])
-                   if task_rows else Verdict("no results", "no model has results for this task"))
+        clusters = [d["rows"] for d in members]
+        latest = _latest_of_each_lineage(task_rows)
+        sized = [task_rows[i] for i in latest]
+        verdict = (trend_verdict([row["params"] for row in sized], np.array([losses[i] for i in latest]),
+                                 names=[row["model"] for row in sized], clusters=clusters)
+                   if sized else Verdict("no results", "no model has results for this task"))
         verdicts[task] = verdict
         summary += task_rows
-        if task_rows:
+        if sized:
             column, label = X_AXES[x_axis]
-            missing = [row["model"] for row in task_rows if not row[column]]
+            missing = [row["model"] for row in sized if not row[column]]
             if missing:
                 raise ValueError(f"--x-axis {x_axis}: no {label} known for {', '.join(missing)}")
-            save(task_figure(task, task_rows, verdict.kind, members[0], x=column, x_label=label),
+            save(task_figure(task, sized, verdict.kind, members[0], x=column, x_label=label),
                  run_dir / "plots" / f"{task}.png")
-            plotted[task] = (task_rows, verdict.kind, members[0])
+            plotted[task] = (sized, verdict.kind, members[0])
+        through = _through_training(task_rows, losses, clusters)
+        if through:
+            training[task] = {name: verdict for name, (verdict, _) in through.items()}
+            save(training_figure(task, {name: rows for name, (_, rows) in through.items()},
+                                 {name: verdict.kind for name, (verdict, _) in through.items()}, members[0]),
+                 run_dir / "plots" / f"{task}-training.png")
     if plotted:
         column, label = X_AXES[x_axis]
         save(overview_figure(plotted, x=column, x_label=label), run_dir / "plots" / "overview.png")
@@ -82,4 +97,37 @@ def build_report(run_dir: Path, x_axis: str = "params") -> tuple[list[dict], dic
         writer.writeheader()
         writer.writerows(summary)
     (run_dir / "verdicts.json").write_text(json.dumps({task: asdict(v) for task, v in verdicts.items()}, indent=2) + "\n")
-    return summary, verdicts
+    if training:
+        (run_dir / "training_verdicts.json").write_text(json.dumps(
+            {task: {name: asdict(v) for name, v in by_model.items()} for task, by_model in training.items()}, indent=2)
+            + "\n")
+    return summary, verdicts, training
+
+
+def _latest_of_each_lineage(rows: list[dict]) -> list[int]:
+    """The indexes of the rows a size trend takes: each model's latest checkpoint (rows without a
+    step are models of their own)."""
+    latest: dict[str, int] = {}
+    for number, row in enumerate(rows):
+        kept = latest.get(row["lineage"])
+        if kept is None or (row["step"] or -1) > (rows[kept]["step"] or -1):
+            latest[row["lineage"]] = number
+    return sorted(latest.values())
+
+
+def _through_training(rows: list[dict], losses: list[list[float]], clusters: list[int]) -> dict:
+    """{model: (its through-training verdict, its rows by step)} for each model with finished
+    checkpoints at two or more steps."""
+    by_lineage: dict[str, list[int]] = {}
+    for number, row in enumerate(rows):
+        if row["step"] is not None:
+            by_lineage.setdefault(row["lineage"], []).append(number)
+    through = {}
+    for name, numbers in by_lineage.items():
+        if len({rows[i]["step"] for i in numbers}) < 2:
+            continue
+        numbers = sorted(numbers, key=lambda i: rows[i]["step"])
+        verdict = trend_verdict([rows[i]["step"] for i in numbers], np.array([losses[i] for i in numbers]),
+                                names=[rows[i]["model"] for i in numbers], clusters=clusters, axis=TRAINING)
+        through[name] = (verdict, [rows[i] for i in numbers])
+    return through

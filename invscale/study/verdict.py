@@ -17,6 +17,10 @@ examples, 8 of 300 simulated runs got a verdict other than flat):
    is ``inverse``, below zero ``positive``; an interval containing zero is ``flat``.
 
 A quadratic fit in log10(params) (curvature and vertex) is reported alongside, as description.
+
+Through training the same test runs on one model's checkpoints against their training steps
+(linear): ``getting worse`` (loss rises as training goes on), ``getting better``, ``U-shaped``,
+``inverted-U`` or ``flat``.
 """
 
 from __future__ import annotations
@@ -43,35 +47,56 @@ def _excludes_zero(interval: tuple[float, float]) -> bool:
     return interval[0] > 0 or interval[1] < 0
 
 
+@dataclass(frozen=True)
+class Axis:
+    """What a trend is measured against: how values become the fitted x, the words of one unit of
+    x, and the names of a rising and a falling loss."""
+
+    transform: str  # "log10" or "linear"
+    unit: str
+    rising: str
+    falling: str
+    what: str  # "size" or "training step"
+
+
+SIZE = Axis("log10", "10x parameters", "inverse", "positive", "size")
+TRAINING = Axis("linear", "1,000 training steps", "getting worse", "getting better", "training step")
+
+
 def trend_verdict(params: list[int], losses: np.ndarray, seed: int = 0, names: list[str] | None = None,
-                  clusters: list[int] | None = None) -> Verdict:
+                  clusters: list[int] | None = None, axis: Axis = SIZE) -> Verdict:
     """Verdict for per-example ``losses`` [models, examples] of models with ``params`` parameters
     (models in any order; every row scores the same examples); ``names`` name the models in the
     reason; ``clusters`` (sizes of consecutive example groups, one per generator seed) makes the
-    bootstrap resample seeds as well as examples."""
+    bootstrap resample seeds as well as examples. With ``axis`` :data:`TRAINING`, ``params`` are the
+    checkpoints' training steps of one model, the slope is per 1,000 steps and a rising loss is
+    ``getting worse``, a falling one ``getting better``."""
     order = np.argsort(params, kind="stable")
     names = [names[i] for i in order] if names is not None else [f"model {i + 1} of {len(order)}" for i in range(len(order))]
-    x = np.log10(np.asarray(params, dtype=float)[order])
+    values = np.asarray(params, dtype=float)[order]
+    x = np.log10(values) if axis.transform == "log10" else values / 1000
     losses = np.asarray(losses, dtype=float)[order]
     n_models, n_examples = losses.shape
     if n_models < 2:
         return Verdict("insufficient data", "fewer than two models have results: no trend can be measured")
     if len(set(x.tolist())) < 2:
-        return Verdict("insufficient data", "every model with results has the same size: no trend against size "
-                                            "can be measured")
+        return Verdict("insufficient data", f"every model with results has the same {axis.what}: no trend against "
+                                            f"{axis.what} can be measured")
     sizes = clusters if clusters and sum(clusters) == n_examples else [n_examples]
     means = seed_item_means(losses, sizes, np.random.default_rng(seed))  # [samples, models], paired
     observed = losses.mean(axis=1)
     centred = x - x.mean()
     slope_samples = means @ centred / (centred @ centred)
     slope = float(observed @ centred / (centred @ centred))
-    statistics = {"log10_params": x.tolist(), "mean_loss": observed.tolist(),
-                  "slope_per_decade": slope, "slope_interval": percentile_interval(slope_samples, LEVEL)}
+    x_name = "log10_params" if axis is SIZE else "thousand_steps"
+    statistics = {x_name: x.tolist(), "mean_loss": observed.tolist(),
+                  ("slope_per_decade" if axis is SIZE else "slope_per_thousand_steps"): slope,
+                  "slope_interval": percentile_interval(slope_samples, LEVEL)}
     if len(set(x.tolist())) >= 3:  # a parabola needs three sizes (models of one size add no curvature)
         curvature, linear, _ = np.polyfit(centred, observed, 2)
         statistics["quadratic_curvature"] = float(curvature)
         if curvature != 0:
-            statistics["quadratic_vertex_log10_params"] = float(x.mean() - linear / (2 * curvature))
+            statistics[f"quadratic_vertex_{x_name}"] = float(x.mean() - linear / (2 * curvature))
         for kind, pick, sign in (("U-shaped", np.argmax, 1), ("inverted-U", np.argmin, -1)):
             middle = 1 + int(pick(observed[1:-1]))
             gaps = [sign * (means[:, middle] - means[:, end]) for end in (0, n_models - 1)]
@@ -85,9 +110,9 @@ def trend_verdict(params: list[int], losses: np.ndarray, seed: int = 0, names: l
                                      f"intervals of both gaps exclude 0)", statistics)
     interval = statistics["slope_interval"]
     if _excludes_zero(interval):
-        kind = "inverse" if slope > 0 else "positive"
-        return Verdict(kind, f"mean loss changes by {slope:+.4f} nats per 10x parameters "
+        kind = axis.rising if slope > 0 else axis.falling
+        return Verdict(kind, f"mean loss changes by {slope:+.4f} nats per {axis.unit} "
                              f"({LEVEL:.1%} bootstrap interval {interval[0]:+.4f} to {interval[1]:+.4f})", statistics)
-    return Verdict("flat", f"no supported trend: slope {slope:+.4f} nats per 10x parameters, {LEVEL:.1%} interval "
+    return Verdict("flat", f"no supported trend: slope {slope:+.4f} nats per {axis.unit}, {LEVEL:.1%} interval "
                            f"{interval[0]:+.4f} to {interval[1]:+.4f} contains 0, and no middle model stands "
                            f"out from both ends", statistics)
