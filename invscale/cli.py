@@ -470,7 +470,7 @@ def _print_summary(results: api.Results, seconds: float) -> None:
     if "accuracy" in summary:
         table.add_row("accuracy", f"{summary['accuracy']:.4f} (95% {summary['accuracy_low']:.4f}–"
                                   f"{summary['accuracy_high']:.4f})")
-    for name in ("acc_norm", "acc_bytes", "acc_mutual_info", "brier_score"):
+    for name in ("acc_norm", "acc_bytes", "acc_mutual_info", "brier_score", "mean_token_logprob"):
         if name in summary:
             table.add_row(name, f"{summary[name]:.4f}")
     if "mean_loss" in summary:

@@ -49,6 +49,7 @@ class DataError(ValueError):
 # Columns results are written under; an input column of the same name is kept as ``input_<name>``.
 RESULT_NAMES = frozenset({"index", "loss", "correct", "predicted", "total_logprob", "class_logprobs",
                           "predicted_norm", "correct_norm", "correct_bytes", "brier_score", "correct_mutual_info",
+                          "class_mean_token_logprobs", "answer_mean_token_logprob", "mean_token_logprob",
                           "logodds_difference",
                           "logodds", "other_logodds",
                           "other_class_logprobs", "logprob"})

@@ -260,3 +260,24 @@ def test_a_planner_failure_reaches_the_caller(loaded_models, monkeypatch):
     assert seen and len(seen) < len(dataset.rows)
     assert not [t for t in threading.enumerate() if t.name == "invscale-planner"]
     assert gc.get_freeze_count() == 0  # the heap frozen while the job planned is handed back
+
+
+def test_per_token_means_divide_by_the_tokens_each_option_has(loaded_models):
+    """Each class's mean log-prob per token: its log-prob over the tokens the joint tokenization gives
+    it (the sequence's tokens after the prompt's), the same for a repeated row and a completion."""
+    loaded = loaded_models["llama-gqa2"]
+    tokenizer = loaded.tokenizer
+    records = random_classification(77, n_rows=10)  # the last row repeats the first
+    dataset = as_dataset(records)
+    results = {r["index"]: r for r in ScoringJob(loaded.model, tokenizer, dataset, max_tokens_per_pack=40).results()}
+    for row in dataset.rows:
+        result = results[row.index]
+        for text, logprob, mean in zip(row.classes, result["class_logprobs"], result["class_mean_token_logprobs"]):
+            tokens = len(tokenizer(row.prompt + text)["input_ids"]) - len(tokenizer(row.prompt)["input_ids"])
+            assert isclose(mean * tokens, logprob, tol=1e-9)
+        assert result["answer_mean_token_logprob"] == result["class_mean_token_logprobs"][row.answer_index]
+    completions = as_dataset([{"prompt": r["prompt"], "completion": r["classes"][0]} for r in records[:4]])
+    for row, result in zip(completions.rows, sorted(ScoringJob(loaded.model, tokenizer, completions).results(),
+                                                     key=lambda r: r["index"])):
+        tokens = len(tokenizer(row.prompt + row.completion)["input_ids"]) - len(tokenizer(row.prompt)["input_ids"])
+        assert isclose(result["mean_token_logprob"] * tokens, result["logprob"], tol=1e-9)

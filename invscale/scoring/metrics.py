@@ -14,6 +14,8 @@ classification (one log-prob per class, each the sum over the class's tokens):
                     over examples is lm-eval's brier_score
     acc_mutual_info (asked for): argmax of class_logprob - the class's log-prob after the
                     tokenizer's prefix token alone, as lm-eval does (correct_mutual_info per example)
+    class_mean_token_logprobs: each class's log-prob over its token count (answer_mean_token_logprob:
+                    the answer's; sequence_prob: mean_token_logprob)
 logodds (two classes, scored after ``prompt`` and after ``other_prompt``), as the prize pipeline:
     logodds(p)    = logprob(classes[answer_index] | p) - logprob(other class | p),
                     i.e. logprob(c0) - logprob(c1) with the sign flipped when answer_index is 1
@@ -33,12 +35,13 @@ from invscale.data import Row, TaskType
 
 RESULT_COLUMNS = {
     TaskType.classification: ["index", "loss", "correct", "predicted", "total_logprob", "class_logprobs",
-                              "predicted_norm", "correct_norm", "correct_bytes", "brier_score"],
+                              "predicted_norm", "correct_norm", "correct_bytes", "brier_score",
+                              "class_mean_token_logprobs", "answer_mean_token_logprob"],
     TaskType.logodds: ["index", "loss", "logodds_difference", "correct", "total_logprob", "logodds", "other_logodds",
                        "class_logprobs", "other_class_logprobs"],
     TaskType.absolute_logodds: ["index", "loss", "logodds_difference", "correct", "total_logprob", "logodds",
                                 "other_logodds", "class_logprobs", "other_class_logprobs"],
-    TaskType.sequence_prob: ["index", "loss", "logprob"],
+    TaskType.sequence_prob: ["index", "loss", "logprob", "mean_token_logprob"],
 }
 
 
@@ -67,9 +70,11 @@ def _argmax(values: list[float]) -> int:
     return max(range(len(values)), key=lambda i: (values[i], -i))
 
 
-def classification_metrics(row: Row, class_logprobs: list[float], unconditional: dict[str, float] | None = None) -> dict:
+def classification_metrics(row: Row, class_logprobs: list[float], unconditional: dict[str, float] | None = None,
+                           token_counts: list[int] | None = None) -> dict:
     """Prize columns plus per-class log-probs, acc_norm, acc_bytes and the Brier score for one
-    classification row; with ``unconditional`` (each class's log-prob without the prompt), acc_mutual_info."""
+    classification row; with ``unconditional`` (each class's log-prob without the prompt),
+    acc_mutual_info; with ``token_counts`` (each class's scored tokens), per-token means."""
     total = logsumexp(class_logprobs)
     predicted = _argmax(class_logprobs)
     per_char = [lp / len(text) for lp, text in zip(class_logprobs, row.classes)]
@@ -89,7 +94,13 @@ def classification_metrics(row: Row, class_logprobs: list[float], unconditional:
         "brier_score": brier,
         **({"correct_mutual_info": _argmax([lp - unconditional[text] for lp, text in zip(class_logprobs, row.classes)])
             == row.answer_index} if unconditional is not None else {}),
+        **(_token_means(class_logprobs, token_counts, row.answer_index) if token_counts is not None else {}),
     }
+
+
+def _token_means(class_logprobs: list[float], token_counts: list[int], answer_index: int) -> dict:
+    means = [lp / count for lp, count in zip(class_logprobs, token_counts)]
+    return {"class_mean_token_logprobs": means, "answer_mean_token_logprob": means[answer_index]}
 
 
 def logodds_metrics(row: Row, logprobs: list[float], absolute: bool) -> dict:
@@ -112,19 +123,21 @@ def logodds_metrics(row: Row, logprobs: list[float], absolute: bool) -> dict:
     }
 
 
-def sequence_prob_metrics(row: Row, logprobs: list[float]) -> dict:
-    """Summed negative log-likelihood of the completion."""
-    return {"index": row.index, "loss": -logprobs[0], "logprob": logprobs[0]}
+def sequence_prob_metrics(row: Row, logprobs: list[float], token_counts: list[int] | None = None) -> dict:
+    """Summed negative log-likelihood of the completion (and its per-token mean, with ``token_counts``)."""
+    return {"index": row.index, "loss": -logprobs[0], "logprob": logprobs[0],
+            **({"mean_token_logprob": logprobs[0] / token_counts[0]} if token_counts is not None else {})}
 
 
 def example_metrics(task_type: TaskType, row: Row, logprobs: list[float],
-                    unconditional: dict[str, float] | None = None) -> dict:
+                    unconditional: dict[str, float] | None = None, token_counts: list[int] | None = None) -> dict:
     """Metrics for one row from its sequences' log-probs (and, for classification, the classes'
-    ``unconditional`` log-probs when given), extra columns passed through."""
+    ``unconditional`` log-probs when given; with ``token_counts``, per-token means), extra columns
+    passed through."""
     if task_type is TaskType.classification:
-        result = classification_metrics(row, logprobs, unconditional)
+        result = classification_metrics(row, logprobs, unconditional, token_counts)
     elif task_type is TaskType.sequence_prob:
-        result = sequence_prob_metrics(row, logprobs)
+        result = sequence_prob_metrics(row, logprobs, token_counts)
     else:
         result = logodds_metrics(row, logprobs, absolute=task_type is TaskType.absolute_logodds)
     for key, value in row.extra.items():
@@ -152,6 +165,9 @@ def summarize(results: list[dict]) -> dict:
         summary["brier_score"] = sum(r["brier_score"] for r in results) / len(results)
     if "correct_mutual_info" in results[0]:
         summary["acc_mutual_info"] = sum(bool(r["correct_mutual_info"]) for r in results) / len(results)
+    for column in ("answer_mean_token_logprob", "mean_token_logprob"):
+        if column in results[0]:
+            summary["mean_token_logprob"] = sum(r[column] for r in results) / len(results)
     return summary
 
 

@@ -217,6 +217,7 @@ class ScoringJob:
         self._pending_rows = np.fromiter((sum(row.index not in skip for row in rows) for rows in self.item_rows)
                                          if skip else map(len, self.item_rows), dtype=np.int64, count=len(self.items))
         self._owner_pending = np.zeros(int(self._first_sequence[-1]), dtype=bool)
+        self._n_targets = np.zeros(int(self._first_sequence[-1]), dtype=np.int64)  # each sequence's scored tokens
 
     def _tokenize_whole_strings(self) -> list[tuple[tuple[int, ...], int]]:
         """No splice rule: tokenize every item now, and take their common token prefix as the preface;
@@ -361,6 +362,8 @@ class ScoringJob:
             units = self._units(self.pairs.contexts(ordered, own), seq_ids)
             ids, lengths, targets, context_lengths = self._sequence_sizes(units)
             self._check_predictable(ids, lengths, targets)
+            self._n_targets[ids] = targets
+            self._n_targets[first:last] = self._n_targets[owner_of]  # a repeated pair: its owner's count
             np.logical_or.at(self._owner_pending, owner_of, weights[first:last] > 0)
             owner_weights = np.bincount(owner_of - first, weights=weights[first:last], minlength=last - first)
             sequence_weights = owner_weights[ids - first]
@@ -482,7 +485,8 @@ class ScoringJob:
                 row_logprobs = logprobs[cursor:cursor + len(sequences)]
                 cursor += len(sequences)
                 dropped = max(len(s.tokens) for s in sequences) - limit
-                yield {**example_metrics(self.dataset.task_type, row, row_logprobs, self.unconditional),
+                yield {**example_metrics(self.dataset.task_type, row, row_logprobs, self.unconditional,
+                                         [s.n_target for s in sequences]),
                        "truncated": f"{dropped} oldest prompt tokens dropped"}
         if on_pack is not None:
             on_pack(len(self._long_rows), 0)
@@ -513,10 +517,11 @@ class ScoringJob:
             rows = 0
             for item in finished:
                 item_logprobs = logprobs[first[item]:first[item + 1]].tolist()
+                item_tokens = self._n_targets[first[item]:first[item + 1]].tolist()
                 for row in self.item_rows[item]:
                     if row.index not in skip:
                         rows += 1
-                        yield example_metrics(task_type, row, item_logprobs, self.unconditional)
+                        yield example_metrics(task_type, row, item_logprobs, self.unconditional, item_tokens)
             if on_pack is not None:
                 on_pack(rows, pack.n_tokens)
 
