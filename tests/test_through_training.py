@@ -94,3 +94,17 @@ def test_a_hub_model_at_a_revision_is_read_from_the_cache(checkpoint_dirs, tmp_p
     missing = score("acme/tiny@step9", tmp_path / "missing.jsonl")
     assert missing.returncode == 2 and "Traceback" not in missing.stderr
     assert "revision 'step9' of acme/tiny is not in the local cache" in " ".join(missing.stderr.split())
+
+
+def test_the_training_plot_is_against_tokens_where_they_are_known():
+    from invscale.study.plot import training_figure
+
+    def row(step, tokens):
+        return {"step": step, "training_tokens": tokens, "n": 10, "mean_loss": 1.0 + step / 1e4, "loss_low": 0.9,
+                "loss_high": 1.5, "accuracy": 0.5, "accuracy_low": 0.4, "accuracy_high": 0.6}
+
+    chance = {"chance_loss": 0.69, "chance_accuracy": 0.5}
+    known = training_figure("t", {"m": [row(1000, 2e9), row(2000, 4e9)]}, {"m": "flat"}, chance)
+    assert [axis.get_xlabel() for axis in known.axes] == ["training tokens", "training tokens"]
+    unknown = training_figure("t", {"m": [row(1000, None), row(2000, None)]}, {"m": "flat"}, chance)
+    assert [axis.get_xlabel() for axis in unknown.axes] == ["training step", "training step"]

@@ -93,21 +93,24 @@ def task_figure(task: str, rows: list[dict], verdict: str, chance: dict, x: str 
 
 def training_figure(task: str, by_model: dict[str, list[dict]], verdicts: dict[str, str], chance: dict):
     """The figure of one task through training: accuracy (where every checkpoint has it) and mean
-    loss against the training step, one line with its 95% band per model (``by_model``: its
-    checkpoints' rows by step), each model's through-training verdict in the legend."""
+    loss against the training tokens (the step where a checkpoint's are not known), one line with
+    its 95% band per model (``by_model``: its checkpoints' rows by step), each model's
+    through-training verdict in the legend."""
     every = [row for rows in by_model.values() for row in rows]
+    x, x_label = (("training_tokens", "training tokens") if all(row.get("training_tokens") for row in every)
+                  else ("step", "training step"))
     panels = _panels(every, chance)
     figure, axes = plt.subplots(1, len(panels), figsize=(5.5 * len(panels), 4.2), squeeze=False)
     for axis, panel in zip(axes[0], panels):
         value, low, high, label, chance_value = panel
         for name, rows in by_model.items():
-            steps = [row["step"] for row in rows]
+            steps = [row[x] for row in rows]
             axis.plot(steps, [row[value] for row in rows], marker="o", label=f"{model_label(name)}: {verdicts[name]}")
             axis.fill_between(steps, [row[low] for row in rows], [row[high] for row in rows], alpha=0.2)
         if chance_value is not None:
             axis.axhline(chance_value, linestyle="--", color="grey", label="chance")
         _keep_inside(axis, [r[low] for r in every] + [r[high] for r in every] + [chance_value])
-        axis.set_xlabel("training step")
+        axis.set_xlabel(x_label)
         axis.set_ylabel(label)
         axis.grid(alpha=0.3)
         axis.legend(fontsize=8)

@@ -41,7 +41,8 @@ def build_report(run_dir: Path, x_axis: str = "params") -> tuple[list[dict], dic
     training steps (see :mod:`invscale.study.checkpoints`) are a row each in the summary; the size
     trend takes each model's latest, and each model with two or more finished steps gets a
     through-training verdict per task ({task: {model: verdict}}, also training_verdicts.json) and
-    plots/<task>-training.png, accuracy and loss against the step, one line per model.
+    plots/<task>-training.png, accuracy and loss against the training tokens (the step where they
+    are not known), one line per model.
     ``x_axis`` (see :data:`X_AXES`) is what the plots put on their x axis; ValueError if a model
     lacks it (training FLOPs need the training tokens a family publishes)."""
     if x_axis not in X_AXES:
@@ -62,7 +63,7 @@ def build_report(run_dir: Path, x_axis: str = "params") -> tuple[list[dict], dic
             tokens, non_embedding = model.get("training_tokens"), model.get("non_embedding_params")
             task_rows.append({"task": task, "seeds": ",".join(str(d["seed"]) for d in members if "seed" in d),
                               "model": model["name"], "lineage": lineage(model["name"]),
-                              "step": training_step(model["name"]), "params": model["params"],
+                              "step": training_step(model["name"]), "training_tokens": tokens, "params": model["params"],
                               "non_embedding_params": non_embedding,
                               "training_flops": 6.0 * non_embedding * tokens if tokens and non_embedding else None,
                               **seed_summary(per_member)})
