@@ -306,12 +306,20 @@ def sweep(
 
 @app.command()
 def report(run_dir: Path = typer.Argument(..., help="A run folder written by invscale sweep."),
-           x_axis: str = typer.Option("params", help=X_AXIS_HELP)) -> None:
+           x_axis: str = typer.Option("params", help=X_AXIS_HELP),
+           compare_models: Optional[str] = typer.Option(None, "--compare", help="Two models, FIRST,SECOND: also "
+                                                                                "their paired comparison (as compare).")
+           ) -> None:
     """Re-render a sweep's summary table, plots and verdicts from its saved results."""
     try:
         _print_report(api.report(run_dir, x_axis))
+        if compare_models is not None:
+            pair = compare_models.split(",")
+            if len(pair) != 2:
+                raise ValueError(f"--compare {compare_models}: name two models, FIRST,SECOND")
+            _print_comparison(api.compare(run_dir, *pair), run_dir)
     except ValueError as exc:
-        _fail(str(exc))
+        _fail(_one_line(exc))
 
 
 @app.command()
@@ -322,11 +330,14 @@ def compare(run_dir: Path = typer.Argument(..., help="A run folder written by in
     accuracy and mean loss (SECOND minus FIRST) with 95% bootstrap intervals, how many examples only
     one of them gets right, and McNemar's exact test, Holm-corrected over the tasks."""
     try:
-        comparison = api.compare(run_dir, first, second)
+        _print_comparison(api.compare(run_dir, first, second), run_dir)
     except ValueError as exc:
         _fail(_one_line(exc))
+
+
+def _print_comparison(comparison: api.Comparison, run_dir: Path) -> None:
     if not comparison.tasks:
-        _fail(f"{comparison.first} and {comparison.second} have no finished task in common in {run_dir}")
+        raise ValueError(f"{comparison.first} and {comparison.second} have no finished task in common in {run_dir}")
     table = Table(title=f"{comparison.second} − {comparison.first} · {run_dir}",
                   caption=f"paired 95% bootstrap intervals; McNemar's exact test, {comparison.correction}-corrected "
                           f"over {sum(t.mcnemar_p is not None for t in comparison.tasks)} tasks")

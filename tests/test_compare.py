@@ -86,3 +86,6 @@ def test_compare_on_the_command_line(swept):
     ambiguous = run("compare", run_dir, first, "opt")
     assert ambiguous.exit_code == 2 and "more than one model" in one_line(ambiguous)
     assert json.loads((run_dir / "sweep.json").read_text())["models"]  # the run folder is left as it was
+    reported = run("report", run_dir, "--compare", f"{first},{second}")
+    assert reported.exit_code == 0 and "Holm-corrected over 2 tasks" in one_line(reported)
+    assert "summary.csv, verdicts.json and plots/" in one_line(reported)
