@@ -157,6 +157,9 @@ class Scorer:
     @property
     def loaded(self) -> LoadedModel:
         """The model and tokenizer, loaded now if not yet."""
+        return self._load()
+
+    def _load(self) -> LoadedModel:
         if self._loaded is None:
             self._loaded = load_for_scoring(self.model_name, dtype=self.dtype, device=self.device, offload=self.offload,
                                             memory_budget=self.memory_budget)
@@ -170,7 +173,7 @@ class Scorer:
             try:
                 self._identity = fingerprint(self.model_name)
             except NotLocal:
-                self.loaded
+                self._load()  # a hub id is fingerprinted from the cache it is downloaded into
                 self._identity = fingerprint(self.model_name)
         return self._identity
 
@@ -334,7 +337,6 @@ def evaluate(tasks: Iterable[str], model: str = "smollm2-135m", n: int = 300, se
     for task, shot_count in cells:  # every task name and shot count is checked before any is scored
         generate(task, 1, seeds[0], shot_count)
     out.mkdir(parents=True, exist_ok=True)
-    scorer.identity
     rows = []
     for task, shot_count in cells:
         per_seed = []

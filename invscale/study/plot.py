@@ -75,20 +75,30 @@ def task_figure(task: str, rows: list[dict], verdict: str, chance: dict, x: str 
     one labelled point per model, the band and the chance line in the legend, n in the title."""
     rows = sorted(rows, key=lambda row: (row[x], row["model"]))
     panels = _panels(rows, chance)
-    figure, axes = plt.subplots(1, len(panels), figsize=(5.5 * len(panels), 4.2), squeeze=False)
+    figure, axes = _panel_figure(panels)
     for axis, panel in zip(axes[0], panels):
         means = _draw_trend(axis, rows, x, panel, legend=True)
         for row, mean in zip(rows, means):
             axis.annotate(model_label(row["model"]), (row[x], mean), textcoords="offset points", xytext=(4, 5),
                           fontsize=7)
         _size_axis(axis, rows, x, x_label)
-        axis.set_ylabel(panel[3])
-        axis.grid(alpha=0.3)
-        axis.legend(fontsize=8)
+        _finish_panel(axis, panel[3])
     counts = sorted({row["n"] for row in rows})
     figure.suptitle(f"{task} (n = {', '.join(map(str, counts))} per model, {len(rows)} models): {verdict}")
     figure.tight_layout()
     return figure
+
+
+def _panel_figure(panels: list):
+    """(figure, axes) with one panel per entry of ``panels``, side by side."""
+    return plt.subplots(1, len(panels), figsize=(5.5 * len(panels), 4.2), squeeze=False)
+
+
+def _finish_panel(axis, y_label: str) -> None:
+    """A panel's y label, grid and legend."""
+    axis.set_ylabel(y_label)
+    axis.grid(alpha=0.3)
+    axis.legend(fontsize=8)
 
 
 def training_figure(task: str, by_model: dict[str, list[dict]], verdicts: dict[str, str], chance: dict):
@@ -100,7 +110,7 @@ def training_figure(task: str, by_model: dict[str, list[dict]], verdicts: dict[s
     x, x_label = (("training_tokens", "training tokens") if all(row.get("training_tokens") for row in every)
                   else ("step", "training step"))
     panels = _panels(every, chance)
-    figure, axes = plt.subplots(1, len(panels), figsize=(5.5 * len(panels), 4.2), squeeze=False)
+    figure, axes = _panel_figure(panels)
     for axis, panel in zip(axes[0], panels):
         value, low, high, label, chance_value = panel
         for name, rows in by_model.items():
@@ -111,9 +121,7 @@ def training_figure(task: str, by_model: dict[str, list[dict]], verdicts: dict[s
             axis.axhline(chance_value, linestyle="--", color="grey", label="chance")
         _keep_inside(axis, [r[low] for r in every] + [r[high] for r in every] + [chance_value])
         axis.set_xlabel(x_label)
-        axis.set_ylabel(label)
-        axis.grid(alpha=0.3)
-        axis.legend(fontsize=8)
+        _finish_panel(axis, label)
     counts = sorted({row["n"] for row in every})
     figure.suptitle(f"{task} through training (n = {', '.join(map(str, counts))}; bands: {BAND_LABEL})")
     figure.tight_layout()
