@@ -202,7 +202,8 @@ SEED_TASKS = "triviamod,gambling,decoy,expert,pretend"
 @app.command()
 def evaluate(
     tasks: str = typer.Option(SEED_TASKS, help="Comma-separated generator names (see: invscale generate --list)."),
-    n: int = typer.Option(300, "--n", min=1, help="Items per task (and per seed)."),
+    n: int = typer.Option(300, "--n", "--rows", min=1, help="Items per task (and per seed); --rows under torchrun, "
+                                                               "whose parser takes --n for its own options."),
     seeds: str = typer.Option("0", "--seeds", "--seed", help="Generator seed, or several (0,1,2): each seed's rows are "
                                                              "scored and the table aggregates them, with intervals "
                                                              "across seeds and items."),
@@ -273,7 +274,8 @@ def sweep(
     gpu_memory: Optional[str] = typer.Option(None, help="Memory budget for streamed scoring, e.g. 20GiB."),
     x_axis: str = typer.Option("params", help=X_AXIS_HELP),
     chat_template: bool = typer.Option(False, help=CHAT_TEMPLATE_HELP),
-    n: int = typer.Option(300, "--n", min=1, help="Generator names: rows per task, shot count and seed."),
+    n: int = typer.Option(300, "--n", "--rows", min=1, help="Generator names: rows per task, shot count and seed "
+                                                               "(--rows under torchrun)."),
     seeds: str = typer.Option("0", "--seeds", help="Generator names: seed, or several (0,1,2), pooled in the report "
                                                    "with intervals across seeds and items."),
     shots: Optional[str] = typer.Option(None, help="Generator names: worked examples in the shared preface, one "

@@ -175,3 +175,12 @@ def test_one_process_on_other_threads_agrees_within_the_stated_tolerance(scored)
     assert [r["index"] for r in one] == [r["index"] for r in other]
     difference = max(abs(a - b) for x, y in zip(one, other) for a, b in zip(x["class_logprobs"], y["class_logprobs"]))
     assert difference <= 1e-4
+
+
+def test_evaluate_on_two_processes_writes_what_one_writes(checkpoint_dirs, tmp_path):
+    args = ["evaluate", "--tasks", "decoy", "--rows", "12", "--model", checkpoint_dirs["opt-plain"], "--device", "cpu",
+            "--out"]  # --rows, not --n: torchrun's own parser takes "--n" for an abbreviation of its options
+    run(1, *args, str(tmp_path / "one"))
+    run(2, *args, str(tmp_path / "two"))
+    for name in ("decoy.jsonl", "decoy.results.jsonl"):
+        assert (tmp_path / "two" / name).read_bytes() == (tmp_path / "one" / name).read_bytes()
