@@ -328,9 +328,11 @@ def report(run_dir: Path = typer.Argument(..., help="A run folder written by inv
 def compare(run_dir: Path = typer.Argument(..., help="A run folder written by invscale sweep."),
             first: str = typer.Argument(..., help="A model of the run (its name, or a part only it has)."),
             second: str = typer.Argument(..., help="Another model of the run.")) -> None:
-    """Compare two models of a sweep on the same examples, task by task: the paired differences in
-    accuracy and mean loss (SECOND minus FIRST) with 95% bootstrap intervals, how many examples only
-    one of them gets right, and McNemar's exact test, Holm-corrected over the tasks."""
+    """Compare two models of a sweep on the same examples, task by task.
+
+    Per task: the paired differences in accuracy and mean loss (SECOND minus FIRST) with 95%
+    bootstrap intervals, how many examples only one of them gets right, and McNemar's exact test,
+    Holm-corrected over the tasks."""
     try:
         _print_comparison(api.compare(run_dir, first, second), run_dir)
     except ValueError as exc:
