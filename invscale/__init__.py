@@ -6,7 +6,7 @@ From Python (see :mod:`invscale.api`; the ``invscale`` command line runs the sam
   gives :class:`Results` (per-example records, the summary, ``.to_pandas()``, ``.save(path)``);
   ``.options(prompts, options)`` gives per-option log-probs.
 - ``evaluate(tasks, model, n=…, seeds=…, shots=…, out=…)``: generate, score and summarise tasks.
-- ``sweep(data, out, models=… | family=…)`` and ``report(run_dir)``: a study across models with
+- ``sweep(data, models, out=…)`` (or ``family=…``) and ``report(run_dir)``: a study across models with
   tables, plots and scaling verdicts; ``compare(run_dir, a, b)``: two of its models, paired.
 - ``generate(task, n, seed, shots)``: a seeded task set as a :class:`Dataset`;
   ``as_dataset(data)`` reads any form of data the scorer takes.

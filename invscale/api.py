@@ -418,8 +418,8 @@ def compare(run_dir: str | Path, first: str, second: str) -> Comparison:
     return Comparison(a["name"], b["name"], tasks, write_comparison(run_dir, a, b, tasks), CORRECTION)
 
 
-def sweep(data: Iterable[str], out: str | Path, models: Iterable[str] | None = None, family: str | None = None, *,
-          revisions: Sequence[str] | None = None,
+def sweep(data: Iterable[str], models: Iterable[str] | None = None, out: str | Path | None = None,
+          family: str | None = None, *, revisions: Sequence[str] | None = None,
           dtype: str = "float32", device: str = "auto", kernels: str = "auto", max_tokens_per_pack: int | None = None,
           offload: str = "auto", gpu_memory: str | None = None, chat_template: bool = False, n: int = 300,
           seeds: Sequence[int] = (0,), shots: Sequence[int | None] = (None,), x_axis: str = "params",
@@ -437,6 +437,8 @@ def sweep(data: Iterable[str], out: str | Path, models: Iterable[str] | None = N
 
     if (family is None) == (models is None):
         raise ValueError("give exactly one of --family or --models")
+    if out is None:
+        raise ValueError("sweep: name the run folder, out=…")
     chosen = ([(member.model, member) for member in family_members(family)] if family
               else [(model, None) for model in models if model])
     if revisions:

@@ -286,7 +286,7 @@ def sweep(
 
     One model is loaded at a time; finished (dataset, model, dtype) pairs are not redone."""
     try:
-        study = api.sweep(data, out_dir, models.split(",") if models is not None else None, family,
+        study = api.sweep(data, models.split(",") if models is not None else None, out_dir, family,
                           revisions=[r for r in revisions.split(",") if r] if revisions else None, dtype=dtype,
                           device=device, kernels=kernels, max_tokens_per_pack=max_tokens_per_pack, offload=offload,
                           gpu_memory=gpu_memory, chat_template=chat_template, n=n, seeds=_counts("--seeds", seeds),

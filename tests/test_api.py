@@ -111,7 +111,7 @@ def test_evaluate_from_python_writes_what_the_command_line_writes(checkpoint_dir
 def test_sweep_from_python_writes_what_the_command_line_writes(checkpoint_dirs, tmp_path):
     models = [checkpoint_dirs["opt-plain"], checkpoint_dirs["opt-350m-shape"]]
     cli("sweep", "decoy", "--models", ",".join(models), "--n", "8", "--device", "cpu", "--out", tmp_path / "cli")
-    study = invscale.sweep(["decoy"], tmp_path / "api", models=models, n=8, device="cpu", progress=False)
+    study = invscale.sweep(["decoy"], models, out=tmp_path / "api", n=8, device="cpu", progress=False)
     results = sorted(p.relative_to(tmp_path / "cli") for p in (tmp_path / "cli").rglob("*.results.jsonl"))
     assert len(results) == 2
     for name in results:
