@@ -19,9 +19,8 @@ from urllib.parse import quote
 import numpy as np
 
 from invscale.bootstrap import percentile_interval, seed_item_means
-from invscale.results import read_results
-from invscale.study.report import report_tasks
-from invscale.study.run import read_manifest, results_path
+from invscale.study.report import finished_results, report_tasks
+from invscale.study.run import read_manifest
 
 LEVEL = 0.95
 CORRECTION = "Holm"
@@ -79,20 +78,6 @@ def _model(manifest: dict, name: str) -> dict:
     return near[0]
 
 
-def _results(run_dir: Path, manifest: dict, model: dict, members: list[dict]) -> list[list[dict]] | None:
-    """The model's results of each dataset of a task, by row, or None unless every row is there."""
-    if "identity" not in model:
-        return None
-    per_member = []
-    for dataset in members:
-        path = results_path(run_dir, manifest, model, dataset)
-        results = sorted(read_results(path), key=lambda r: r["index"]) if path.exists() else []
-        if len(results) != dataset["rows"]:
-            return None
-        per_member.append([r for r in results if "skipped" not in r])
-    return per_member
-
-
 def compare_models(run_dir: Path, first: str, second: str, seed: int = 0) -> tuple[dict, dict, list[TaskComparison]]:
     """(first model's entry, second's, one comparison per task both have finished) for the run
     folder ``run_dir``; models are named as in its manifest (or by a part of the name only one has)."""
@@ -104,11 +89,12 @@ def compare_models(run_dir: Path, first: str, second: str, seed: int = 0) -> tup
         raise ValueError(f"{first!r} and {second!r} name the same model, {a['name']}")
     comparisons = []
     for task, members in report_tasks(manifest["datasets"]):
-        results_a, results_b = _results(run_dir, manifest, a, members), _results(run_dir, manifest, b, members)
+        results_a = finished_results(run_dir, manifest, a, members)
+        results_b = finished_results(run_dir, manifest, b, members)
         if results_a is None or results_b is None:
             continue
-        pairs = [[(x, y) for x, y in zip(part_a, part_b) if x["index"] == y["index"]]
-                 for part_a, part_b in zip(results_a, results_b)]
+        pairs = [[(x, y) for x, y in zip(part_a, part_b) if x["index"] == y["index"]
+                  and "skipped" not in x and "skipped" not in y] for part_a, part_b in zip(results_a, results_b)]
         pairs = [part for part in pairs if part]
         if not pairs:
             continue

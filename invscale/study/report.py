@@ -54,11 +54,8 @@ def build_report(run_dir: Path, x_axis: str = "params") -> tuple[list[dict], dic
     for task, members in report_tasks(manifest["datasets"]):
         task_rows, losses = [], []
         for model in manifest["models"]:
-            per_member = []
-            for dataset in members:
-                path = results_path(run_dir, manifest, model, dataset) if "identity" in model else None
-                per_member.append(sorted(read_results(path), key=lambda r: r["index"]) if path and path.exists() else [])
-            if any(len(results) != dataset["rows"] for results, dataset in zip(per_member, members)) or not model.get("params"):
+            per_member = finished_results(run_dir, manifest, model, members)
+            if per_member is None or not model.get("params"):
                 continue
             tokens, non_embedding = model.get("training_tokens"), model.get("non_embedding_params")
             task_rows.append({"task": task, "seeds": ",".join(str(d["seed"]) for d in members if "seed" in d),
@@ -103,6 +100,21 @@ def build_report(run_dir: Path, x_axis: str = "params") -> tuple[list[dict], dic
             {task: {name: asdict(v) for name, v in by_model.items()} for task, by_model in training.items()}, indent=2)
             + "\n")
     return summary, verdicts, training
+
+
+def finished_results(run_dir: Path, manifest: dict, model: dict, members: list[dict]) -> list[list[dict]] | None:
+    """``model``'s results of each dataset of a task (manifest entries), by row index, or None unless
+    it has one for every row of every dataset."""
+    if "identity" not in model:
+        return None
+    per_member = []
+    for dataset in members:
+        path = results_path(run_dir, manifest, model, dataset)
+        results = sorted(read_results(path), key=lambda r: r["index"]) if path.exists() else []
+        if len(results) != dataset["rows"]:
+            return None
+        per_member.append(results)
+    return per_member
 
 
 def _latest_of_each_lineage(rows: list[dict]) -> list[int]:
