@@ -13,6 +13,7 @@ from invscale.scoring.scorer import ScoringJob
 from invscale.scoring import attention
 from invscale.scoring.streamed import StreamBudgetError, StreamedModel, StreamedRunner, plan_groups
 from random_data import as_dataset, random_classification
+from reference import max_abs_diff, reference_logprob
 
 TOL = 1e-5
 
@@ -42,8 +43,7 @@ def test_streamed_equals_resident(checkpoint_dirs, loaded_models, tmp_path, chec
         assert len(set(weight_map.values())) > 3 and len(layer_files["layer0"]) > 1, "a layer spans several shards"
     loaded = loaded_models[checkpoint]
     dataset = as_dataset(random_classification(31, n_rows=14))
-    # the same plan as streamed scoring's, which holds no stack of shared prefixes
-    expected = scores(ScoringJob(loaded.model, loaded.tokenizer, dataset, max_tokens_per_pack=120, stacks=False))
+    expected = scores(ScoringJob(loaded.model, loaded.tokenizer, dataset, max_tokens_per_pack=120))
     streamed = StreamedModel(directory, torch.float32, torch.device("cpu"))
     assert all(p.is_meta for layer in streamed.layers for p in layer.parameters()), "no layer stays resident"
     job = ScoringJob(None, loaded.tokenizer, dataset, max_tokens_per_pack=120, streamed=streamed)
@@ -62,8 +62,7 @@ def test_streamed_bfloat16_equals_resident_bfloat16(checkpoint_dirs, checkpoint)
     assert ({n: b.dtype for n, b in streamed.model.named_buffers()}
             == {n: b.dtype for n, b in resident.model.named_buffers()})
     dataset = as_dataset(random_classification(35, n_rows=10))
-    expected = scores(ScoringJob(resident.model, resident.tokenizer, dataset, max_tokens_per_pack=150, backend="sdpa",
-                                 stacks=False))
+    expected = scores(ScoringJob(resident.model, resident.tokenizer, dataset, max_tokens_per_pack=150, backend="sdpa"))
     got = scores(ScoringJob(None, resident.tokenizer, dataset, max_tokens_per_pack=150, backend="sdpa",
                             streamed=streamed))
     for index, values in expected.items():
@@ -73,7 +72,7 @@ def test_streamed_bfloat16_equals_resident_bfloat16(checkpoint_dirs, checkpoint)
 def test_budget_splits_groups_and_is_honoured(checkpoint_dirs, loaded_models):
     loaded = loaded_models["opt-350m-shape"]
     dataset = as_dataset(random_classification(32, n_rows=30))
-    expected = scores(ScoringJob(loaded.model, loaded.tokenizer, dataset, max_tokens_per_pack=100, stacks=False))
+    expected = scores(ScoringJob(loaded.model, loaded.tokenizer, dataset, max_tokens_per_pack=100))
     streamed = StreamedModel(checkpoint_dirs["opt-350m-shape"], torch.float32, torch.device("cpu"))
     roomy = ScoringJob(None, loaded.tokenizer, dataset, max_tokens_per_pack=100, streamed=streamed)
     assert len(roomy.groups) == 1
@@ -141,7 +140,7 @@ def test_score_command_streams_on_request(checkpoint_dirs, tmp_path):
 def test_cpu_offload_reads_the_checkpoint_once(checkpoint_dirs, loaded_models, monkeypatch, keep_in_host):
     loaded = loaded_models["opt-350m-shape"]
     dataset = as_dataset(random_classification(34, n_rows=30))
-    expected = scores(ScoringJob(loaded.model, loaded.tokenizer, dataset, max_tokens_per_pack=100, stacks=False))
+    expected = scores(ScoringJob(loaded.model, loaded.tokenizer, dataset, max_tokens_per_pack=100))
     streamed = StreamedModel(checkpoint_dirs["opt-350m-shape"], torch.float32, torch.device("cpu"),
                              keep_in_host=keep_in_host)
     reads = []
@@ -164,7 +163,7 @@ def test_streamed_targets_predicted_by_the_preface(checkpoint_dirs, loaded_model
     records = [{"prompt": "Question: which is it?\nAnswer:", "classes": [" yes", " no"], "answer_index": i % 2}
                for i in range(6)]
     dataset = as_dataset(records)
-    expected = scores(ScoringJob(loaded.model, loaded.tokenizer, dataset, splice=False, stacks=False))
+    expected = scores(ScoringJob(loaded.model, loaded.tokenizer, dataset, splice=False))
     streamed = StreamedModel(checkpoint_dirs["llama-gqa2"], torch.float32, torch.device("cpu"))
     job = ScoringJob(None, loaded.tokenizer, dataset, streamed=streamed, splice=False, max_tokens_per_pack=4,
                      memory_budget=10**9)
@@ -192,3 +191,46 @@ def test_a_checkpoint_with_its_own_head_streams_as_it_loads(checkpoint_dirs, tmp
     got = scores(ScoringJob(None, resident.tokenizer, dataset, max_tokens_per_pack=120, streamed=streamed))
     for index, values in expected.items():
         assert max(abs(a - b) for a, b in zip(values, got[index])) <= TOL
+
+
+@pytest.mark.parametrize("pack_tokens, memory_budget, stack_tokens", [(24, None, None), (24, 1_000_000, None),
+                                                                     (48, 1_200_000, None), (24, 2_000_000, 20)])
+def test_streamed_holds_the_stack_of_shared_prefixes(checkpoint_dirs, loaded_models, pack_tokens, memory_budget,
+                                                     stack_tokens):
+    """Instructions longer than a pack, question stems shared by pairs of items, groups of packs cut
+    anywhere in the stack: every shared prefix is run through the layers once per run, as resident
+    scoring runs it, and the scores are the resident ones (and the reference's); a stack budget too
+    small for the prefixes recomputes them in each pack, streamed as resident."""
+    from test_prefix_stack import stacked_records
+
+    loaded = loaded_models["llama-gqa3"]
+    dataset = as_dataset(stacked_records(pack_tokens))
+    resident = ScoringJob(loaded.model, loaded.tokenizer, dataset, max_tokens_per_pack=pack_tokens,
+                          stack_tokens=stack_tokens)
+    expected = scores(resident)
+    streamed = StreamedModel(checkpoint_dirs["llama-gqa3"], torch.float32, torch.device("cpu"))
+    job = ScoringJob(None, loaded.tokenizer, dataset, max_tokens_per_pack=pack_tokens, streamed=streamed,
+                     memory_budget=memory_budget, stack_tokens=stack_tokens)
+    if stack_tokens is None:
+        assert any(len(pack.stack) > 1 for pack in job.packs), "nested shared prefixes are held on the stack"
+        assert job.stats.stack.refused == 0
+    else:
+        assert job.stats.stack.refused > 0 and all(sum(map(len, pack.stack)) <= stack_tokens for pack in job.packs)
+    if memory_budget is not None:
+        assert len(job.groups) > 2
+        starts = [job.packs[group[0]] for group in job.groups[1:]]
+        assert any(pack.stack for pack in starts), "a group begins on a stack held from the group before"
+    got = scores(job)
+    assert job.stream_times.tokens == job.stats.unique_tokens == resident.stats.unique_tokens
+    if stack_tokens is None:  # see test_prefix_stack
+        assert job.stats.fewest_tokens <= job.stats.unique_tokens <= 1.05 * job.stats.fewest_tokens
+    for index, values in expected.items():
+        assert max(abs(a - b) for a, b in zip(values, got[index])) <= TOL
+    for row in dataset.rows[::4]:
+        reference = [reference_logprob(loaded.model, loaded.tokenizer, row.prompt, c) for c in row.classes]
+        assert max_abs_diff(got[row.index], reference) <= 1e-4
+    if memory_budget is not None:
+        runner = StreamedRunner(streamed, push_tokens=pack_tokens)
+        for group in job.groups:
+            runner.run(job.preface, [job.packs[i] for i in group])
+        assert 0 < runner.peak_bytes <= memory_budget

@@ -65,7 +65,8 @@ class TreeContext:
         (after ``prefix``, the ``start`` tokens already cached, which the chain attends to and
         which the kept keys and values begin with)."""
         return cls(subtree_end=torch.full((length,), length, dtype=torch.long, device=device),
-                   positions=torch.arange(start, start + length, device=device), prefix=prefix or {}, captured={})
+                   positions=torch.arange(start, start + length, device=device),
+                   prefix={} if prefix is None else prefix, captured={})
 
     def mask(self, kind: str, n_prefix: int, window: int | None, build: Callable):
         """The mask of ``kind`` for this pack, built once by ``build(context, n_prefix, window)`` and

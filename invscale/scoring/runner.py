@@ -152,12 +152,17 @@ def free_memory(device: torch.device) -> int:
         return os.sysconf("SC_AVPHYS_PAGES") * os.sysconf("SC_PAGE_SIZE")
 
 
-def default_stack_tokens(model: torch.nn.Module) -> int | None:
+def default_stack_tokens(model: torch.nn.Module, streamed=None, memory_budget: int | None = None) -> int | None:
     """The most tokens a run holds on its stack of shared prefixes: a :data:`STACK_MEMORY_SHARE` of
-    the memory free on the model's device (None, no limit, for a config that does not give its
-    shape in the usual names, or a stand-in without weights that only plans)."""
+    the memory free on the model's device, or, for a model streamed under ``memory_budget`` bytes,
+    of what the budget leaves beside its resident weights and two layers (None, no limit, for a
+    config that does not give its shape in the usual names, or a stand-in without weights that
+    only plans)."""
     try:
         device, per_token = next(model.parameters()).device, stack_bytes_per_token(model)
     except (AttributeError, TypeError, ZeroDivisionError, StopIteration):
         return None
-    return int(STACK_MEMORY_SHARE * free_memory(device)) // per_token
+    if streamed is not None and memory_budget is not None:
+        room = max(memory_budget - streamed.resident_bytes() - 2 * streamed.layer_bytes(), 0)
+        return int(STACK_MEMORY_SHARE * room) // per_token
+    return int(STACK_MEMORY_SHARE * free_memory(streamed.device if streamed is not None else device)) // per_token

@@ -137,11 +137,11 @@ class ScoringJob:
     the row's sequences are dropped to fit, as lm-evaluation-harness does, and ``truncated`` says how
     many (those sequences share no preface, so they run after the packs, apart).
     ``stacks``: prefixes shared by more rows than fit one pack are computed once and held on a stack
-    of keys and values for every pack below them (see :func:`invscale.scoring.trie.build_packs`);
-    streamed scoring plans without (each pack then computes the prefixes it holds). The stack holds
-    at most ``stack_tokens`` tokens (default: a share of the device's free memory, see
-    :func:`invscale.scoring.runner.default_stack_tokens`); a prefix beyond that is computed in each
-    of its packs, and ``stats.stack`` counts them. ``unconditional`` (each class's log-prob without
+    of keys and values for every pack below them (see :func:`invscale.scoring.trie.build_packs`;
+    streamed scoring holds them the same way, see :class:`~invscale.scoring.streamed.StreamedRunner`).
+    The stack holds at most ``stack_tokens`` tokens (default: a share of the device's free memory,
+    see :func:`invscale.scoring.runner.default_stack_tokens`, or of ``memory_budget`` when
+    streaming); a prefix beyond that is computed in each of its packs, and ``stats.stack`` counts them. ``unconditional`` (each class's log-prob without
     the prompt, from :func:`unconditional_logprobs`) adds lm-eval's acc_mutual_info to classification rows.
     """
 
@@ -158,7 +158,7 @@ class ScoringJob:
 
     def _set_up(self, model, tokenizer, dataset, max_tokens_per_pack, backend, skip_indexes, kernels, streamed,
                 memory_budget, on_layer, splice, chunk_rows, group, too_long, stacks, stack_tokens) -> None:
-        self.stacks = stacks and streamed is None
+        self.stacks = stacks
         if streamed is not None:
             model = streamed.model
         self.model, self.dataset, self.chunk_rows = model, dataset, chunk_rows
@@ -183,12 +183,13 @@ class ScoringJob:
         self.stats = ScoreStats(items=int(self._pending_rows.sum()) + len(self._long_rows),
                                 sequences=int((self._pending_rows * np.diff(self._first_sequence)).sum()),
                                 preface_tokens=len(self.preface) if self._pending_rows.any() else 0,
-                                stack=StackPlan(stack_tokens if stack_tokens is not None else default_stack_tokens(model))
+                                stack=StackPlan(stack_tokens if stack_tokens is not None
+                                                else default_stack_tokens(model, streamed, memory_budget))
                                 if self.stacks else None)
         if streamed is not None:
             self.packs = self.plan()
             self.groups = plan_groups(streamed, len(self.preface), [p.n_tokens for p in self.packs], memory_budget,
-                                      self.backend)
+                                      self.backend, [p.stack for p in self.packs], self.max_tokens_per_pack)
 
     @property
     def too_long_rows(self) -> int:
@@ -537,7 +538,8 @@ class ScoringJob:
     def _streamed_passes(self) -> Iterator[tuple[Pack, torch.Tensor]]:
         """(pack, its answer log-probs) streaming the layers once per group of packs (under torchrun,
         groups are dealt out among the processes)."""
-        runner = StreamedRunner(self.streamed, backend=self.backend, kernels=self.kernels, on_layer=self.on_layer)
+        runner = StreamedRunner(self.streamed, backend=self.backend, kernels=self.kernels, on_layer=self.on_layer,
+                                push_tokens=self.max_tokens_per_pack)
         self.stream_times = runner.times
         yield from self.group.passes(([self.packs[i] for i in group] for group in self.groups),
                                      lambda packs: runner.run(self.preface, packs))

@@ -16,6 +16,7 @@ the final stage is the model's forward with the layer stack replaced by the fini
 from __future__ import annotations
 
 import time
+from collections.abc import Mapping
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
@@ -29,7 +30,7 @@ from invscale.scoring import attention
 from invscale.scoring import architectures
 from invscale.scoring.checkpoint import CheckpointTensors
 from invscale.scoring.runner import answer_rows
-from invscale.scoring.trie import Pack
+from invscale.scoring.trie import Pack, shared_segments
 
 
 class _Stop(Exception):
@@ -65,11 +66,13 @@ class _Emit(nn.Module):
 
 @dataclass
 class StreamTimes:
-    """Seconds spent reading layers onto the device vs computing, summed over the run."""
+    """Seconds spent reading layers onto the device vs computing, layers streamed and tokens run
+    through them, summed over the run."""
 
     load: float = 0.0
     compute: float = 0.0
     layers: int = 0
+    tokens: int = 0
 
 
 class StreamedModel:
@@ -214,20 +217,30 @@ class StreamedModel:
 
 
 class StreamedRunner:
-    """Answer-token log-probs for a group of packs, streaming the decoder layers once."""
+    """Answer-token log-probs for a group of packs, streaming the decoder layers once.
+
+    The keys and values of the preface and of the stack of shared prefixes above the last pack run
+    are kept (every layer's) from one group to the next, as :class:`PackRunner` keeps them from one
+    pack to the next; within a group, each segment the packs' stacks push is one more item through
+    every layer (in passes of at most ``push_tokens`` tokens, as the resident runner pushes it),
+    whose keys and values the items above it read in that layer and which is dropped once the
+    layer is done, unless the group's last pack still stands on it."""
 
     def __init__(self, streamed: StreamedModel, backend: str = "auto", kernels: str = "torch",
-                 on_layer: Callable[[int, int], None] | None = None):
+                 on_layer: Callable[[int, int], None] | None = None, push_tokens: int | None = None):
         architectures.check_model_type(streamed.model.config)
         self.streamed = streamed
         self.logit_transform = architectures.logit_transform(streamed.model.config)
         self.backend = attention.resolve_backend(backend, streamed.device, kernels)
         self.answer_logprobs = answer_logprobs_for(kernels)
         self.on_layer = on_layer
+        self.push_tokens = push_tokens
         self.times = StreamTimes()
-        self.captured: dict = {}  # the preface's keys and values per layer, kept across groups
-        self.preface_hidden: torch.Tensor | None = None  # and its final hidden states
-        self.peak_bytes = 0  # largest sum of weights, preface KV and hidden states held at once
+        self.captured: dict = {}  # keys and values per layer of the preface and the held stack, kept across groups
+        self.preface_hidden: torch.Tensor | None = None  # and their final hidden states
+        self.held: tuple[tuple[int, ...], ...] | None = None  # the segments held above the preface; None: nothing yet
+        self.held_ends: list[int] = []  # cached tokens after the preface and after each held segment
+        self.peak_bytes = 0  # largest sum of weights, cached keys and values and hidden states held at once
         attention.register()
         streamed.model.set_attn_implementation(attention.ATTENTION_NAME)
 
@@ -249,26 +262,71 @@ class StreamedRunner:
             output = self.streamed.body(input_ids=tokens[None], position_ids=positions[None], use_cache=False)
         return output.last_hidden_state[0]
 
+    def _plan_items(self, preface: tuple[int, ...], packs: list[Pack]):
+        """The group's items in the order every layer runs them, (tokens, positions, context) each:
+        the preface (first group only), each segment pass pushed, each pack that has nodes; and,
+        per pack, the items whose final hidden states follow the held ones on its path (with how
+        many held ones it keeps), then the same for the group's last stack."""
+        device = self.streamed.device
+        items, paths = [], []
+        path = []  # (item, its keys and values, tokens they cover) of each pass above the held tokens
+        if self.held is None:  # the preface is the bottom of every path, computed once per run
+            self.held, self.held_ends = (), [len(preface)]
+            if preface:
+                context = attention.TreeContext.preface(len(preface), device)
+                items.append((torch.tensor(preface, device=device), context.positions, context))
+                path.append((0, context.captured, len(preface)))
+        cached, current, kept = self.held_ends, list(self.held), len(self.held)
+        segment_passes = [len(path)]  # where each segment above the ``kept`` held ones starts in ``path``
+        for pack in packs:
+            keep = shared_segments(current, pack.stack)
+            if keep < len(current):
+                if keep < kept:  # down into the held stack (the preface was held): nothing pushed stays
+                    kept, path, segment_passes = keep, [], [0]
+                else:
+                    del path[segment_passes[keep - kept]:], segment_passes[keep - kept + 1:]
+                del current[keep:]
+            for segment in pack.stack[keep:]:
+                step = self.push_tokens or len(segment)
+                for start in range(0, len(segment), step):
+                    below, length = self._top(path, cached[kept])
+                    chunk = segment[start:start + step]
+                    context = attention.TreeContext.preface(len(chunk), device, _Prefix(below, length), length)
+                    items.append((torch.tensor(chunk, device=device), context.positions, context))
+                    path.append((len(items) - 1, context.captured, length + len(chunk)))
+                current.append(segment)
+                segment_passes.append(len(path))
+            below, length = self._top(path, cached[kept])
+            number = None
+            if pack.n_tokens:  # a pack may hold only sequences that end inside the preface and stack
+                positions = torch.from_numpy(pack.depth).to(device) + length
+                context = attention.TreeContext(subtree_end=torch.from_numpy(pack.subtree_end).to(device),
+                                                positions=positions, prefix=_Prefix(below, length),
+                                                backend=self.backend)
+                items.append((torch.from_numpy(pack.tokens).to(device), positions, context))
+                number = len(items) - 1
+            paths.append((kept, [item for item, _, _ in path], number))
+        return items, paths, (tuple(current), kept, path)
+
+    def _top(self, path: list, held_tokens: int) -> tuple[dict, int]:
+        """The keys and values the next item attends to, and how many tokens they cover."""
+        if path:
+            return path[-1][1], path[-1][2]
+        return self.captured, held_tokens
+
     @torch.no_grad()
     def run(self, preface: tuple[int, ...], packs: list[Pack]) -> list[torch.Tensor]:
         """[T] fp32 log-probs per pack (as :meth:`PackRunner.pair_logprobs` gives), all packs at once."""
         device = self.streamed.device
-        captured = self.captured
-        items = []  # (tokens, positions, context)
-        with_preface = bool(preface) and not captured
-        if with_preface:
-            context = attention.TreeContext.preface(len(preface), device)
-            context.captured = captured
-            items.append((torch.tensor(preface, device=device), context.positions, context))
-        computed = [pack for pack in packs if pack.n_tokens]  # a pack may end inside the preface
-        for pack in computed:
-            tokens = torch.from_numpy(pack.tokens).to(device)
-            positions = torch.from_numpy(pack.depth).to(device) + len(preface)
-            context = attention.TreeContext(subtree_end=torch.from_numpy(pack.subtree_end).to(device),
-                                            positions=positions, prefix=captured, backend=self.backend)
-            items.append((tokens, positions, context))
+        items, paths, (last_stack, last_kept, last_path) = self._plan_items(preface, packs)
+        kept_cache = last_path[-1][1] if last_path else self.captured  # what the next group stands on
+        passing = [context.captured for _, _, context in items
+                   if context.captured is not None and context.captured is not kept_cache]
+        if kept_cache is not self.captured:
+            passing.append(self.captured)
         states = [(*self._embed(*item), item[2]) for item in items]  # (hidden, kwargs per layer, context)
         hidden = [state[0] for state in states]
+        self.times.tokens += sum(len(tokens) for tokens, _, _ in items)
         n_layers = len(self.streamed.layers)
         with ThreadPoolExecutor(max_workers=1) as reader:  # reads layer i+1 while layer i computes
             upcoming = reader.submit(self.streamed.read_layer, 0)
@@ -280,23 +338,36 @@ class StreamedRunner:
                 self._synchronize()
                 loaded = time.perf_counter()
                 self._compute_layer(index, states, hidden, prefetching=index + 1 < n_layers)
+                for cache in passing:  # read by this layer's items only
+                    cache.pop(index, None)
                 self.times.load += loaded - began
                 self.times.compute += time.perf_counter() - loaded
                 self.times.layers += 1
                 if self.on_layer is not None:
                     self.on_layer(index, n_layers)
+        finals = [self._finish(h, *item) for h, item in zip(hidden, items)]
         head = self.streamed.model.get_output_embeddings()
-        if with_preface:
-            self.preface_hidden = self._finish(hidden[0], *items[0])
-        finals = {id(pack): self._finish(h, *item) for pack, item, h in zip(computed, items[with_preface:],
-                                                                             hidden[with_preface:])}
         results = []
-        for pack in packs:
+        for pack, (kept, pushed, number) in zip(packs, paths):
+            below = self._held_hidden(kept) + [finals[item] for item in pushed]
             targets = torch.from_numpy(pack.pair_target).to(device)
-            rows = answer_rows(finals.get(id(pack)), self.preface_hidden, pack)
+            rows = answer_rows(None if number is None else finals[number], torch.cat(below) if below else None, pack)
             results.append(self.answer_logprobs(rows, head.weight, targets, getattr(head, "bias", None),
                                                 self.logit_transform))
+        below = self._held_hidden(last_kept) + [finals[item] for item, _, _ in last_path]
+        self.preface_hidden = torch.cat(below) if below else None
+        length = last_path[-1][2] if last_path else self.held_ends[last_kept]
+        self.captured = {layer: (key[:, :, :length], value[:, :, :length]) for layer, (key, value) in kept_cache.items()}
+        self.held_ends = self.held_ends[:last_kept + 1] + [self.held_ends[last_kept] + sum(map(len, last_stack[last_kept:i + 1]))
+                                                            for i in range(last_kept, len(last_stack))]
+        self.held = last_stack
         return results
+
+    def _held_hidden(self, kept: int) -> list[torch.Tensor]:
+        """The final hidden states held below ``kept`` segments (an empty list when none)."""
+        if self.preface_hidden is None:
+            return []
+        return [self.preface_hidden[:self.held_ends[kept]]]
 
     def _compute_layer(self, index: int, states: list, hidden: list[torch.Tensor], prefetching: bool) -> None:
         """Every item of the group through layer ``index`` (installed), which is then freed."""
@@ -313,7 +384,8 @@ class StreamedRunner:
 
     def _held_bytes(self, hidden: list[torch.Tensor], contexts: list[attention.TreeContext]) -> int:
         weights = sum(p.numel() * p.element_size() for p in self.streamed.model.parameters() if not p.is_meta)
-        cache = sum(t.nbytes for pair in self.captured.values() for t in pair)
+        caches = {id(c.captured): c.captured for c in contexts if c.captured is not None} | {0: self.captured}
+        cache = sum(t.nbytes for captured in caches.values() for pair in captured.values() for t in pair)
         masks = sum(context.mask_bytes() for context in contexts)
         return weights + cache + masks + sum(h.nbytes for h in hidden)
 
@@ -323,17 +395,38 @@ class StreamedRunner:
             torch.cuda.current_stream(self.streamed.device).synchronize()
 
 
+class _Prefix(Mapping):
+    """The first ``length`` cached keys and values of ``source`` per layer, read when the layer runs
+    (``source`` fills layer by layer as the items below compute it)."""
+
+    def __init__(self, source: dict, length: int):
+        self.source, self.length = source, length
+
+    def __getitem__(self, layer: int) -> tuple[torch.Tensor, torch.Tensor]:
+        key, value = self.source[layer]
+        return key[:, :, :self.length], value[:, :, :self.length]
+
+    def __iter__(self):
+        return iter(self.source)
+
+    def __len__(self) -> int:
+        return len(self.source)
+
+
 class StreamBudgetError(ValueError):
     """The memory budget cannot hold two layers, the preface's KV and one pack."""
 
 
 def plan_groups(streamed: StreamedModel, preface_tokens: int, pack_sizes: list[int], budget: int | None,
-                backend: str = "sdpa") -> list[list[int]]:
-    """Pack indexes grouped so that each group's hidden states and attention masks fit ``budget``
-    bytes beside the resident weights, two layers (one computing, one read ahead), the preface's
-    keys and values and one pack's working memory (all packs in one group when there is no
-    budget). Attention memory follows ``backend`` (see :func:`attention.attention_memory`).
-    Raises :class:`StreamBudgetError`."""
+                backend: str = "sdpa", stacks: list[tuple[tuple[int, ...], ...]] | None = None,
+                push_tokens: int | None = None) -> list[list[int]]:
+    """Pack indexes grouped so that each group's hidden states and attention masks (those of the
+    segments its packs push on the stack, ``stacks[i]`` being pack ``i``'s, in passes of at most
+    ``push_tokens``, included) fit ``budget`` bytes beside the resident weights, two layers (one
+    computing, one read ahead), the keys and values of the preface and the deepest stack, and one
+    pack's working memory (all packs in one group when there is no budget). Attention memory
+    follows ``backend`` (see :func:`attention.attention_memory`; segments are pushed causally, as
+    ``sdpa``). Raises :class:`StreamBudgetError`."""
     if budget is None or not pack_sizes:
         return [list(range(len(pack_sizes)))]
     config = streamed.model.config
@@ -342,32 +435,46 @@ def plan_groups(streamed: StreamedModel, preface_tokens: int, pack_sizes: list[i
     heads = config.num_attention_heads
     kv_dim = getattr(config, "num_key_value_heads", heads) * (getattr(config, "head_dim", None) or hidden // heads)
     ffn = getattr(config, "ffn_dim", None) or getattr(config, "intermediate_size", 4 * hidden)
-    cache = len(streamed.layers) * 2 * preface_tokens * kv_dim * size
+    stacks = stacks or [()] * len(pack_sizes)
+    keys = preface_tokens + max(sum(map(len, stack)) for stack in stacks)  # cached below any item
+    layer_cache = 2 * keys * kv_dim * size
+    cache = len(streamed.layers) * layer_cache
+    pushes, previous = [], ()
+    for stack in stacks:
+        step = push_tokens or max(map(len, stack), default=1)
+        pushes.append([len(segment[start:start + step]) for segment in stack[shared_segments(previous, stack):]
+                       for start in range(0, len(segment), step)])
+        previous = stack
 
-    def attention_bytes(n: int) -> tuple[int, int]:
-        return attention.attention_memory(backend, streamed.device, n, preface_tokens + n, heads)
+    def attention_bytes(n: int, kind: str = backend) -> tuple[int, int]:
+        return attention.attention_memory(kind, streamed.device, n, keys + n, heads)
 
-    def held(n: int) -> int:  # kept for the whole group: hidden states and the pack's mask
-        return n * hidden * size + attention_bytes(n)[0]
+    def working(n: int, kind: str = backend) -> int:  # one item through one layer
+        return n * (4 * hidden + 2 * ffn) * size + attention_bytes(n, kind)[1]
+
+    def held(index: int) -> int:  # kept for the whole group: hidden states and masks, a pushed pass's cache a layer
+        n = pack_sizes[index]
+        pushed = sum(2 * c * hidden * size + attention_bytes(c, "sdpa")[0] + layer_cache for c in pushes[index])
+        return 2 * n * hidden * size + attention_bytes(n)[0] + pushed
 
     largest = max(pack_sizes)
-    working = largest * (4 * hidden + 2 * ffn) * size + attention_bytes(largest)[1]
-    fixed = streamed.resident_bytes() + 2 * streamed.layer_bytes() + cache + working  # one computing, one read ahead
+    widest = max(working(largest), max((working(c, "sdpa") for chunks in pushes for c in chunks), default=0))
+    fixed = streamed.resident_bytes() + 2 * streamed.layer_bytes() + cache + widest  # one computing, one read ahead
     room = budget - fixed
-    if room < held(largest):
+    need = max(held(index) for index in range(len(pack_sizes)))
+    if room < need:
         raise StreamBudgetError(
             f"--gpu-memory {_size(budget)} is too small: the resident weights take "
             f"{_size(streamed.resident_bytes())}, two layers (one read ahead) {_size(2 * streamed.layer_bytes())}, "
-            f"the preface's keys "
-            f"and values {_size(cache)} and one pack of {largest} tokens needs {_size(working + held(largest))}; "
-            f"raise it or lower --max-tokens-per-pack")
+            f"the keys and values of the preface and the stack of shared prefixes {_size(cache)} and one pack "
+            f"of {largest} tokens needs {_size(widest + need)}; raise it or lower --max-tokens-per-pack")
     groups, current, used = [], [], 0
-    for index, n in enumerate(pack_sizes):
-        if current and used + held(n) > room:
+    for index in range(len(pack_sizes)):
+        if current and used + held(index) > room:
             groups.append(current)
             current, used = [], 0
         current.append(index)
-        used += held(n)
+        used += held(index)
     return groups + [current]
 
 
