@@ -5,6 +5,7 @@
         --num_fewshot 5 --batch_size 8 --device cpu --log_samples --output_path OUT
     invscale lm-eval --model invscale --model_args pretrained=M,dtype=float32 ...   # the same otherwise
     python bench/mmlu_like.py tokens --model M --samples OUT [--pack 1024]
+    python bench/lm_eval_timing.py --model M --tasks T --include-path DIR ...   # both, timed, interleaved
 
 Eight subjects of 40 test and 5 dev questions each, in lm-eval's MMLU template (the subject's
 description, five worked examples from the dev split in order, ``first_n``, then the question,

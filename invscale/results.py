@@ -89,6 +89,14 @@ def read_results(path: str | Path) -> list[dict]:
     return read_store(store_path(Path(path)))[0]
 
 
+def provenance_mismatch(recorded: dict, provenance: dict) -> tuple[list[str], list[str]]:
+    """How a results file's recorded meta differs from this run's ``provenance``, its bookkeeping
+    keys apart: (keys the file did not record, keys recorded with another value)."""
+    keys = [key for key in dict.fromkeys([*provenance, *recorded]) if key not in BOOKKEEPING_KEYS]
+    unrecorded = [key for key in keys if key not in recorded]
+    return unrecorded, [key for key in keys if key in recorded and recorded[key] != provenance.get(key)]
+
+
 def is_complete(path: Path, provenance: dict, rows: int) -> bool:
     """Whether the results file at ``path`` was made with exactly ``provenance`` and holds a result for
     each of the data's ``rows`` rows (nothing is locked or changed; a damaged file is not complete)."""
@@ -100,7 +108,7 @@ def is_complete(path: Path, provenance: dict, rows: int) -> bool:
         return False
     if not isinstance(recorded, dict):
         return False
-    if {key: value for key, value in recorded.items() if key not in BOOKKEEPING_KEYS} != provenance:
+    if any(provenance_mismatch(recorded, provenance)):
         return False
     return {int(result["index"]) for result in results} == set(range(rows))
 
@@ -209,12 +217,10 @@ class ResultsStore:
             raise ResultsError(f"{self.meta_path}: damaged; pass --overwrite or another --out") from None
         if not isinstance(recorded, dict):
             raise ResultsError(f"{self.meta_path}: damaged; pass --overwrite or another --out")
-        keys = dict.fromkeys([*self.provenance, *recorded])
-        unrecorded = [key for key in keys if key not in recorded and key not in BOOKKEEPING_KEYS]
+        unrecorded, differing = provenance_mismatch(recorded, self.provenance)
         if unrecorded:
             raise ResultsError(f"{self.path}: was written by an older invscale that did not record "
                                f"{', '.join(unrecorded)}; pass --overwrite to score it again, or another --out")
-        differing = [key for key in keys if key not in BOOKKEEPING_KEYS and recorded.get(key) != self.provenance.get(key)]
         if differing:
             shown = ", ".join(f"{key}: {recorded.get(key)!r:.40} there, {self.provenance.get(key)!r:.40} now"
                               for key in differing)

@@ -193,10 +193,11 @@ def test_a_checkpoint_with_its_own_head_streams_as_it_loads(checkpoint_dirs, tmp
         assert max(abs(a - b) for a, b in zip(values, got[index])) <= TOL
 
 
-@pytest.mark.parametrize("pack_tokens, memory_budget, stack_tokens", [(24, None, None), (24, 1_000_000, None),
-                                                                     (48, 1_200_000, None), (24, 2_000_000, 20)])
+@pytest.mark.parametrize("pack_tokens, memory_budget, stack_tokens, backend", [
+    (24, None, None, "segments"), (24, 1_000_000, None, "segments"), (48, 1_200_000, None, "sdpa"),
+    (24, 1_500_000, None, "flex"), (24, 2_000_000, 20, "segments")])
 def test_streamed_holds_the_stack_of_shared_prefixes(checkpoint_dirs, loaded_models, pack_tokens, memory_budget,
-                                                     stack_tokens):
+                                                     stack_tokens, backend):
     """Instructions longer than a pack, question stems shared by pairs of items, groups of packs cut
     anywhere in the stack: every shared prefix is run through the layers once per run, as resident
     scoring runs it, and the scores are the resident ones (and the reference's); a stack budget too
@@ -206,11 +207,11 @@ def test_streamed_holds_the_stack_of_shared_prefixes(checkpoint_dirs, loaded_mod
     loaded = loaded_models["llama-gqa3"]
     dataset = as_dataset(stacked_records(pack_tokens))
     resident = ScoringJob(loaded.model, loaded.tokenizer, dataset, max_tokens_per_pack=pack_tokens,
-                          stack_tokens=stack_tokens)
+                          stack_tokens=stack_tokens, backend=backend)
     expected = scores(resident)
     streamed = StreamedModel(checkpoint_dirs["llama-gqa3"], torch.float32, torch.device("cpu"))
     job = ScoringJob(None, loaded.tokenizer, dataset, max_tokens_per_pack=pack_tokens, streamed=streamed,
-                     memory_budget=memory_budget, stack_tokens=stack_tokens)
+                     memory_budget=memory_budget, stack_tokens=stack_tokens, backend=backend)
     if stack_tokens is None:
         assert any(len(pack.stack) > 1 for pack in job.packs), "nested shared prefixes are held on the stack"
         assert job.stats.stack.refused == 0
@@ -230,7 +231,7 @@ def test_streamed_holds_the_stack_of_shared_prefixes(checkpoint_dirs, loaded_mod
         reference = [reference_logprob(loaded.model, loaded.tokenizer, row.prompt, c) for c in row.classes]
         assert max_abs_diff(got[row.index], reference) <= 1e-4
     if memory_budget is not None:
-        runner = StreamedRunner(streamed, push_tokens=pack_tokens)
+        runner = StreamedRunner(streamed, backend=backend, push_tokens=pack_tokens)
         for group in job.groups:
             runner.run(job.preface, [job.packs[i] for i in group])
         assert 0 < runner.peak_bytes <= memory_budget
