@@ -435,11 +435,13 @@ def lm_eval_command(ctx: typer.Context) -> None:
     """lm-evaluation-harness's command line with --model invscale available; takes lm_eval's own
     arguments (see invscale lm-eval --help)."""
     try:
-        from invscale.integrations import lm_eval as integration
+        import lm_eval  # noqa: F401
     except ImportError:
         _fail("lm-evaluation-harness is not installed; install it with: pip install -e '.[lm-eval]'")
+    from invscale.integrations.lm_eval_command import main as lm_eval_main
+
     try:
-        integration.main(ctx.args)
+        lm_eval_main(ctx.args)
     except (KeyboardInterrupt, SystemExit, typer.Exit):
         raise
     except Exception as exc:  # lm-eval's own errors and ours, as one line

@@ -12,7 +12,7 @@ continuation, left truncation to the model's length) and returns, in request ord
 ``model_args``: everything the HF backend takes (``pretrained`` may also be one of invscale's
 built-in names or a ``.gguf`` file), plus ``attention``, ``kernels`` and ``max_tokens_per_pack`` as
 for ``invscale score``. Importing this module registers the model; ``invscale lm-eval ARGS`` runs
-lm-eval's command line with it registered.
+lm-eval's command line with it registered (lazily: see :mod:`invscale.integrations.lm_eval_command`).
 """
 
 from __future__ import annotations
@@ -72,16 +72,6 @@ class InvscaleLM(HFLM):
             if request is not None:
                 self.cache_hook.add_partial("loglikelihood", request, answer)
         return answers
-
-
-def main(arguments: list[str]) -> None:
-    """lm-eval's command line with the invscale model registered (``invscale lm-eval ...``)."""
-    import sys
-
-    from lm_eval.__main__ import cli_evaluate
-
-    sys.argv = ["lm_eval", *arguments]
-    cli_evaluate()
 
 
 PRIZE_TASK_YAML = """task: {name}
