@@ -14,7 +14,7 @@ import torch
 from invscale.kernels.fused_head import answer_logprobs_for
 from invscale.scoring import attention
 from invscale.scoring import architectures
-from invscale.scoring.trie import Pack, shared_segments
+from invscale.scoring.trie import Pack, push_passes, shared_segments
 
 
 class PackRunner:
@@ -82,9 +82,8 @@ class PackRunner:
             self.preface_hidden = self.preface_hidden[:length] if length else None
             del held[keep:], self.stack_ends[keep + 1:]
         for segment in stack[keep:]:
-            step = self.push_tokens or len(segment)
-            for start in range(0, len(segment), step):
-                self._push(segment[start:start + step])
+            for piece in push_passes(segment, self.push_tokens):
+                self._push(piece)
             held.append(segment)
             self.stack_ends.append(self.n_prefix)
 

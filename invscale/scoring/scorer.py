@@ -141,8 +141,9 @@ class ScoringJob:
     streamed scoring holds them the same way, see :class:`~invscale.scoring.streamed.StreamedRunner`).
     The stack holds at most ``stack_tokens`` tokens (default: a share of the device's free memory,
     see :func:`invscale.scoring.runner.default_stack_tokens`, or of ``memory_budget`` when
-    streaming); a prefix beyond that is computed in each of its packs, and ``stats.stack`` counts them. ``unconditional`` (each class's log-prob without
-    the prompt, from :func:`unconditional_logprobs`) adds lm-eval's acc_mutual_info to classification rows.
+    streaming); a prefix beyond that is computed in each of its packs, and ``stats.stack`` counts
+    them. ``unconditional`` (each class's log-prob without the prompt, from
+    :func:`unconditional_logprobs`) adds lm-eval's acc_mutual_info to classification rows.
     """
 
     def __init__(self, model, tokenizer, dataset: Dataset, max_tokens_per_pack: int | None = None,

@@ -19,6 +19,7 @@ import time
 from collections.abc import Mapping
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
+from itertools import accumulate
 from pathlib import Path
 from typing import Callable
 
@@ -30,7 +31,7 @@ from invscale.scoring import attention
 from invscale.scoring import architectures
 from invscale.scoring.checkpoint import CheckpointTensors
 from invscale.scoring.runner import answer_rows
-from invscale.scoring.trie import Pack, shared_segments
+from invscale.scoring.trie import Pack, push_passes, shared_segments
 
 
 class _Stop(Exception):
@@ -287,10 +288,8 @@ class StreamedRunner:
                     del path[segment_passes[keep - kept]:], segment_passes[keep - kept + 1:]
                 del current[keep:]
             for segment in pack.stack[keep:]:
-                step = self.push_tokens or len(segment)
-                for start in range(0, len(segment), step):
+                for chunk in push_passes(segment, self.push_tokens):
                     below, length = self._top(path, cached[kept])
-                    chunk = segment[start:start + step]
                     context = attention.TreeContext.preface(len(chunk), device, _Prefix(below, length), length)
                     items.append((torch.tensor(chunk, device=device), context.positions, context))
                     path.append((len(items) - 1, context.captured, length + len(chunk)))
@@ -349,25 +348,23 @@ class StreamedRunner:
         head = self.streamed.model.get_output_embeddings()
         results = []
         for pack, (kept, pushed, number) in zip(packs, paths):
-            below = self._held_hidden(kept) + [finals[item] for item in pushed]
             targets = torch.from_numpy(pack.pair_target).to(device)
-            rows = answer_rows(None if number is None else finals[number], torch.cat(below) if below else None, pack)
+            rows = answer_rows(None if number is None else finals[number], self._path_hidden(kept, pushed, finals), pack)
             results.append(self.answer_logprobs(rows, head.weight, targets, getattr(head, "bias", None),
                                                 self.logit_transform))
-        below = self._held_hidden(last_kept) + [finals[item] for item, _, _ in last_path]
-        self.preface_hidden = torch.cat(below) if below else None
+        self.preface_hidden = self._path_hidden(last_kept, [item for item, _, _ in last_path], finals)
         length = last_path[-1][2] if last_path else self.held_ends[last_kept]
-        self.captured = {layer: (key[:, :, :length], value[:, :, :length]) for layer, (key, value) in kept_cache.items()}
-        self.held_ends = self.held_ends[:last_kept + 1] + [self.held_ends[last_kept] + sum(map(len, last_stack[last_kept:i + 1]))
-                                                            for i in range(last_kept, len(last_stack))]
+        self.captured = dict(_Prefix(kept_cache, length).items())
+        self.held_ends = list(accumulate(map(len, last_stack), initial=self.held_ends[0]))
         self.held = last_stack
         return results
 
-    def _held_hidden(self, kept: int) -> list[torch.Tensor]:
-        """The final hidden states held below ``kept`` segments (an empty list when none)."""
-        if self.preface_hidden is None:
-            return []
-        return [self.preface_hidden[:self.held_ends[kept]]]
+    def _path_hidden(self, kept: int, pushed: list[int], finals: list[torch.Tensor]) -> torch.Tensor | None:
+        """The final hidden states of a path: those held below its ``kept`` held segments, then the
+        ``pushed`` items' (None when the path is empty)."""
+        parts = [] if self.preface_hidden is None else [self.preface_hidden[:self.held_ends[kept]]]
+        parts += [finals[item] for item in pushed]
+        return torch.cat(parts) if parts else None
 
     def _compute_layer(self, index: int, states: list, hidden: list[torch.Tensor], prefetching: bool) -> None:
         """Every item of the group through layer ``index`` (installed), which is then freed."""
@@ -441,9 +438,8 @@ def plan_groups(streamed: StreamedModel, preface_tokens: int, pack_sizes: list[i
     cache = len(streamed.layers) * layer_cache
     pushes, previous = [], ()
     for stack in stacks:
-        step = push_tokens or max(map(len, stack), default=1)
-        pushes.append([len(segment[start:start + step]) for segment in stack[shared_segments(previous, stack):]
-                       for start in range(0, len(segment), step)])
+        pushes.append([len(piece) for segment in stack[shared_segments(previous, stack):]
+                       for piece in push_passes(segment, push_tokens)])
         previous = stack
 
     def attention_bytes(n: int, kind: str = backend) -> tuple[int, int]:
@@ -461,7 +457,8 @@ def plan_groups(streamed: StreamedModel, preface_tokens: int, pack_sizes: list[i
     widest = max(working(largest), max((working(c, "sdpa") for chunks in pushes for c in chunks), default=0))
     fixed = streamed.resident_bytes() + 2 * streamed.layer_bytes() + cache + widest  # one computing, one read ahead
     room = budget - fixed
-    need = max(held(index) for index in range(len(pack_sizes)))
+    costs = [held(index) for index in range(len(pack_sizes))]
+    need = max(costs)
     if room < need:
         raise StreamBudgetError(
             f"--gpu-memory {_size(budget)} is too small: the resident weights take "
@@ -469,12 +466,12 @@ def plan_groups(streamed: StreamedModel, preface_tokens: int, pack_sizes: list[i
             f"the keys and values of the preface and the stack of shared prefixes {_size(cache)} and one pack "
             f"of {largest} tokens needs {_size(widest + need)}; raise it or lower --max-tokens-per-pack")
     groups, current, used = [], [], 0
-    for index in range(len(pack_sizes)):
-        if current and used + held(index) > room:
+    for index, cost in enumerate(costs):
+        if current and used + cost > room:
             groups.append(current)
             current, used = [], 0
         current.append(index)
-        used += held(index)
+        used += cost
     return groups + [current]
 
 

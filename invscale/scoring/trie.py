@@ -476,6 +476,13 @@ def shared_segments(held, stack) -> int:
     return keep
 
 
+def push_passes(segment: tuple[int, ...], push_tokens: int | None) -> list[tuple[int, ...]]:
+    """The passes a runner pushes ``segment`` on the stack in: consecutive pieces of at most
+    ``push_tokens`` tokens (None: the whole segment at once)."""
+    step = push_tokens or len(segment)
+    return [segment[start:start + step] for start in range(0, len(segment), step)]
+
+
 def stack_growth(held: tuple[tuple[int, ...], ...], stack: tuple[tuple[int, ...], ...]) -> int:
     """Tokens a runner holding the segments ``held`` computes to hold ``stack`` instead."""
     return sum(map(len, stack[shared_segments(held, stack):]))
