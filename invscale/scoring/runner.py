@@ -1,7 +1,8 @@
 """Run a preface and packed tries through an unchanged HF causal LM.
 
 The model's attention is switched to the tree attention for the runner's lifetime (and restored
-on close); the LM head is applied only to the hidden states that predict answer tokens, by the
+on close), and so, on CPU, are its float32 linear layers to oneDNN's matrix product
+(:mod:`invscale.kernels.cpu_linear`); the LM head is applied only to the hidden states that predict answer tokens, by the
 fused Triton kernel (``kernels="triton"``) or its torch reference.
 """
 
@@ -11,6 +12,7 @@ import os
 
 import torch
 
+from invscale.kernels import cpu_linear
 from invscale.kernels.fused_head import answer_logprobs_for
 from invscale.scoring import attention
 from invscale.scoring import architectures
@@ -42,10 +44,13 @@ class PackRunner:
         self.stack_ends: list[int] = [0]  # cached tokens below each segment, then after the last
         self._previous_attention = model.config._attn_implementation
         model.set_attn_implementation(attention.ATTENTION_NAME)
+        self._restore_linears = cpu_linear.route(self.body)
 
     def close(self) -> None:
-        """Restore the model's own attention implementation and drop the cached preface and stack."""
+        """Restore the model's own attention implementation and linear layers, and drop the cached
+        preface and stack."""
         self.model.set_attn_implementation(self._previous_attention)
+        self._restore_linears()
         self.prefix, self.n_prefix, self.preface_hidden = {}, 0, None
         self.stack, self.stack_ends = [], [0]
 

@@ -26,6 +26,7 @@ from typing import Callable
 import torch
 from torch import nn
 
+from invscale.kernels import cpu_linear
 from invscale.kernels.fused_head import answer_logprobs_for
 from invscale.scoring import attention
 from invscale.scoring import architectures
@@ -369,10 +370,11 @@ class StreamedRunner:
     def _compute_layer(self, index: int, states: list, hidden: list[torch.Tensor], prefetching: bool) -> None:
         """Every item of the group through layer ``index`` (installed), which is then freed."""
         layer = self.streamed.layers[index]
-        for k, (_, kwargs, context) in enumerate(states):
-            with attention.active(context):
-                out = layer(hidden[k], **kwargs[index])
-            hidden[k] = out[0] if isinstance(out, tuple) else out
+        with cpu_linear.routed(layer):
+            for k, (_, kwargs, context) in enumerate(states):
+                with attention.active(context):
+                    out = layer(hidden[k], **kwargs[index])
+                hidden[k] = out[0] if isinstance(out, tuple) else out
         self._synchronize()
         in_flight = self.streamed.layer_bytes() if prefetching else 0
         contexts = [context for _, _, context in states]
