@@ -50,10 +50,10 @@ def available() -> bool:
 
 def linear(x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None = None) -> torch.Tensor:
     """``F.linear(x, weight, bias)``, through oneDNN for gradient-free float32 CPU inputs of at least
-    :data:`MIN_ROWS` rows when :func:`available`."""
+    :data:`MIN_ROWS` rows and a contiguous weight, when :func:`available`."""
     if (x.dtype == weight.dtype == torch.float32 and x.device.type == "cpu" and weight.device.type == "cpu"
-            and not torch.is_grad_enabled() and x.dim() >= 2 and x.numel() >= MIN_ROWS * x.shape[-1]
-            and available()):
+            and weight.is_contiguous() and not torch.is_grad_enabled() and x.dim() >= 2
+            and x.numel() >= MIN_ROWS * x.shape[-1] and available()):
         return torch.ops.mkldnn._linear_pointwise(x, weight, bias, "none", [], "")
     return F.linear(x, weight, bias)
 
