@@ -24,7 +24,9 @@ from invscale.models import load_model
 from invscale.scoring import attention, runner
 from invscale.scoring.scorer import ScoringJob
 
-MATMULS = ("aten::mm", "aten::addmm", "aten::bmm", "aten::matmul", "aten::linear")
+MATMULS = ("aten::mm", "aten::addmm", "aten::bmm", "aten::matmul", "aten::linear",
+           "mkldnn::_linear_pointwise")  # the last: the linear layers on CPU (invscale.kernels.cpu_linear)
+OPERATORS = ("aten::", "mkldnn::")
 
 
 def labelled(function, label):
@@ -59,7 +61,7 @@ def breakdown(model, tokenizer, dataset, backend: str, max_tokens: int | None) -
     events = profiler.key_averages()
     ranges = {e.key: e.cpu_time_total / 1e6 for e in events if e.key.startswith("invscale::")}
     matmul = sum(e.self_cpu_time_total for e in events if e.key in MATMULS) / 1e6
-    operators = sum(e.self_cpu_time_total for e in events if e.key.startswith("aten::")) / 1e6
+    operators = sum(e.self_cpu_time_total for e in events if e.key.startswith(OPERATORS)) / 1e6
     attention_s, head_s = ranges.get("invscale::attention", 0.0), ranges.get("invscale::head", 0.0)
     inner = _inner_matmul(profiler)
     return {"backend": backend, "wall_s": wall, "attention_s": attention_s, "head_s": head_s,
