@@ -7,7 +7,8 @@ GFLOP/s a core, the AVX2 peak). oneDNN, in the same wheel (the product behind
 instruction set: 350–410 GFLOP/s on the same two cores for the shapes of a small LM's layers (64 to
 4,096 rows). The sums are the same float32 dot products, accumulated in another order, so the
 results agree with ``F.linear`` to float32 rounding (checked once per process by :func:`available`
-before it is ever used).
+before it is ever used). Only x86-64 CPUs take this path: on others, oneDNN's speed against torch's
+own BLAS is unmeasured.
 
 :func:`route` sends a module's plain ``nn.Linear`` layers through :func:`linear` until the returned
 function restores them; :func:`linear` itself falls back to ``F.linear`` for anything but
@@ -17,6 +18,7 @@ as fast or faster).
 
 from __future__ import annotations
 
+import platform
 import types
 from contextlib import contextmanager
 from functools import cache
@@ -30,11 +32,15 @@ MIN_ROWS = 32
 PROBE_TOLERANCE = 1e-5  # relative to the largest output, for the one-off check against F.linear
 
 
+X86_64 = ("x86_64", "amd64")  # where the gain was measured; elsewhere torch's BLAS may be the faster one
+
+
 @cache
 def available() -> bool:
-    """True when oneDNN's linear runs in this process and gives F.linear's float32 results."""
+    """True on an x86-64 CPU where oneDNN's linear runs in this process and gives F.linear's float32
+    results."""
     op = getattr(torch.ops.mkldnn, "_linear_pointwise", None)
-    if op is None or not torch.backends.mkldnn.is_available():
+    if op is None or not torch.backends.mkldnn.is_available() or platform.machine().lower() not in X86_64:
         return False
     generator = torch.Generator().manual_seed(0)
     x = torch.randn(2, MIN_ROWS + 5, 48, generator=generator)
