@@ -30,8 +30,6 @@ from torch import nn
 
 MIN_ROWS = 32
 PROBE_TOLERANCE = 1e-5  # relative to the largest output, for the one-off check against F.linear
-
-
 X86_64 = ("x86_64", "amd64")  # where the gain was measured; elsewhere torch's BLAS may be the faster one
 
 

@@ -2,8 +2,8 @@
 
 The model's attention is switched to the tree attention for the runner's lifetime (and restored
 on close), and so, on CPU, are its float32 linear layers to oneDNN's matrix product
-(:mod:`invscale.kernels.cpu_linear`); the LM head is applied only to the hidden states that predict answer tokens, by the
-fused Triton kernel (``kernels="triton"``) or its torch reference.
+(:mod:`invscale.kernels.cpu_linear`); the LM head is applied only to the hidden states that
+predict answer tokens, by the fused Triton kernel (``kernels="triton"``) or its torch reference.
 """
 
 from __future__ import annotations
