@@ -244,11 +244,12 @@ def load_tokenizer(name: str):
 
 
 def _check_supported(name: str, config) -> None:
-    """Refuse, from the config alone, an architecture the trie scorer cannot score exactly."""
-    from invscale.scoring.architectures import UnsupportedModel, check_model_type
+    """Refuse, from the config alone, what is not a causal LM (every causal LM is scored on one
+    path or the other)."""
+    from invscale.scoring.architectures import UnsupportedModel, check_causal_lm
 
     try:
-        check_model_type(config)
+        check_causal_lm(config)
     except UnsupportedModel as exc:
         raise ModelLoadError(f"model '{name}': {exc}") from None
 

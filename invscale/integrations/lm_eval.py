@@ -2,7 +2,7 @@
 
 lm-eval's HF backend runs each (context, continuation) request as its own padded sequence. This
 model is that backend with one change: ``loglikelihood`` sends all of a run's requests through the
-trie scorer at once, so contexts that repeat across requests (few-shot examples, a question with
+trie scorer (or, for a model the trie cannot serve, the cache path) at once, so contexts that repeat across requests (few-shot examples, a question with
 several options) are computed once. It keeps lm-eval's own tokenization (context encoded alone,
 continuation = the joint encoding's remaining tokens, trailing context spaces moved to the
 continuation, left truncation to the model's length) and returns, in request order, the same
@@ -10,8 +10,9 @@ continuation, left truncation to the model's length) and returns, in request ord
 ``loglikelihood_rolling`` and ``generate_until`` are the HF backend's own.
 
 ``model_args``: everything the HF backend takes (``pretrained`` may also be one of invscale's
-built-in names or a ``.gguf`` file), plus ``attention``, ``kernels`` and ``max_tokens_per_pack`` as
-for ``invscale score``. Importing this module registers the model; ``invscale lm-eval ARGS`` runs
+built-in names or a ``.gguf`` file), plus ``attention``, ``kernels``, ``max_tokens_per_pack`` and
+``path`` (trie, cache or auto: a model the trie cannot serve takes the cache path, the model's own
+forward and cache) as for ``invscale score``. Importing this module registers the model; ``invscale lm-eval ARGS`` runs
 lm-eval's command line with it registered (lazily: see :mod:`invscale.integrations.lm_eval_command`).
 """
 
@@ -23,7 +24,8 @@ from tqdm import tqdm
 
 from invscale.data import check_text
 from invscale.messages import first_line
-from invscale.scoring.architectures import UnsupportedModel, check_model_type
+from invscale.scoring.architectures import UnsupportedModel, check_causal_lm
+from invscale.scoring.paths import check_path
 from invscale.scoring.scorer import score_token_sequences
 
 
@@ -32,7 +34,7 @@ class InvscaleLM(HFLM):
     """lm-eval's HF model, with ``loglikelihood`` computed on a packed trie."""
 
     def __init__(self, pretrained, attention: str = "auto", kernels: str = "auto",
-                 max_tokens_per_pack: int | None = None, **kwargs):
+                 max_tokens_per_pack: int | None = None, path: str = "auto", **kwargs):
         if isinstance(pretrained, str) and "gguf_file" not in kwargs:
             from invscale.models import _model_source
 
@@ -44,10 +46,11 @@ class InvscaleLM(HFLM):
         except Exception as exc:  # the hub client, transformers and safetensors raise many kinds
             raise ValueError(f"--model invscale: cannot load pretrained={pretrained}: {first_line(exc)}") from None
         try:
-            check_model_type(self.model.config)
-        except UnsupportedModel as exc:
+            check_causal_lm(self.model.config)
+            check_path(path)
+        except (UnsupportedModel, ValueError) as exc:
             raise ValueError(f"--model invscale: {exc}") from None
-        self.invscale_options = {"backend": attention, "kernels": kernels,
+        self.invscale_options = {"backend": attention, "kernels": kernels, "path": path,
                                  "max_tokens_per_pack": int(max_tokens_per_pack) if max_tokens_per_pack else None}
 
     def loglikelihood(self, requests, disable_tqdm: bool = False):

@@ -1,11 +1,14 @@
-"""Which causal LMs the trie scorer computes exactly, and what it refuses, before any work.
+"""Which causal LMs the trie scorer computes exactly, why the others take the cache path, and
+what is not a causal LM at all.
 
-The scorer runs a model's own code on a packed trie of tokens with position ids as depths and a
-tree attention mask. That is exact only for models whose every layer mixes tokens through
+The trie scorer runs a model's own code on a packed trie of tokens with position ids as depths and
+a tree attention mask. That is exact only for models whose every layer mixes tokens through
 attention alone, with positions taken from ``position_ids``. This table says, per ``model_type``,
-which architectures have been checked exact against the plain per-option forward pass with their
-features switched on (tests/test_conformance.py, on tiny random configs), and why each other one
-is refused. A model type not in the table is refused too: never silently wrong.
+which architectures have been checked exact on the trie against the plain per-option forward pass
+with their features switched on (tests/test_conformance.py, on tiny random configs). Every other
+causal LM, a model type the table does not know included, is scored on the cache path (the
+model's own forward and cache, :mod:`invscale.scoring.cache_runner`); the table says why where it
+knows. Only what is not a causal LM (encoders, encoder-decoders, multimodal wrappers) is refused.
 """
 
 from __future__ import annotations
@@ -16,7 +19,7 @@ _WINDOW = frozenset({"sliding window"})
 _PLAIN = frozenset()
 
 # model_type -> the optional features checked exact for it with transformers 5.23 (a config that
-# switches on any other is refused); checked by tests/test_conformance.py
+# switches on any other takes the cache path); checked by tests/test_conformance.py
 SUPPORTED: dict[str, frozenset[str]] = {
     **dict.fromkeys((
         "apertus", "arcee", "aria_text", "axk1", "biogpt", "bitnet", "ctrl", "deepseek_v2", "deepseek_v3",
@@ -37,8 +40,9 @@ SUPPORTED: dict[str, frozenset[str]] = {
     "nanochat": frozenset({"final-logit softcap"}),
 }
 
-# why each refused architecture cannot be scored on a trie (completes "<model_type>: ...")
-_REFUSED_GROUPS = {
+# why the trie cannot serve each of these architectures (completes "<model_type>: ..."); they take
+# the cache path
+_TRIE_UNSUITED_GROUPS = {
     "computes attention in its own code, outside transformers' attention interface, so the tree mask "
     "cannot reach it": ("codegen", "falcon", "gpt_neo", "gpt_neox_japanese", "gptj", "openai-gpt", "xglm"),
     "ALiBi position biases (taken from token order, not position ids)": ("bloom", "mpt"),
@@ -54,6 +58,13 @@ _REFUSED_GROUPS = {
     "differential attention": ("diffllama",),
     "dynamic-mask attention": ("doge",),
     "key/value states shared across layers": ("gemma3n_text", "gemma4_text", "gemma4_unified_text"),
+    "a speech and text model whose configured sliding window its layers never apply": ("moshi",),
+}
+TRIE_UNSUITED: dict[str, str] = {model_type: reason for reason, types in _TRIE_UNSUITED_GROUPS.items()
+                                 for model_type in types}
+
+# what is not a causal LM, though transformers' causal-LM mapping names it: refused on every path
+_REFUSED_GROUPS = {
     "an encoder architecture (bidirectional pre-training); not checked exact as a causal LM": (
         "bert", "bert-generation", "big_bird", "camembert", "data2vec-text", "electra", "ernie", "hrm_text",
         "megatron-bert", "modernbert-decoder", "rembert", "roberta", "roberta-prelayernorm", "roc_bert", "roformer",
@@ -61,8 +72,6 @@ _REFUSED_GROUPS = {
     "the decoder of an encoder-decoder model": (
         "bart", "bigbird_pegasus", "blenderbot", "blenderbot-small", "marian", "mbart", "musicgen", "musicgen_melody",
         "mvp", "pegasus", "plbart", "prophetnet", "trocr", "whisper"),
-    "a speech and text model whose configured sliding window its layers never apply; not checked exact": (
-        "moshi",),
     "a multimodal model (score its text model's checkpoint instead)": (
         "emu3", "fuyu", "gemma3", "gemma3n", "gemma4", "gemma4_unified", "gemma4_unified_assistant", "got_ocr2",
         "llama4", "mllama", "moss_transcribe_diarize", "phi4_multimodal", "qwen3_5", "qwen3_5_moe", "qwen4_exp",
@@ -99,15 +108,29 @@ def sliding_window_in_use(config) -> bool:
     return layer_types is None or "sliding_attention" in layer_types
 
 
-def check_model_type(config) -> None:
-    """Raise :class:`UnsupportedModel` (one line) unless the config's architecture is in the table;
-    cheap enough to run on a checkpoint's config before its weights are read."""
-    model_type = getattr(config, "model_type", None) or type(config).__name__
+def check_causal_lm(config) -> None:
+    """Raise :class:`UnsupportedModel` (one line) when the config's architecture is not a causal LM
+    (an encoder, an encoder-decoder's decoder, a multimodal wrapper); every causal LM is scored on
+    one path or the other. Cheap enough to run on a checkpoint's config before its weights are read."""
+    model_type = _model_type(config)
     if model_type in REFUSED:
         raise UnsupportedModel(f"{model_type}: {REFUSED[model_type]}; invscale cannot score it exactly")
+
+
+def check_model_type(config) -> None:
+    """Raise :class:`UnsupportedModel` (one line) unless the trie is checked exact for the config's
+    architecture (see :func:`check_causal_lm` for what no path scores)."""
+    check_causal_lm(config)
+    model_type = _model_type(config)
+    if model_type in TRIE_UNSUITED:
+        raise UnsupportedModel(f"{model_type}: {TRIE_UNSUITED[model_type]}; the trie cannot score it exactly")
     if model_type not in SUPPORTED:
-        raise UnsupportedModel(f"{model_type}: this architecture has not been checked exact by invscale's "
-                               f"conformance tests, so it is refused rather than risked")
+        raise UnsupportedModel(f"{model_type}: this architecture has not been checked exact on the trie by "
+                               f"invscale's conformance tests")
+
+
+def _model_type(config) -> str:
+    return getattr(config, "model_type", None) or type(config).__name__
 
 
 def check_architecture(config, longest_sequence: int | None = None) -> None:
@@ -125,8 +148,8 @@ def check_architecture(config, longest_sequence: int | None = None) -> None:
         features.discard("sliding window")
     unchecked = sorted(features - SUPPORTED[model_type])
     if unchecked:
-        raise UnsupportedModel(f"{model_type}: {', '.join(unchecked)} has not been checked exact for this "
-                               f"architecture, so it is refused rather than risked")
+        raise UnsupportedModel(f"{model_type}: {', '.join(unchecked)} has not been checked exact on the trie for "
+                               f"this architecture")
     limit = length_dependent_rope_limit(config)
     if limit is not None and (longest_sequence is None or longest_sequence > limit):
         raise UnsupportedModel(

@@ -18,6 +18,7 @@ import queue
 import threading
 from collections import defaultdict
 from dataclasses import dataclass
+from functools import partial
 from itertools import accumulate, chain, groupby
 from operator import attrgetter
 from typing import Callable, Iterable, Iterator
@@ -29,9 +30,11 @@ from invscale.data import DataError, Dataset, Row, TaskType
 from invscale.kernels.launch import resolve_kernels
 from invscale.scoring import architectures
 from invscale.scoring.attention import resolve_backend
+from invscale.scoring.cache_runner import CacheRunner, ContextBatch, context_batch, probe
 from invscale.scoring.distributed import Group
 from invscale.scoring.heap import settled_heap
 from invscale.scoring.metrics import example_metrics
+from invscale.scoring.paths import ScoringPath, check_path, choose_path, sequence_limit
 from invscale.scoring.runner import PackRunner, default_stack_tokens
 from invscale.scoring.splice_check import chosen_checks
 from invscale.scoring.streamed import StreamedModel, StreamedRunner, plan_groups
@@ -144,6 +147,9 @@ class ScoringJob:
     streaming); a prefix beyond that is computed in each of its packs, and ``stats.stack`` counts
     them. ``unconditional`` (each class's log-prob without the prompt, from
     :func:`unconditional_logprobs`) adds lm-eval's acc_mutual_info to classification rows.
+    ``path``: ``trie``, ``cache`` or ``auto`` (see :mod:`invscale.scoring.paths`); ``self.path`` says
+    which one runs and why, chosen before any work. On the cache path a pack is one context and its
+    continuations (a :class:`~invscale.scoring.cache_runner.ContextBatch`).
     """
 
     def __init__(self, model, tokenizer, dataset: Dataset, max_tokens_per_pack: int | None = None,
@@ -151,8 +157,9 @@ class ScoringJob:
                  kernels: str = "auto", streamed: StreamedModel | None = None, memory_budget: int | None = None,
                  on_layer: Callable[[int, int], None] | None = None, splice: bool = True,
                  chunk_rows: int = CHUNK_ROWS, group: Group = Group(), too_long: str = "error", stacks: bool = True,
-                 stack_tokens: int | None = None, unconditional: dict[str, float] | None = None):
+                 stack_tokens: int | None = None, unconditional: dict[str, float] | None = None, path: str = "auto"):
         self.unconditional = unconditional
+        self.requested_path, self.path = check_path(path), None
         with settled_heap():
             self._set_up(model, tokenizer, dataset, max_tokens_per_pack, backend, skip_indexes, kernels, streamed,
                          memory_budget, on_layer, splice, chunk_rows, group, too_long, stacks, stack_tokens)
@@ -181,9 +188,11 @@ class ScoringJob:
             self._index_items(([self.items[n] for n in kept], [self.item_rows[n] for n in kept]))
         self._check_splice()
         self.preface = self.pairs.preface
+        self._take_path(streamed)
+        preface_once = self.path.name == "trie" or self.path.mode == "multi"
         self.stats = ScoreStats(items=int(self._pending_rows.sum()) + len(self._long_rows),
                                 sequences=int((self._pending_rows * np.diff(self._first_sequence)).sum()),
-                                preface_tokens=len(self.preface) if self._pending_rows.any() else 0,
+                                preface_tokens=len(self.preface) if self._pending_rows.any() and preface_once else 0,
                                 stack=StackPlan(stack_tokens if stack_tokens is not None
                                                 else default_stack_tokens(model, streamed, memory_budget))
                                 if self.stacks else None)
@@ -191,6 +200,18 @@ class ScoringJob:
             self.packs = self.plan()
             self.groups = plan_groups(streamed, len(self.preface), [p.n_tokens for p in self.packs], memory_budget,
                                       self.backend, [p.stack for p in self.packs], self.max_tokens_per_pack)
+
+    def _take_path(self, streamed: StreamedModel | None) -> None:
+        """On the cache path, measure the model's cache mode (:func:`~invscale.scoring.cache_runner.probe`);
+        streaming serves the trie alone, so a streamed model there is refused in one line."""
+        if self.path.name != "cache":
+            return
+        if streamed is not None:
+            raise architectures.UnsupportedModel(
+                f"{self.path.reason}; it is scored on the cache path, which does not stream layers: load it whole "
+                f"(--offload none)" if self.requested_path != "cache" else
+                "--path cache does not stream layers: load the model whole (--offload none)")
+        self.path = ScoringPath("cache", self.path.reason, probe(self.model))
 
     @property
     def too_long_rows(self) -> int:
@@ -236,7 +257,7 @@ class ScoringJob:
         (``too_long="error"``, every row named) or returned (their numbers and sequences)."""
         config = self.model.config
         max_positions = getattr(config, "max_position_embeddings", None)
-        limit = max_sequence_length(config)
+        limit = max_sequence_length(config, self.requested_path)
         task_type = self.dataset.task_type
         self._check_targets()
         if eager is not None:  # every item is tokenized already
@@ -269,9 +290,10 @@ class ScoringJob:
         if long_items and self.too_long == "error":
             longest_row = max(length for _, _, length in long_items)
             if max_positions is None or longest_row <= max_positions:  # the architecture's own limit: its reason
-                architectures.check_architecture(config, longest_row)
+                choose_path(config, self.requested_path, longest_row)
             raise DataError(too_long_message(self.dataset.name, [(row.index, length) for n, _, length in long_items
-                                                                 for row in self.item_rows[n]], limit_words(config)))
+                                                                 for row in self.item_rows[n]],
+                                             limit_words(config, self.requested_path)))
         if self.too_long == "truncate-left":
             for n, item_sequences, _ in long_items:
                 longest_target = max(s.n_target for s in item_sequences)
@@ -281,7 +303,7 @@ class ScoringJob:
                                     f"tokens; with --too-long truncate-left nothing of the prompt would be left "
                                     f"(the model takes {limit})")
         longest = max([longest] + [length for length in lengths if limit is None or length <= limit])
-        architectures.check_architecture(config, longest)
+        self.path = choose_path(config, self.requested_path, longest)
         return [(n, item_sequences) for n, item_sequences, _ in long_items]
 
     def _check_splice(self) -> None:
@@ -361,7 +383,8 @@ class ScoringJob:
             ordered, own, seq_ids, owner_of = self._chunk_contexts(start, stop, first)
             for same in np.flatnonzero(owner_of != np.arange(first, last)).tolist():
                 self._aliases.setdefault(int(owner_of[same]), []).append(first + same)
-            units = self._units(self.pairs.contexts(ordered, own), seq_ids)
+            found = self.pairs.contexts(ordered, own)
+            units = self._units(found, seq_ids)
             ids, lengths, targets, context_lengths = self._sequence_sizes(units)
             self._check_predictable(ids, lengths, targets)
             self._n_targets[ids] = targets
@@ -372,6 +395,11 @@ class ScoringJob:
             self.stats.naive_tokens += int((sequence_weights * lengths).sum())
             self.stats.answer_tokens += int((sequence_weights * targets).sum())
             self.stats.hf_tokens += int((sequence_weights * hf_inputs(units, lengths, context_lengths)).sum())
+            if self.path.name == "cache":
+                for tokens, ids in zip(found, seq_ids):
+                    if self._owner_pending[ids].any():
+                        yield context_batch(self.path.mode, self.preface, tokens.stem, tokens.junctions, ids)
+                continue
             packs, held = build_packs(held + units, self.max_tokens_per_pack, self.preface,
                                       keep_last=stop < len(self.items), stacks=self.stacks, plan=self.stats.stack)
             yield from (pack for pack in packs if self._owner_pending[pack.seq_ids].any())
@@ -474,14 +502,15 @@ class ScoringJob:
         """Results of the rows too long for the model: skipped, or scored truncated from the left."""
         if not self._long_rows:
             return
-        limit = max_sequence_length(self.model.config)
+        limit = max_sequence_length(self.model.config, self.requested_path)
         if self.too_long == "skip":
             for row, sequences in self._long_rows:
                 yield {"index": row.index, "skipped": f"{max(len(s.tokens) for s in sequences)} tokens, more than "
-                                                      f"{limit_words(self.model.config)}"}
+                                                      f"{limit_words(self.model.config, self.requested_path)}"}
         else:
             flat = [(s.tokens[-limit:], s.n_target) for _, sequences in self._long_rows for s in sequences]
-            logprobs, _ = score_token_sequences(self.model, flat, self.max_tokens_per_pack, self.backend, self.kernels)
+            logprobs, _ = score_token_sequences(self.model, flat, self.max_tokens_per_pack, self.backend, self.kernels,
+                                                path=self.path.name, mode=self.path.mode)
             cursor = 0
             for row, sequences in self._long_rows:
                 row_logprobs = logprobs[cursor:cursor + len(sequences)]
@@ -501,7 +530,10 @@ class ScoringJob:
         remaining = np.where(self._pending_rows > 0, np.diff(first), -1).tolist()  # done items never finish again
         logprobs = np.zeros(int(first[-1]), dtype=np.float64)
         self.stats.unique_tokens = self.stats.preface_tokens
-        passes = self._streamed_passes() if self.streamed is not None else self._resident_passes()
+        if self.path.name == "cache":
+            passes = self._cache_passes()
+        else:
+            passes = self._streamed_passes() if self.streamed is not None else self._resident_passes()
         held = ()
         for pack, launched in passes:
             sums = pack.sequence_sums(launched.double().cpu().numpy())
@@ -535,6 +567,14 @@ class ScoringJob:
             runner.set_preface(self.preface)
             yield from self.group.passes(stack_units(self._packs_beside()),
                                          lambda unit: [runner.pair_logprobs(pack) for pack in unit])
+
+    def _cache_passes(self) -> Iterator[tuple[ContextBatch, torch.Tensor]]:
+        """(context batch, its sequences' summed log-probs) by the model's own forward and cache, the
+        preface computed once where the mode allows (under torchrun, contexts dealt out as packs are)."""
+        with CacheRunner(self.model, self.path.mode) as runner:
+            runner.set_preface(self.preface)
+            yield from self.group.passes(([batch] for batch in self._packs_beside()),
+                                         lambda unit: [runner.run(batch)[0] for batch in unit])
 
     def _streamed_passes(self) -> Iterator[tuple[Pack, torch.Tensor]]:
         """(pack, its answer log-probs) streaming the layers once per group of packs (under torchrun,
@@ -573,16 +613,14 @@ def check_too_long(choice: str) -> str:
     return choice
 
 
-def max_sequence_length(config) -> int | None:
-    """The longest sequence the model scores exactly: its positions, or an architecture's limit."""
-    limits = [limit for limit in (getattr(config, "max_position_embeddings", None), architectures.length_limit(config))
-              if limit is not None]
-    return min(limits) if limits else None
+def max_sequence_length(config, path: str = "auto") -> int | None:
+    """The longest sequence the model scores exactly on ``path`` (see :func:`~invscale.scoring.paths.sequence_limit`)."""
+    return sequence_limit(config, path)
 
 
-def limit_words(config) -> str:
+def limit_words(config, path: str = "auto") -> str:
     """What limits a sequence's length, in words: the model's positions, or the architecture's."""
-    limit, positions = max_sequence_length(config), getattr(config, "max_position_embeddings", None)
+    limit, positions = max_sequence_length(config, path), getattr(config, "max_position_embeddings", None)
     if limit == positions:
         return f"the model's {positions} positions"
     return f"{limit} tokens, up to which this architecture is scored exactly"
@@ -599,16 +637,19 @@ def too_long_message(source: str, rows: list[tuple[int, int]], limit: str) -> st
 
 def score_token_sequences(model, sequences: list[tuple[tuple[int, ...], int]], max_tokens_per_pack: int | None = None,
                           backend: str = "auto", kernels: str = "auto",
-                          on_pack: Callable[[int], None] | None = None) -> tuple[list[float], list[bool]]:
+                          on_pack: Callable[[int], None] | None = None, path: str = "auto",
+                          mode: str | None = None) -> tuple[list[float], list[bool]]:
     """For token sequences given as (tokens, n_target): the summed log-prob of each one's last
     ``n_target`` tokens and whether each of those tokens is the argmax of its prediction, from one
     trie run (the preface is the tokens every sequence shares, every other shared prefix is computed
     once on the packs' stack; a repeated sequence runs once). What lm-evaluation-harness's
     ``loglikelihood`` asks, for requests it has tokenized itself. ``on_pack(n)`` is called after
-    each pack with the number of the given sequences it finished."""
+    each pack with the number of the given sequences it finished. ``path``: as for
+    :class:`ScoringJob` (on the cache path, ``mode`` when the caller probed the model already; a
+    pack is then one context's sequences)."""
     if not sequences:
         return [], []
-    architectures.check_architecture(model.config, max(len(tokens) for tokens, _ in sequences))
+    chosen = choose_path(model.config, path, max(len(tokens) for tokens, _ in sequences))
     kernels = resolve_kernels(kernels, model.device)
     preface = common_prefix(tokens for tokens, _ in sequences)
     distinct = {}
@@ -618,16 +659,26 @@ def score_token_sequences(model, sequences: list[tuple[tuple[int, ...], int]], m
                              "the first")
         distinct.setdefault((tokens, n_target), len(distinct))
     refs = [SequenceRef(number, tokens[len(preface):], n_target) for (tokens, n_target), number in distinct.items()]
-    budget = max_tokens_per_pack or default_max_tokens_per_pack(model)
-    packs, _ = build_packs(units_of_sequences(refs), budget, preface, stacks=True,
-                           plan=StackPlan(default_stack_tokens(model)))
+    units = units_of_sequences(refs)
     logprobs, greedy = np.zeros(len(distinct)), np.zeros(len(distinct), dtype=bool)
     repeats = np.bincount([distinct[key] for key in sequences], minlength=len(distinct))  # sequences per distinct one
-    with PackRunner(model, backend=resolve_backend(backend, model.device, kernels), kernels=kernels,
-                    push_tokens=budget) as runner:
+    if chosen.name == "cache":
+        mode = mode or probe(model)
+        runner = CacheRunner(model, mode)
+        packs = (context_batch(mode, preface, unit.stem, [(ref.tokens[len(unit.stem):], ref.n_target)
+                                                         for ref in map(refs.__getitem__, unit.seq_ids)], unit.seq_ids)
+                 for unit in units)
+        score = runner.run
+    else:
+        budget = max_tokens_per_pack or default_max_tokens_per_pack(model)
+        packs, _ = build_packs(units, budget, preface, stacks=True, plan=StackPlan(default_stack_tokens(model)))
+        runner = PackRunner(model, backend=resolve_backend(backend, model.device, kernels), kernels=kernels,
+                            push_tokens=budget)
+        score = partial(runner.pair_logprobs, with_greedy=True)
+    with runner:
         runner.set_preface(preface)
         for pack in packs:
-            pair_logprobs, pair_greedy = runner.pair_logprobs(pack, with_greedy=True)
+            pair_logprobs, pair_greedy = score(pack)
             logprobs[pack.seq_ids] = pack.sequence_sums(pair_logprobs.double().cpu().numpy())
             greedy[pack.seq_ids] = pack.sequence_all(pair_greedy.cpu().numpy())
             if on_pack is not None:
