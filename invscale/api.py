@@ -39,6 +39,7 @@ from invscale.results import FollowerStore, check_out_path, open_results, result
 from invscale.scoring import distributed
 from invscale.scoring.chat import apply_chat_template, require_chat_template
 from invscale.scoring.metrics import TOO_LONG_COLUMNS, chance_levels, seed_summary
+from invscale.scoring.paths import ScoringPath, check_path
 from invscale.scoring.scorer import ScoreStats, ScoringJob, check_too_long, unconditional_logprobs
 
 _stderr = Console(stderr=True, markup=False, highlight=False)
@@ -77,6 +78,7 @@ class Results:
     seconds: float = 0.0
     stream_times: Any = None
     scorer: "Scorer | None" = field(default=None, repr=False)
+    path_taken: ScoringPath | None = None  # the path the rows scored now took (None: all were scored before)
 
     @cached_property
     def summary(self) -> dict:
@@ -131,6 +133,8 @@ class Scorer:
     ``smollm2-135m``. The options are the command line's: ``max_tokens_per_pack``, ``kernels``
     (auto, torch, triton), ``attention`` (the tree attention backend), ``offload`` (none, disk,
     cpu, auto) with ``gpu_memory`` (e.g. ``"20GiB"``), ``too_long`` (error, skip, truncate-left),
+    ``path`` (trie, cache or auto: which exact path computes the log-probs; see
+    :mod:`invscale.scoring.paths`),
     ``chat_template`` and ``mutual_info`` (lm-eval's acc_mutual_info for classification rows: one
     more trie run, of each distinct class with no prompt). ``progress`` shows a bar (a line now and then when standard error is
     not a terminal); ``warn`` and ``log`` receive the warnings and notes a run has to say.
@@ -139,9 +143,10 @@ class Scorer:
     def __init__(self, model: str, dtype: str = "float32", device: str = "auto", *,
                  max_tokens_per_pack: int | None = None, kernels: str = "auto", attention: str = "auto",
                  offload: str = "auto", gpu_memory: str | None = None, too_long: str = "error",
-                 chat_template: bool = False, mutual_info: bool = False, progress: bool = True,
+                 chat_template: bool = False, mutual_info: bool = False, progress: bool = True, path: str = "auto",
                  warn: Callable[[str], None] = _warn, log: Callable[[str], None] = _say):
         check_too_long(too_long)
+        self.path = check_path(path)
         self.memory_budget = parse_memory(gpu_memory) if gpu_memory is not None else None
         resolve_device(device)
         if chat_template:  # from the tokenizer alone, before any weights are read
@@ -212,12 +217,14 @@ class Scorer:
                 scored = apply_chat_template(dataset, loaded.tokenizer) if self.chat_template else dataset
                 unconditional = (unconditional_logprobs(loaded.model, loaded.tokenizer,
                                                         (text for row in dataset.rows for text in row.classes),
-                                                        self.max_tokens_per_pack, self.attention, self.kernels)
+                                                        self.max_tokens_per_pack, self.attention, self.kernels,
+                                                        self.path)
                                  if self.mutual_info else None)
                 job = ScoringJob(loaded.model, loaded.tokenizer, scored, max_tokens_per_pack=self.max_tokens_per_pack,
                                  backend=self.attention, skip_indexes=done, kernels=self.kernels,
                                  streamed=loaded.streamed, memory_budget=self.memory_budget, group=self.group,
-                                 too_long=self.too_long, unconditional=unconditional)
+                                 too_long=self.too_long, unconditional=unconditional, path=self.path)
+                store.notes["scoring_path"] = job.path.describe()
                 if self.group.is_main:
                     if label is not None:
                         self.log(f"{label}: scoring {job.stats.items} items")
@@ -232,7 +239,7 @@ class Scorer:
             seconds = store.finalize(records, time.perf_counter() - started if job is not None else 0.0)
         records = sorted(records, key=lambda record: record["index"])
         return Results(records, dataset, self.model_name, out, job.stats if job else None, seconds,
-                       job.stream_times if job else None, self)
+                       job.stream_times if job else None, self, job.path if job else None)
 
     def options(self, prompts: Sequence[str], options: Sequence[Sequence[str]] | Sequence[str]) -> list[list[float]]:
         """The log-probability the model gives each option after its prompt (summed over the
@@ -423,20 +430,21 @@ def sweep(data: Iterable[str], models: Iterable[str] | None = None, out: str | P
           dtype: str = "float32", device: str = "auto", kernels: str = "auto", max_tokens_per_pack: int | None = None,
           offload: str = "auto", gpu_memory: str | None = None, chat_template: bool = False, n: int = 300,
           seeds: Sequence[int] = (0,), shots: Sequence[int | None] = (None,), x_axis: str = "params",
-          progress: bool = True, log: Callable[[str], None] = _say) -> Report:
+          path: str = "auto", progress: bool = True, log: Callable[[str], None] = _say) -> Report:
     """Score every dataset of ``data`` (files, or generator names expanded by ``n``, ``seeds`` and
     ``shots``) on every model (``models``, or the members of ``family``), one model in memory at a
     time, into the run folder ``out`` (resumable: finished pairs are never redone), then
     :func:`report` it. With ``revisions`` (e.g. ``["step1000", "step143000"]``) every model is swept
     at each of them (``model@revision``), for the report's through-training verdicts; checkpoint
     folders named by step (``ckpt/step-1000``) are taken as one model through training as they are.
-    A model that fails is recorded in the manifest and the sweep goes on."""
+    ``path`` is :class:`Scorer`'s. A model that fails is recorded in the manifest and the sweep goes on."""
     from invscale.study.family import family_members, member_at
     from invscale.study.run import run_sweep
     from invscale.study.tasks import sweep_datasets
 
     if (family is None) == (models is None):
         raise ValueError("give exactly one of --family or --models")
+    check_path(path)
     if out is None:
         raise ValueError("sweep: name the run folder, out=…")
     chosen = ([(member.model, member) for member in family_members(family)] if family
@@ -450,7 +458,7 @@ def sweep(data: Iterable[str], models: Iterable[str] | None = None, out: str | P
     budget = parse_memory(gpu_memory) if gpu_memory is not None else None
     run_sweep(out, datasets, chosen, dtype, device, kernels, max_tokens_per_pack,
               score=lambda job, store: _run_job(job, store, progress), log=log, offload=offload,
-              memory_budget=budget, group=group, chat_template=chat_template, seed_groups=seed_groups)
+              memory_budget=budget, group=group, chat_template=chat_template, seed_groups=seed_groups, scoring_path=path)
     return report(out, x_axis) if group.is_main else Report([], {}, out, {"datasets": [], "models": []})
 
 

@@ -34,6 +34,9 @@ app = typer.Typer(add_completion=False, no_args_is_help=True,
 # No console markup: messages hold file names, model names and user text that may contain brackets.
 err = Console(stderr=True, markup=False, highlight=False)
 out = Console(markup=False, highlight=False)
+PATH_HELP = ("How log-probs are computed, exactly either way: trie (each unique token once, for the architectures "
+             "proven there), cache (the model's own forward and cache, for any causal LM) or auto (the trie where it "
+             "is exact, else the cache).")
 USER_ERRORS = (DataError, ModelLoadError, ResultsError, KernelUnavailable, api.OutOfMemory, ValueError, TypeError,
                OSError)
 
@@ -173,6 +176,7 @@ def score(
     chat_template: bool = typer.Option(False, help=CHAT_TEMPLATE_HELP),
     mutual_info: bool = typer.Option(False, help="Also lm-eval's acc_mutual_info (classification): each class's "
                                                  "log-prob minus its log-prob with no prompt, one more short pass."),
+    path: str = typer.Option("auto", help=PATH_HELP),
 ) -> None:
     """Score every row of DATA with MODEL and write per-example results; resumes an interrupted run."""
     started = time.perf_counter()
@@ -183,7 +187,7 @@ def score(
     try:
         scorer = api.Scorer(model, dtype, device, max_tokens_per_pack=max_tokens_per_pack, kernels=kernels,
                             attention=attention, offload=offload, gpu_memory=gpu_memory, too_long=too_long,
-                            chat_template=chat_template, mutual_info=mutual_info, warn=_warn, log=_say)
+                            chat_template=chat_template, mutual_info=mutual_info, path=path, warn=_warn, log=_say)
         results = scorer.score(data, out_path or _default_out(data), overwrite=overwrite, task_type=task_type,
                                split=split)
     except USER_ERRORS as exc:
@@ -219,6 +223,7 @@ def evaluate(
     overwrite: bool = typer.Option(False, help="Start over instead of resuming results already in --out."),
     too_long: str = typer.Option("error", help=TOO_LONG_HELP),
     chat_template: bool = typer.Option(False, help=CHAT_TEMPLATE_HELP),
+    path: str = typer.Option("auto", help=PATH_HELP),
 ) -> None:
     """Generate each task, score it with MODEL and print accuracy and loss per task against chance.
 
@@ -229,7 +234,7 @@ def evaluate(
         seed_list = _counts("--seeds", seeds)
         shot_list = _counts("--shots", shots) if shots is not None else [None]
         scorer = api.Scorer(model, dtype, device, kernels=kernels, too_long=too_long, chat_template=chat_template,
-                            warn=_warn, log=_say)
+                            path=path, warn=_warn, log=_say)
         evaluation = api.evaluate(tasks.split(","), model, n, seed_list, shot_list, out_dir, overwrite=overwrite,
                                   scorer=scorer)
     except USER_ERRORS as exc:
@@ -280,6 +285,7 @@ def sweep(
                                                    "with intervals across seeds and items."),
     shots: Optional[str] = typer.Option(None, help="Generator names: worked examples in the shared preface, one "
                                                    "count or several (0,3), each its own task in the report."),
+    path: str = typer.Option("auto", help=PATH_HELP),
 ) -> None:
     """Score every DATA file (or generated task) on every model, then report tables, plots and scaling
     verdicts.
@@ -290,7 +296,8 @@ def sweep(
                           revisions=[r for r in revisions.split(",") if r] if revisions else None, dtype=dtype,
                           device=device, kernels=kernels, max_tokens_per_pack=max_tokens_per_pack, offload=offload,
                           gpu_memory=gpu_memory, chat_template=chat_template, n=n, seeds=_counts("--seeds", seeds),
-                          shots=_counts("--shots", shots) if shots is not None else [None], x_axis=x_axis, log=_say)
+                          shots=_counts("--shots", shots) if shots is not None else [None], x_axis=x_axis, path=path,
+                          log=_say)
     except USER_ERRORS as exc:
         _fail(_one_line(exc))
     except api.Interrupted as exc:
@@ -493,6 +500,8 @@ def _print_summary(results: api.Results, seconds: float) -> None:
     if "mean_loss" in summary:
         table.add_row("mean loss", f"{summary['mean_loss']:.4f} (95% {summary['loss_low']:.4f}–{summary['loss_high']:.4f})")
     table.add_row("wall time", f"{seconds:.1f} s")
+    if results.path_taken is not None:
+        table.add_row("path", results.path_taken.describe())
     if stats is not None and stats.items:
         ratio = stats.naive_tokens / max(stats.unique_tokens, 1)
         table.add_row("tokens computed", f"{stats.unique_tokens:,} unique vs {stats.naive_tokens:,} naive "

@@ -37,7 +37,7 @@ from invscale.scoring.distributed import Group
 from invscale.scoring.metrics import result_columns
 
 RESULT_SUFFIXES = (".jsonl", ".csv")
-BOOKKEEPING_KEYS = ("scoring_seconds",)  # kept in the meta file, not compared as provenance
+BOOKKEEPING_KEYS = ("scoring_seconds", "scoring_path")  # kept in the meta file, not compared as provenance
 
 
 class ResultsError(RuntimeError):
@@ -149,6 +149,7 @@ class ResultsStore:
         self.meta_path = self.path.with_name(self.path.name + ".meta.json")
         self.lock_path = self.path.with_name(self.path.name + ".lock")
         self.provenance, self.columns, self.overwrite = provenance, columns, overwrite
+        self.notes: dict = {}  # bookkeeping the run adds to the meta file (the scoring path it took)
         self.existing: list[dict] = []
         self.warnings: list[str] = []
         self._lock = None
@@ -250,7 +251,8 @@ class ResultsStore:
         self.started = True
 
     def _write_meta(self, seconds: float) -> None:
-        _replace(self.meta_path, json.dumps({**self.provenance, "scoring_seconds": seconds}, indent=2) + "\n")
+        _replace(self.meta_path, json.dumps({**self.provenance, **self.notes, "scoring_seconds": seconds}, indent=2)
+                 + "\n")
 
     def append(self, results: list[dict]) -> None:
         """Write finished results (one per index, ever) and flush them to disk."""
@@ -338,6 +340,7 @@ class FollowerStore:
 
     def __init__(self, path, done: set[int]):
         self.path, self._done = path, done
+        self.notes: dict = {}
         self.existing: list[dict] = []
         self.warnings: list[str] = []
 

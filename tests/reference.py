@@ -11,7 +11,7 @@ def reference_logprob(model, tokenizer, context, continuation):
     """Sum of log p(continuation tokens) from one unpacked forward pass with the model's own attention."""
     ids = tokenizer(context + continuation)["input_ids"]
     k = len(tokenizer(continuation, add_special_tokens=False)["input_ids"])
-    logits = model(torch.tensor([ids], device=model.device)).logits[0].float()
+    logits = model(torch.tensor([ids], device=model.device), use_cache=False).logits[0].float()
     logprobs = torch.log_softmax(logits, dim=-1)
     return sum(logprobs[i - 1, ids[i]].item() for i in range(len(ids) - k, len(ids)))
 

@@ -28,6 +28,7 @@ from invscale.kernels import cpu_linear
 
 MODES = ("multi", "step", "plain")
 PROBE_TOKENS = 24  # random tokens the probe runs: past a conformance test's windows (8), cheap on any model
+PROBE_VOCABULARY = 256  # drawn from the first token ids, which every vocabulary (and per-layer input table) has
 # largest |log-prob difference| from the plain forward the probe accepts: far above rounding, far
 # below what a cache that loses or misplaces tokens gives (1e-1 and more)
 PROBE_TOLERANCE = {torch.float32: 1e-3, torch.float64: 1e-6}
@@ -216,7 +217,7 @@ class CacheRunner:
         in ``multi``, the context itself continued from a cache first."""
         if self.argument is None:
             return "plain"
-        vocabulary = self.model.get_output_embeddings().weight.shape[0]
+        vocabulary = min(self.model.get_input_embeddings().num_embeddings, PROBE_VOCABULARY)
         ids = torch.randint(0, vocabulary, (PROBE_TOKENS,), generator=torch.Generator().manual_seed(0)).tolist()
         tolerance = PROBE_TOLERANCE.get(next(self.model.parameters()).dtype, PROBE_TOLERANCE_HALF)
         reference, _ = self._forward(torch.tensor([ids]), keep_cache=False)

@@ -195,7 +195,7 @@ class ScoringJob:
                                 preface_tokens=len(self.preface) if self._pending_rows.any() and preface_once else 0,
                                 stack=StackPlan(stack_tokens if stack_tokens is not None
                                                 else default_stack_tokens(model, streamed, memory_budget))
-                                if self.stacks else None)
+                                if self.stacks and self.path.name == "trie" else None)
         if streamed is not None:
             self.packs = self.plan()
             self.groups = plan_groups(streamed, len(self.preface), [p.n_tokens for p in self.packs], memory_budget,
@@ -688,10 +688,10 @@ def score_token_sequences(model, sequences: list[tuple[tuple[int, ...], int]], m
 
 
 def unconditional_logprobs(model, tokenizer, texts: Iterable[str], max_tokens_per_pack: int | None = None,
-                           backend: str = "auto", kernels: str = "auto") -> dict[str, float]:
+                           backend: str = "auto", kernels: str = "auto", path: str = "auto") -> dict[str, float]:
     """Each text's log-prob with no prompt, as lm-evaluation-harness computes it for acc_mutual_info:
     after the tokenizer's prefix token alone (BOS, else EOS), the text encoded without special tokens
-    (its first token standing in for the prefix when it is that token); one trie run for them all."""
+    (its first token standing in for the prefix when it is that token); one run for them all, on ``path``."""
     prefix = tokenizer.bos_token_id if tokenizer.bos_token_id is not None else tokenizer.eos_token_id
     texts = list(dict.fromkeys(texts))
     sequences = []
@@ -699,5 +699,5 @@ def unconditional_logprobs(model, tokenizer, texts: Iterable[str], max_tokens_pe
         encoded = tokenizer(text, add_special_tokens=False)["input_ids"]
         tokens = [prefix, *encoded] if encoded[0] != prefix else encoded
         sequences.append((tuple(tokens), len(tokens) - 1))
-    logprobs, _ = score_token_sequences(model, sequences, max_tokens_per_pack, backend, kernels)
+    logprobs, _ = score_token_sequences(model, sequences, max_tokens_per_pack, backend, kernels, path=path)
     return dict(zip(texts, logprobs))

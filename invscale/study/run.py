@@ -100,14 +100,14 @@ def run_sweep(run_dir: Path, datasets: dict[str, tuple[str, Dataset]], models: l
               dtype: str, device: str, kernels: str, max_tokens_per_pack: int | None,
               score: Callable[[ScoringJob, ResultsStore], list[dict]], log: Callable[[str], None],
               offload: str = "none", memory_budget: int | None = None, group: Group = Group(),
-              chat_template: bool = False, seed_groups: dict[str, dict] | None = None) -> dict:
+              chat_template: bool = False, seed_groups: dict[str, dict] | None = None, scoring_path: str = "auto") -> dict:
     """Score ``datasets`` ({name: (path, dataset)}) on ``models`` ([(name, its family entry or None)]).
 
     ``score(job, results_file)`` runs one job, appending to the file, and returns the new results.
     With ``offload`` other than ``none`` a model too big for the device is streamed layer by layer
     (see :func:`invscale.models.load_for_scoring`) instead of skipped.
     ``seed_groups`` ({name: {"group", "seed"}}) marks generated datasets that differ only by seed,
-    which the report pools. With ``chat_template`` each model scores the prompts in its own chat template (a model without
+    which the report pools. ``scoring_path``: trie, cache or auto (see :mod:`invscale.scoring.paths`). With ``chat_template`` each model scores the prompts in its own chat template (a model without
     one fails with that reason). Under torchrun (``group`` of several processes) every process loads each model and scores its
     share of the packs; the main one alone logs, keeps the manifest and writes results.
     Returns the manifest, which is also saved after every model."""
@@ -203,7 +203,8 @@ def run_sweep(run_dir: Path, datasets: dict[str, tuple[str, Dataset]], models: l
                         scored = apply_chat_template(dataset, loaded.tokenizer) if chat_template else dataset
                         job = ScoringJob(loaded.model, loaded.tokenizer, scored, max_tokens_per_pack=max_tokens_per_pack,
                                          skip_indexes=store.done_indexes(), kernels=kernels, streamed=loaded.streamed,
-                                         memory_budget=memory_budget, group=group)
+                                         memory_budget=memory_budget, group=group, path=scoring_path)
+                        store.notes["scoring_path"] = job.path.describe()
                         store.start()
                         log(f"{name}: {dataset_entry['name']} ({job.stats.items} items)")
                         store.finalize(store.existing + score(job, store))
