@@ -1,0 +1,181 @@
+"""The cache path (the model's own forward and cache) equals the plain per-option forward (fp32,
+|Δ logprob| <= 1e-4) in each of its modes, on fresh random data with ragged lengths; the probe picks
+the mode the model's cache supports; the path is chosen, reported and refused as the docs say."""
+
+import json
+import random
+
+import pytest
+import torch
+from typer.testing import CliRunner
+
+from conformance import build_tiny
+from invscale.cli import app
+from invscale.data import TaskType
+from invscale.scoring.architectures import UnsupportedModel
+from invscale.scoring.cache_runner import CacheRunner, probe
+from invscale.scoring.paths import choose_path, sequence_limit
+from invscale.scoring.scorer import ScoringJob, score_token_sequences
+from random_data import as_dataset, random_classification, random_text
+from reference import reference_logprob
+
+TOL = 1e-4
+
+
+@pytest.fixture(scope="module")
+def tokenizer(tmp_path_factory):
+    from invscale.tiny import train_tokenizer
+
+    return train_tokenizer(tmp_path_factory.mktemp("tokenizer"))
+
+
+@pytest.fixture(scope="module")
+def models(tokenizer):
+    return {name: build_tiny(name, tokenizer, seed=3) for name in ("llama", "gptj", "mamba", "bloom")}
+
+
+def worst_difference(model, tokenizer, dataset, **options):
+    job = ScoringJob(model, tokenizer, dataset, **options)
+    results = {r["index"]: r for r in job.results()}
+    assert sorted(results) == [row.index for row in dataset.rows], "every row gets exactly one result"
+    worst = 0.0
+    for row in dataset.rows:
+        expected = [reference_logprob(model, tokenizer, row.prompt, c) for c in row.classes]
+        worst = max([worst] + [abs(a - b) for a, b in zip(results[row.index]["class_logprobs"], expected)])
+    return worst, job
+
+
+def test_probe_measures_the_mode_each_cache_supports(models):
+    assert probe(models["llama"]) == "multi"  # keys and values: contexts and continuations of many tokens
+    assert probe(models["mamba"]) == "step"  # its state advances from a cache one token at a time only
+
+
+def test_probe_falls_back_to_plain_forwards_when_the_cache_is_wrong(models, monkeypatch):
+    """A cache that loses what it held (here: every copy comes back empty) fails the probe in both
+    cached modes, and the model is scored by plain forwards, still exactly."""
+    from invscale.scoring import cache_runner
+
+    monkeypatch.setattr(cache_runner, "fork", lambda cache, copies, device: None)
+    assert probe(models["llama"]) == "plain"
+
+
+@pytest.mark.parametrize("name,mode", [("llama", "multi"), ("llama", "step"), ("llama", "plain"), ("gptj", None),
+                                       ("bloom", None), ("mamba", None)])
+@pytest.mark.parametrize("seed,preface", [(21, True), (22, False)])
+def test_cache_path_matches_reference(models, tokenizer, monkeypatch, name, mode, seed, preface):
+    if mode is not None:  # every mode, forced on one model
+        monkeypatch.setattr("invscale.scoring.scorer.probe", lambda model: mode)
+    dataset = as_dataset(random_classification(seed, n_rows=10, preface=preface))
+    worst, job = worst_difference(models[name], tokenizer, dataset, path="cache")
+    assert job.path.name == "cache" and job.path.mode == (mode or probe(models[name]))
+    assert worst <= TOL
+
+
+def test_cache_path_logodds_and_sequences(models, tokenizer):
+    rng = random.Random(5)
+    records = [{"prompt": random_text(rng, 3, 20) + "?", "other_prompt": random_text(rng, 3, 20) + "?",
+                "classes": [" yes", " no way"], "answer_index": rng.randrange(2)} for _ in range(6)]
+    model = models["gptj"]
+    trie_like = {r["index"]: r for r in ScoringJob(model, tokenizer, as_dataset(records), path="cache").results()}
+    for row in as_dataset(records).rows:
+        lp = {(p, c): reference_logprob(model, tokenizer, p, c) for p in (row.prompt, row.other_prompt)
+              for c in row.classes}
+        c0, c1 = row.classes
+        difference = (lp[row.prompt, c0] - lp[row.prompt, c1]) - (lp[row.other_prompt, c0] - lp[row.other_prompt, c1])
+        if row.answer_index == 1:
+            difference = -difference
+        assert abs(trie_like[row.index]["logodds_difference"] - difference) <= TOL
+    sequences = [{"prompt": random_text(rng, 2, 25), "completion": " " + random_text(rng, 1, 9)} for _ in range(8)]
+    dataset = as_dataset(sequences, task_type=TaskType.sequence_prob)
+    for result in ScoringJob(model, tokenizer, dataset, path="cache").results():
+        row = dataset.rows[result["index"]]
+        assert abs(result["logprob"] - reference_logprob(model, tokenizer, row.prompt, row.completion)) <= TOL
+
+
+@pytest.mark.parametrize("name", ["llama", "mamba"])
+def test_token_sequences_on_the_cache_path(models, name):
+    """lm-eval's requests: sums and greedy flags equal one plain forward per sequence, on either path."""
+    model = models[name]
+    rng = random.Random(9)
+    shared = tuple(rng.randrange(3, 300) for _ in range(7))
+    sequences = []
+    for _ in range(12):
+        context = shared + tuple(rng.randrange(3, 300) for _ in range(rng.randint(0, 9)))
+        continuation = tuple(rng.randrange(3, 300) for _ in range(rng.randint(1, 4)))
+        sequences.append((context + continuation, len(continuation)))
+    sequences.append(sequences[3])  # a repeat
+    logprobs, greedy = score_token_sequences(model, sequences, path="cache")
+    for (tokens, n_target), got, is_greedy in zip(sequences, logprobs, greedy):
+        with torch.no_grad():
+            reference = model(torch.tensor([tokens[:-1]]), use_cache=False).logits[0].float().log_softmax(-1)
+        scored = reference[len(tokens) - 1 - n_target:]
+        targets = torch.tensor(tokens[len(tokens) - n_target:])
+        assert abs(got - float(scored.gather(1, targets[:, None]).sum())) <= TOL
+        assert is_greedy == bool((scored.argmax(-1) == targets).all())
+    if name == "llama":
+        trie, trie_greedy = score_token_sequences(model, sequences, path="trie")
+        assert max(abs(a - b) for a, b in zip(trie, logprobs)) <= TOL and trie_greedy == greedy
+
+
+def test_choice_of_path(models):
+    llama, mamba = models["llama"].config, models["mamba"].config
+    assert choose_path(llama).name == "trie"
+    assert choose_path(llama, "cache").describe() == "cache: asked for (--path cache)"
+    taken = choose_path(mamba)
+    assert taken.name == "cache" and taken.reason.startswith("mamba: state-space, recurrent")
+    with pytest.raises(UnsupportedModel, match="^mamba: state-space"):
+        choose_path(mamba, "trie")
+    with pytest.raises(ValueError, match="--path sideways: choose one of auto, trie, cache"):
+        choose_path(llama, "sideways")
+
+
+def test_unchecked_window_takes_the_cache_path_past_it(tokenizer):
+    """Qwen2-MoE keeps its window in the causal mask alone: the trie is exact while no sequence reaches
+    the window; past it, ``auto`` takes the cache path (its own mask applies the window) instead of
+    refusing the rows as too long."""
+    from conformance import WINDOW, tiny_config
+
+    config = tiny_config("qwen2_moe", len(tokenizer) + 7)
+    config.use_sliding_window, config.sliding_window = True, WINDOW
+    config.layer_types = ["sliding_attention"] * config.num_hidden_layers
+    assert choose_path(config, "auto", WINDOW).name == "trie"
+    assert choose_path(config, "auto", WINDOW + 1).name == "cache"
+    assert sequence_limit(config, "trie") == WINDOW and sequence_limit(config, "auto") == config.max_position_embeddings
+
+
+def test_cli_reports_the_path_and_records_it(models, tokenizer, tmp_path):
+    model_dir = tmp_path / "mamba"
+    models["mamba"].save_pretrained(model_dir)
+    tokenizer.save_pretrained(model_dir)
+    data = tmp_path / "rows.jsonl"
+    data.write_text("".join(json.dumps(r) + "\n" for r in random_classification(4, n_rows=5)))
+    out = tmp_path / "out.jsonl"
+    result = CliRunner().invoke(app, ["score", str(data), "--model", str(model_dir), "--device", "cpu",
+                                      "--out", str(out)])
+    assert result.exit_code == 0, result.output
+    text = " ".join(result.output.split())
+    assert "path cache (step): mamba: state-space, recurrent" in text
+    meta = json.loads(out.with_name(out.name + ".meta.json").read_text())
+    assert meta["scoring_path"].startswith("cache (step): mamba:")
+    again = CliRunner().invoke(app, ["score", str(data), "--model", str(model_dir), "--device", "cpu",
+                                     "--out", str(tmp_path / "trie.jsonl"), "--path", "trie"])
+    assert again.exit_code == 2 and "mamba: state-space" in again.output and "Traceback" not in again.output
+
+
+def test_streaming_serves_the_trie_alone(models, tokenizer, tmp_path):
+    from invscale.scoring.streamed import StreamedModel
+
+    models["gptj"].save_pretrained(tmp_path)
+    streamed = StreamedModel(tmp_path, torch.float32, torch.device("cpu"))
+    dataset = as_dataset(random_classification(6, n_rows=3))
+    with pytest.raises(UnsupportedModel, match="gptj: .*the cache path, which does not stream layers"):
+        ScoringJob(None, tokenizer, dataset, streamed=streamed)
+
+
+def test_runner_restores_the_model(models):
+    model = models["llama"]
+    linears = {name: module.forward for name, module in model.named_modules() if isinstance(module, torch.nn.Linear)}
+    with CacheRunner(model) as runner:
+        runner.set_preface((5, 6, 7))
+    assert {name: module.forward for name, module in model.named_modules()
+            if isinstance(module, torch.nn.Linear)} == linears
