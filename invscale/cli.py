@@ -500,12 +500,14 @@ def _print_summary(results: api.Results, seconds: float) -> None:
     if "mean_loss" in summary:
         table.add_row("mean loss", f"{summary['mean_loss']:.4f} (95% {summary['loss_low']:.4f}–{summary['loss_high']:.4f})")
     table.add_row("wall time", f"{seconds:.1f} s")
+    on_cache = results.path_taken is not None and results.path_taken.name == "cache"
     if results.path_taken is not None:
         table.add_row("path", results.path_taken.describe())
     if stats is not None and stats.items:
         ratio = stats.naive_tokens / max(stats.unique_tokens, 1)
         table.add_row("tokens computed", f"{stats.unique_tokens:,} unique vs {stats.naive_tokens:,} naive "
-                                         f"({ratio:.1f}x fewer; preface {stats.preface_tokens}, {stats.packs} packs)")
+                                         f"({ratio:.1f}x fewer; preface {stats.preface_tokens}, {stats.packs} "
+                                         f"{'contexts' if on_cache else 'packs'})")
         fewest = f"fewest possible {stats.fewest_tokens:,}; " if stats.fewest_tokens is not None else ""
         table.add_row("compared", f"{fewest}lm-eval's HF backend would compute {stats.hf_tokens:,}")
         if stats.stack is not None and stats.stack.refused:

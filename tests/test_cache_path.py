@@ -154,7 +154,7 @@ def test_cli_reports_the_path_and_records_it(models, tokenizer, tmp_path):
                                       "--out", str(out)])
     assert result.exit_code == 0, result.output
     text = " ".join(result.output.split())
-    assert "path cache (step): mamba: state-space, recurrent" in text
+    assert "│ path │ cache (step): mamba: state-space, recurrent" in text
     meta = json.loads(out.with_name(out.name + ".meta.json").read_text())
     assert meta["scoring_path"].startswith("cache (step): mamba:")
     again = CliRunner().invoke(app, ["score", str(data), "--model", str(model_dir), "--device", "cpu",
