@@ -179,3 +179,31 @@ def test_runner_restores_the_model(models):
         runner.set_preface((5, 6, 7))
     assert {name: module.forward for name, module in model.named_modules()
             if isinstance(module, torch.nn.Linear)} == linears
+
+
+def test_sweep_of_models_the_trie_cannot_serve(tokenizer, tmp_path):
+    """Tiny GPT-Neo, BLOOM, Mamba and a linear-attention hybrid (Qwen3-Next) swept as one family:
+    results, plots and verdicts, every model on the cache path."""
+    from invscale.data import write_dataset
+    from invscale.generators import generate
+
+    models = []
+    for seed, name in enumerate(("gpt_neo", "bloom", "mamba", "qwen3_next")):
+        folder = tmp_path / name
+        build_tiny(name, tokenizer, seed=seed).save_pretrained(folder)
+        tokenizer.save_pretrained(folder)
+        models.append(str(folder))
+    dataset, _ = generate("gambling", 24, seed=1)
+    write_dataset(dataset, tmp_path / "gambling.jsonl")
+    out = tmp_path / "run"
+    result = CliRunner().invoke(app, ["sweep", str(tmp_path / "gambling.jsonl"), "--models", ",".join(models),
+                                      "--out", str(out), "--device", "cpu"])
+    assert result.exit_code == 0, result.output
+    manifest = json.loads((out / "sweep.json").read_text())
+    assert [m["status"] for m in manifest["models"]] == ["done"] * 4
+    assert len((out / "summary.csv").read_text().splitlines()) == 1 + 4
+    assert (out / "plots" / "gambling.png").read_bytes().startswith(b"\x89PNG")
+    assert json.loads((out / "verdicts.json").read_text())["gambling"]["kind"] in (
+        "inverse", "positive", "U-shaped", "inverted-U", "flat")
+    metas = [json.loads(path.read_text()) for path in (out / "results").rglob("*.meta.json")]
+    assert len(metas) == 4 and all(meta["scoring_path"].startswith("cache (") for meta in metas)

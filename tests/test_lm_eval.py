@@ -11,6 +11,7 @@ import shutil
 from pathlib import Path
 
 import pytest
+import torch
 
 lm_eval = pytest.importorskip("lm_eval", reason="lm-evaluation-harness is not installed (pip install -e '.[lm-eval]')")
 
@@ -106,19 +107,35 @@ def test_invscale_lm_eval_command(checkpoint_dirs, task_dir):
     assert "invscale_local_mc" in result.output and "acc" in result.output
 
 
-def test_a_refused_architecture_is_refused_before_any_work(tmp_path):
-    from transformers import CONFIG_MAPPING
+def test_a_model_the_trie_cannot_serve_takes_the_cache_path(tmp_path):
+    """BLOOM (ALiBi) through ``--model invscale``: its requests are scored by the model's own forward
+    and cache, equal to lm-eval's HF backend; what is not a causal LM is refused before any work."""
+    from lm_eval.api.instance import Instance
+    from lm_eval.models.huggingface import HFLM
+    from transformers import CONFIG_MAPPING, AutoConfig, AutoModelForCausalLM
 
     from invscale.integrations.lm_eval import InvscaleLM
     from invscale.tiny import train_tokenizer
 
     tokenizer = train_tokenizer(tmp_path)
-    CONFIG_MAPPING["bloom"](hidden_size=16, n_layer=1, n_head=2, vocab_size=len(tokenizer)).save_pretrained(tmp_path)
-    from transformers import AutoModelForCausalLM, AutoConfig
-
+    torch.manual_seed(0)
+    CONFIG_MAPPING["bloom"](hidden_size=16, n_layer=2, n_head=2, vocab_size=len(tokenizer)).save_pretrained(tmp_path)
     AutoModelForCausalLM.from_config(AutoConfig.from_pretrained(tmp_path)).save_pretrained(tmp_path)
-    with pytest.raises(ValueError, match="bloom: ALiBi position biases"):
-        InvscaleLM(pretrained=str(tmp_path), dtype="float32", device="cpu")
+    requests = [Instance("loglikelihood", {}, (context, option), number)
+                for context in ("Question: is the sky blue?\nAnswer:", "Question: two and two?\nAnswer:")
+                for number, option in enumerate((" yes", " no", " four of them"))]
+    ours = InvscaleLM(pretrained=str(tmp_path), dtype="float32", device="cpu").loglikelihood(requests)
+    theirs = HFLM(pretrained=str(tmp_path), dtype="float32", device="cpu").loglikelihood(requests)
+    assert max(abs(a[0] - b[0]) for a, b in zip(ours, theirs)) <= 1e-4
+    assert [a[1] for a in ours] == [b[1] for b in theirs]
+
+    bert = tmp_path / "bert"
+    CONFIG_MAPPING["bert"](hidden_size=16, num_hidden_layers=1, num_attention_heads=2, intermediate_size=32,
+                           vocab_size=len(tokenizer), is_decoder=True).save_pretrained(bert)
+    AutoModelForCausalLM.from_config(AutoConfig.from_pretrained(bert)).save_pretrained(bert)
+    tokenizer.save_pretrained(bert)
+    with pytest.raises(ValueError, match="bert: an encoder architecture"):
+        InvscaleLM(pretrained=str(bert), dtype="float32", device="cpu")
 
 
 def test_lm_eval_metrics_equal_lm_evals_own(checkpoint_dirs, tmp_path):

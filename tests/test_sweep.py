@@ -151,21 +151,58 @@ SHAPES = {
     "HuggingFaceTB/SmolLM2-1.7B": (2048, 24, 32, 32, 8192, 49152, True, {}),
 }
 FAMILY_CONFIGS = {"opt": "OPTConfig", "pythia": "GPTNeoXConfig", "gpt2": "GPT2Config", "qwen2.5": "Qwen2Config",
-                  "gemma2": "Gemma2Config", "smollm2": "LlamaConfig"}
+                  "gemma2": "Gemma2Config", "smollm2": "LlamaConfig", "gpt-neo": "GPTNeoConfig", "gpt-j": "GPTJConfig",
+                  "bloom": "BloomConfig", "cerebras-gpt": "GPT2Config", "mamba": "MambaConfig", "qwen3": "Qwen3Config"}
+# the families added later, each member's published config settings as they are written there
+CONFIGS = {
+    **{f"EleutherAI/gpt-neo-{size}": dict(hidden_size=hidden, num_layers=layers, num_heads=heads, vocab_size=50257,
+                                          attention_types=[[["global", "local"], layers // 2]],
+                                          max_position_embeddings=2048)
+       for size, hidden, layers, heads in (("125m", 768, 12, 12), ("1.3B", 2048, 24, 16), ("2.7B", 2560, 32, 20))},
+    "EleutherAI/gpt-j-6b": dict(n_embd=4096, n_layer=28, n_head=16, rotary_dim=64, vocab_size=50400, n_positions=2048,
+                                tie_word_embeddings=False),
+    **{f"bigscience/bloom-{size}": dict(hidden_size=hidden, n_layer=layers, n_head=heads, vocab_size=250880)
+       for size, hidden, layers, heads in (("560m", 1024, 24, 16), ("1b1", 1536, 24, 16), ("1b7", 2048, 24, 16),
+                                           ("3b", 2560, 30, 32), ("7b1", 4096, 30, 32))},
+    **{f"cerebras/Cerebras-GPT-{size}": dict(n_embd=hidden, n_layer=layers, n_head=heads, n_inner=4 * hidden,
+                                             n_positions=2048, vocab_size=50257)
+       for size, hidden, layers, heads in (("111M", 768, 10, 12), ("256M", 1088, 14, 17), ("590M", 1536, 18, 12),
+                                           ("1.3B", 2048, 24, 16), ("2.7B", 2560, 32, 32), ("6.7B", 4096, 32, 32),
+                                           ("13B", 5120, 40, 40))},
+    **{f"state-spaces/mamba-{size}-hf": dict(hidden_size=hidden, num_hidden_layers=layers, vocab_size=50280)
+       for size, hidden, layers in (("130m", 768, 24), ("370m", 1024, 48), ("790m", 1536, 48), ("1.4b", 2048, 48),
+                                    ("2.8b", 2560, 64))},
+    **{f"Qwen/Qwen3-{size}": dict(hidden_size=hidden, num_hidden_layers=layers, num_attention_heads=heads,
+                                  num_key_value_heads=8, intermediate_size=ffn, head_dim=128, vocab_size=151936,
+                                  tie_word_embeddings=tied)
+       for size, hidden, layers, heads, ffn, tied in (("0.6B", 1024, 28, 16, 3072, True), ("1.7B", 2048, 28, 16, 6144, True),
+                                                      ("4B", 2560, 36, 32, 9728, True), ("8B", 4096, 36, 32, 12288, False),
+                                                      ("14B", 5120, 40, 40, 17408, False),
+                                                      ("32B", 5120, 64, 64, 25600, False))},
+}
 
 
 @pytest.mark.parametrize("name", list(family.FAMILIES))
 def test_family_parameter_counts_follow_from_the_published_configs(name):
     """Each member's parameters (and non-embedding parameters) equal a model built on the meta
-    device from its published shape, and every family is supported by the scorer."""
+    device from its published shape, and every family is a causal LM the scorer scores (on one
+    path or the other)."""
     import torch
     import transformers
     from transformers import AutoModelForCausalLM
 
-    from invscale.scoring.architectures import check_model_type
+    from invscale.scoring.architectures import check_causal_lm
 
     config_class = getattr(transformers, FAMILY_CONFIGS[name])
     for member in family.family_members(name):
+        if member.model in CONFIGS:
+            config = config_class(**CONFIGS[member.model])
+            check_causal_lm(config)
+            with torch.device("meta"):
+                model = AutoModelForCausalLM.from_config(config)
+            assert sum(p.numel() for p in model.parameters()) == member.params, member.model
+            assert family.non_embedding_params(model) == member.non_embedding_params, member.model
+            continue
         hidden, layers, heads, kv_heads, ffn, vocab, tied, extra = SHAPES[member.model]
         names = dict(OPTConfig=("hidden_size", "num_hidden_layers", "num_attention_heads", "ffn_dim"),
                      GPT2Config=("n_embd", "n_layer", "n_head", "n_inner")).get(
@@ -174,7 +211,7 @@ def test_family_parameter_counts_follow_from_the_published_configs(name):
         if FAMILY_CONFIGS[name] not in ("OPTConfig", "GPT2Config", "GPTNeoXConfig"):
             settings["num_key_value_heads"] = kv_heads
         config = config_class(**settings)
-        check_model_type(config)
+        check_causal_lm(config)
         with torch.device("meta"):
             model = AutoModelForCausalLM.from_config(config)
         assert sum(p.numel() for p in model.parameters()) == member.params, member.model
@@ -184,7 +221,7 @@ def test_family_parameter_counts_follow_from_the_published_configs(name):
 
 def test_sweep_help_lists_every_family():
     text = " ".join(runner.invoke(app, ["sweep", "--help"]).output.split())
-    assert all(name in text for name in ("opt", "pythia", "gpt2", "qwen2.5", "gemma2", "smollm2"))
+    assert all(name in text for name in family.FAMILIES)
 
 
 def test_sweep_needs_one_model_source(task_files, tmp_path):

@@ -18,9 +18,15 @@ from invscale.kernels.fused_head import LogitTransform
 _WINDOW = frozenset({"sliding window"})
 _PLAIN = frozenset()
 
-# model_type -> the optional features checked exact for it with transformers 5.23 (a config that
-# switches on any other takes the cache path); checked by tests/test_conformance.py
+# model_type -> the optional features checked exact for it (transformers 5.23; codegen, falcon,
+# gptj and the 5.25 additions with transformers 5.25), a config that switches on any other takes
+# the cache path; checked by tests/test_conformance.py. A layer that computes attention outside
+# transformers' attention interface (an older release) is caught on the first pass
+# (:func:`invscale.scoring.runner.check_every_layer_attended`).
 SUPPORTED: dict[str, frozenset[str]] = {
+    **dict.fromkeys((
+        "apertus1p5_text", "codegen", "exaone", "falcon", "gptj", "internlm3", "minicpm5_moe", "param2moe",
+        "sarvam_mla", "sarvam_moe"), _PLAIN),
     **dict.fromkeys((
         "apertus", "arcee", "aria_text", "axk1", "biogpt", "bitnet", "ctrl", "deepseek_v2", "deepseek_v3",
         "ernie4_5", "ernie4_5_moe", "flex_olmo", "gemma", "glm", "glm4", "glm4_moe", "glm4_moe_lite", "gpt-sw3",
@@ -44,7 +50,7 @@ SUPPORTED: dict[str, frozenset[str]] = {
 # the cache path
 _TRIE_UNSUITED_GROUPS = {
     "computes attention in its own code, outside transformers' attention interface, so the tree mask "
-    "cannot reach it": ("codegen", "falcon", "gpt_neo", "gpt_neox_japanese", "gptj", "openai-gpt", "xglm"),
+    "cannot reach it": ("gpt_neo", "gpt_neox_japanese", "openai-gpt", "xglm"),
     "ALiBi position biases (taken from token order, not position ids)": ("bloom", "mpt"),
     "state-space, recurrent, linear-attention or convolution layers mix tokens in sequence order, which a "
     "packed trie does not keep": (
@@ -86,8 +92,10 @@ class UnsupportedModel(ValueError):
 def config_features(config) -> set[str]:
     """The optional features a config switches on that change how tokens see each other or how the
     head makes logits: ``sliding window``, ``attention softcap``, ``final-logit softcap``,
-    ``logit scale``."""
+    ``logit scale``, ``ALiBi`` (Falcon's position biases)."""
     features = set()
+    if getattr(config, "alibi", False) is True:
+        features.add("ALiBi")
     if sliding_window_in_use(config):
         features.add("sliding window")
     if getattr(config, "attn_logit_softcapping", None) is not None:
@@ -181,11 +189,27 @@ def length_dependent_rope_limit(config) -> int | None:
 
 
 def supported_markdown() -> str:
-    """The README's paragraph listing every supported architecture and the features checked with it."""
+    """The README's paragraph listing every architecture the trie serves and the features checked with it."""
+    entries = [f"`{t}`" + (f" ({', '.join(sorted(SUPPORTED[t]))})" if SUPPORTED[t] else "") for t in sorted(SUPPORTED)]
+    return _fill(", ".join(entries) + ".")
+
+
+def cache_path_markdown() -> str:
+    """The README's list of the architectures the table sends to the cache path, by reason."""
+    return "\n".join(_fill(f"- {reason[0].upper()}{reason[1:]}: {', '.join(f'`{t}`' for t in sorted(types))}.",
+                            indent="  ") for reason, types in _TRIE_UNSUITED_GROUPS.items())
+
+
+def refused_markdown() -> str:
+    """The README's list of what is refused (not a causal LM), by reason."""
+    return "\n".join(_fill(f"- {reason[0].upper()}{reason[1:]}: {', '.join(f'`{t}`' for t in sorted(types))}.",
+                            indent="  ") for reason, types in _REFUSED_GROUPS.items())
+
+
+def _fill(text: str, indent: str = "") -> str:
     import textwrap
 
-    entries = [f"`{t}`" + (f" ({', '.join(sorted(SUPPORTED[t]))})" if SUPPORTED[t] else "") for t in sorted(SUPPORTED)]
-    return textwrap.fill(", ".join(entries) + ".", width=100, break_long_words=False, break_on_hyphens=False)
+    return textwrap.fill(text, width=100, subsequent_indent=indent, break_long_words=False, break_on_hyphens=False)
 
 
 # model_type -> how its head scales logits before the softmax (multiplied by the returned factor)

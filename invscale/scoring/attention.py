@@ -50,6 +50,8 @@ class TreeContext:
     prefix: per layer index, the cached preface (key, value), each [1, kv_heads, P, head_dim].
     captured: when a dict, layers store their (key, value) in it (preface pass).
     backend: name of the attention backend to use for pack passes.
+    layers: the indexes of the layers that ran the tree attention in this pass (a layer computing
+    attention in its own code never shows here).
     """
 
     subtree_end: torch.Tensor | None = None
@@ -57,6 +59,7 @@ class TreeContext:
     prefix: dict[int, tuple[torch.Tensor, torch.Tensor]] = field(default_factory=dict)
     captured: dict[int, tuple[torch.Tensor, torch.Tensor]] | None = None
     backend: str = "sdpa"
+    layers: set[int] = field(default_factory=set)
     _masks: dict = field(default_factory=dict)
 
     @classmethod
@@ -253,6 +256,7 @@ def tree_attention_forward(module, query, key, value, attention_mask=None, scali
         raise RuntimeError(f"the '{ATTENTION_NAME}' attention runs only inside invscale.scoring's passes")
     _check_arguments(module, dropout, kwargs)
     layer = module.layer_idx
+    context.layers.add(layer)
     if layer in context.prefix:
         prefix_key, prefix_value = context.prefix[layer]
         key, value = torch.cat([prefix_key, key], dim=2), torch.cat([prefix_value, value], dim=2)

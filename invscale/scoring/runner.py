@@ -63,6 +63,7 @@ class PackRunner:
     def _forward(self, tokens: torch.Tensor, positions: torch.Tensor, context: attention.TreeContext) -> torch.Tensor:
         with attention.active(context):
             output = self.body(input_ids=tokens[None], position_ids=positions[None], use_cache=False)
+        check_every_layer_attended(self.model.config, context)
         return output.last_hidden_state[0]  # [N, d]
 
     @torch.no_grad()
@@ -117,6 +118,19 @@ class PackRunner:
         targets = torch.from_numpy(pack.pair_target).to(self.device)
         return self.answer_logprobs(answer_rows(hidden, self.preface_hidden, pack), self.head_weight, targets,
                                     self.head_bias, self.logit_transform, with_greedy=with_greedy)
+
+
+def check_every_layer_attended(config, context: attention.TreeContext) -> None:
+    """Raise :class:`~invscale.scoring.architectures.UnsupportedModel` (one line) when fewer of the
+    model's layers ran the tree attention in a pass than it has layers: some compute attention in
+    their own code in the installed transformers (an older release than the trie was checked on),
+    where the tree mask cannot reach them."""
+    expected = config.get_text_config().num_hidden_layers
+    if len(context.layers) < expected:
+        raise architectures.UnsupportedModel(
+            f"{config.model_type}: {expected - len(context.layers)} of its {expected} layers compute attention "
+            f"outside transformers' attention interface in the installed transformers, so the trie cannot "
+            f"score it exactly; score it with --path cache")
 
 
 def answer_rows(hidden: torch.Tensor | None, preface_hidden: torch.Tensor | None, pack: Pack) -> torch.Tensor:
