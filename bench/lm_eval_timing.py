@@ -2,10 +2,11 @@
 that they agree.
 
     python bench/lm_eval_timing.py --model M --tasks T --include-path DIR --shots 5 \\
-        --hf-batch-sizes 16,32 --rounds 3 --out OUT
+        --hf-batch-sizes 16,32 --rounds 3 [--invscale-paths trie,cache] --out OUT
 
 Each round runs ``lm_eval --model hf`` at every batch size given and ``invscale lm-eval --model
-invscale`` at its defaults, one after the other, each a fresh process. For every run it records,
+invscale`` at its defaults (once per path of ``--invscale-paths``), one after the other, each a
+fresh process. For every run it records,
 from the moment the command starts: the first line of output (start-up), the start and the end
 of the loglikelihood phase (lm-eval's progress bar ``Running loglikelihood requests`` appearing
 and reaching 100%) and the exit. It prints the medians per run kind, the phase ratio of the
@@ -89,6 +90,8 @@ def main() -> None:
     parser.add_argument("--shots", type=int, default=5)
     parser.add_argument("--hf-batch-sizes", default="16")
     parser.add_argument("--rounds", type=int, default=3)
+    parser.add_argument("--invscale-paths", default="auto",
+                        help="comma-separated paths for --model invscale runs (auto, trie, cache): one run kind each")
     parser.add_argument("--out", required=True)
     arguments = parser.parse_args()
     out = Path(arguments.out)
@@ -99,7 +102,9 @@ def main() -> None:
     lm_eval = [os.path.join(os.path.dirname(sys.executable), "lm_eval")]
     kinds = {f"hf-batch{size}": [*lm_eval, "--model", "hf", *common, "--batch_size", size]
              for size in arguments.hf_batch_sizes.split(",")}
-    kinds["invscale"] = [*invscale, "--model", "invscale", *common]
+    for path in arguments.invscale_paths.split(","):
+        kind = "invscale" if path == "auto" else f"invscale-{path}"
+        kinds[kind] = [*invscale, "--model", "invscale", *common[:1], f"{common[1]},path={path}", *common[2:]]
     runs: dict[str, list[dict]] = {kind: [] for kind in kinds}
     for round_number in range(arguments.rounds):
         for kind, command in kinds.items():
@@ -110,10 +115,11 @@ def main() -> None:
                   flush=True)
     medians = {kind: {key: statistics.median(m[key] for m in marks) for key in marks[0]} for kind, marks in runs.items()}
     best_hf = min((kind for kind in kinds if kind.startswith("hf")), key=lambda kind: medians[kind]["phase"])
+    ours = [kind for kind in kinds if kind.startswith("invscale")]
     summary = {"medians": medians, "best_hf": best_hf,
-               "phase_ratio": medians[best_hf]["phase"] / medians["invscale"]["phase"],
-               "exit_ratio": medians[best_hf]["exit"] / medians["invscale"]["exit"],
-               "agreement": agreement(out / f"{best_hf}-0", out / "invscale-0"), "runs": runs}
+               "phase_ratio": {kind: medians[best_hf]["phase"] / medians[kind]["phase"] for kind in ours},
+               "exit_ratio": {kind: medians[best_hf]["exit"] / medians[kind]["exit"] for kind in ours},
+               "agreement": {kind: agreement(out / f"{best_hf}-0", out / f"{kind}-0") for kind in ours}, "runs": runs}
     (out / "summary.json").write_text(json.dumps(summary, indent=2))
     print(json.dumps({k: v for k, v in summary.items() if k != "runs"}, indent=2))
 

@@ -165,11 +165,11 @@ def test_cli_reports_the_path_and_records_it(models, tokenizer, tmp_path):
 def test_streaming_serves_the_trie_alone(models, tokenizer, tmp_path):
     from invscale.scoring.streamed import StreamedModel
 
-    models["gptj"].save_pretrained(tmp_path)
+    models["llama"].save_pretrained(tmp_path)
     streamed = StreamedModel(tmp_path, torch.float32, torch.device("cpu"))
     dataset = as_dataset(random_classification(6, n_rows=3))
-    with pytest.raises(UnsupportedModel, match="gptj: .*the cache path, which does not stream layers"):
-        ScoringJob(None, tokenizer, dataset, streamed=streamed)
+    with pytest.raises(UnsupportedModel, match="--path cache does not stream layers: load the model whole"):
+        ScoringJob(None, tokenizer, dataset, streamed=streamed, path="cache")
 
 
 def test_runner_restores_the_model(models):
@@ -207,3 +207,47 @@ def test_sweep_of_models_the_trie_cannot_serve(tokenizer, tmp_path):
         "inverse", "positive", "U-shaped", "inverted-U", "flat")
     metas = [json.loads(path.read_text()) for path in (out / "results").rglob("*.meta.json")]
     assert len(metas) == 4 and all(meta["scoring_path"].startswith("cache (") for meta in metas)
+
+
+def test_cache_path_resumes_to_the_same_bytes(models, tokenizer, tmp_path):
+    """A cache-path run stopped midway (its store cut after 4 results) finishes with the bytes of
+    a run never stopped."""
+    folder = tmp_path / "mamba"
+    models["mamba"].save_pretrained(folder)
+    tokenizer.save_pretrained(folder)
+    data = tmp_path / "rows.jsonl"
+    data.write_text("".join(json.dumps(r) + "\n" for r in random_classification(12, n_rows=12)))
+    command = ["score", str(data), "--model", str(folder), "--device", "cpu", "--out"]
+    assert CliRunner().invoke(app, [*command, str(tmp_path / "whole.jsonl")]).exit_code == 0
+    cut = tmp_path / "cut.jsonl"
+    assert CliRunner().invoke(app, [*command, str(cut)]).exit_code == 0
+    cut.write_text("".join(cut.read_text().splitlines(keepends=True)[:4]))
+    again = CliRunner().invoke(app, [*command, str(cut)])
+    assert again.exit_code == 0 and "resuming: 4 of 13 rows" in " ".join(again.output.split())
+    assert cut.read_bytes() == (tmp_path / "whole.jsonl").read_bytes()
+
+
+@pytest.mark.parametrize("too_long", ["skip", "truncate-left"])
+def test_too_long_rows_on_the_cache_path(tokenizer, too_long):
+    """A model with few positions on the cache path: long rows are skipped, or truncated from the left
+    and scored exactly (against a plain forward of the kept tokens)."""
+    model = build_tiny("gptj", tokenizer, seed=4)
+    model.config.n_positions = model.config.max_position_embeddings = 24
+    dataset = as_dataset(random_classification(14, n_rows=8))
+    job = ScoringJob(model, tokenizer, dataset, path="cache", too_long=too_long)
+    assert job.path.name == "cache" and job.too_long_rows > 0
+    results = {r["index"]: r for r in job.results()}
+    assert sorted(results) == [row.index for row in dataset.rows]
+    long_rows = [r for r in results.values() if "skipped" in r or "truncated" in r]
+    assert len(long_rows) == job.too_long_rows
+    for result in long_rows:
+        if too_long == "skip":
+            assert "more than the model's 24 positions" in result["skipped"]
+            continue
+        row = dataset.rows[result["index"]]
+        for option, got in zip(row.classes, result["class_logprobs"]):
+            ids = tokenizer(row.prompt + option)["input_ids"][-24:]
+            n = len(tokenizer(option, add_special_tokens=False)["input_ids"])
+            with torch.no_grad():
+                logprobs = model(torch.tensor([ids]), use_cache=False).logits[0].log_softmax(-1)
+            assert abs(got - sum(float(logprobs[i - 1, ids[i]]) for i in range(len(ids) - n, len(ids)))) <= TOL

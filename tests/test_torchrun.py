@@ -58,17 +58,19 @@ def scored(checkpoint_dirs, tmp_path_factory):
     return folder, args
 
 
-@pytest.mark.parametrize("processes, streaming", [(2, []), (3, []), (2, ["--offload", "disk", "--gpu-memory", "1MiB"])])
-def test_score_on_several_processes_writes_what_one_writes(scored, processes, streaming):
-    """3 processes do not divide the packs evenly; streamed, the groups of packs are dealt out; the
-    main process alone prints and writes."""
+@pytest.mark.parametrize("processes, extra", [(2, []), (3, []), (2, ["--offload", "disk", "--gpu-memory", "1MiB"]),
+                                             (2, ["--path", "cache"])])
+def test_score_on_several_processes_writes_what_one_writes(scored, processes, extra):
+    """3 processes do not divide the packs evenly; streamed, the groups of packs are dealt out; on the
+    cache path, the contexts; the main process alone prints and writes."""
     folder, args = scored
-    out = folder / f"n{processes}{'-streamed' if streaming else ''}.csv"
-    result = run(processes, *args[:-1], *streaming, "--out", str(out))
+    tag = "-".join(argument.strip("-") for argument in extra if argument.startswith("--"))
+    out = folder / f"n{processes}{'-' + tag if tag else ''}.csv"
+    result = run(processes, *args[:-1], *extra, "--out", str(out))
     one = folder / "one.csv"
-    if streaming:  # bytes are promised between processes of one path; streamed vs resident is to 1e-5
-        one = folder / "one-streamed.csv"
-        run(1, *args[:-1], *streaming, "--out", str(one))
+    if extra:  # bytes are promised between processes of one path; streamed vs resident is to 1e-5
+        one = folder / f"one-{tag}.csv"
+        run(1, *args[:-1], *extra, "--out", str(one))
     assert out.read_bytes() == one.read_bytes()
     assert result.stdout.count("results") == 1  # one summary, from the main process
 
