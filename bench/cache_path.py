@@ -15,6 +15,7 @@ a context together) and the largest |difference| of any class log-prob between t
 from __future__ import annotations
 
 import argparse
+import importlib.util
 import json
 import statistics
 import sys
@@ -22,8 +23,13 @@ import tempfile
 import time
 from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).parent))
-from cpu_peers import Scorers, workloads  # noqa: E402  (bench scripts share their workload builders)
+# bench/kernels.py would shadow the `kernels` package transformers imports: drop this folder from the
+# path, and load the workload builders of bench/cpu_peers.py from its file
+sys.path[:] = [entry for entry in sys.path if Path(entry or ".").resolve() != Path(__file__).resolve().parent]
+_spec = importlib.util.spec_from_file_location("cpu_peers", Path(__file__).with_name("cpu_peers.py"))
+cpu_peers = importlib.util.module_from_spec(_spec)
+_spec.loader.exec_module(cpu_peers)
+Scorers, workloads = cpu_peers.Scorers, cpu_peers.workloads
 
 
 def job_run(scorers: Scorers, path: Path, scoring_path: str) -> tuple[float, dict, object]:

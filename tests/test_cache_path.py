@@ -251,3 +251,26 @@ def test_too_long_rows_on_the_cache_path(tokenizer, too_long):
             with torch.no_grad():
                 logprobs = model(torch.tensor([ids]), use_cache=False).logits[0].log_softmax(-1)
             assert abs(got - sum(float(logprobs[i - 1, ids[i]]) for i in range(len(ids) - n, len(ids)))) <= TOL
+
+
+@pytest.mark.parametrize("name", ["gptj", "bloom"])
+def test_runs_of_contexts_share_their_segment(models, tokenizer, name):
+    """Items under long instructions: neighbouring contexts form runs whose shared segment is computed
+    once; the scores equal the reference, with fewer tokens computed than one run per context, and
+    a run resumed after any row gives the same scores to the bit."""
+    from test_prefix_stack import stacked_records
+
+    model = models[name]
+    dataset = as_dataset(stacked_records(31))
+    worst, job = worst_difference(model, tokenizer, dataset, path="cache")
+    assert worst <= TOL
+    runs = list(job.iter_packs())
+    assert any(len(run) > 1 and run[0].segment > len(job.preface) for run in runs)
+    own = sum(batch.n_tokens for run in runs for batch in run)  # a run's segment counted on its first batch
+    alone = own + sum((len(run) - 1) * (run[0].segment - len(job.preface)) for run in runs if run[0].segment)
+    assert job.stats.unique_tokens - job.stats.preface_tokens == own < alone
+    whole = {r["index"]: r["class_logprobs"] for r in ScoringJob(model, tokenizer, dataset, path="cache").results()}
+    for skipped in ({0, 1, 2}, {3, 4}):
+        resumed = ScoringJob(model, tokenizer, dataset, path="cache", skip_indexes=skipped)
+        for result in resumed.results():
+            assert result["class_logprobs"] == whole[result["index"]]

@@ -6,7 +6,12 @@ computes every token itself, as a plain forward pass would, and only the order o
 changes: the run's shared preface is computed once, each context once after a copy of the
 preface's cache, and the context's continuations together, as a batch, from copies of the
 context's cache (keys and values, or the state of recurrent and state-space layers). A
-continuation's padding comes after its own tokens, so no scored token ever sees it.
+continuation's padding comes after its own tokens, so no scored token ever sees it. Neighbouring
+contexts (in text order) that share a long prefix beyond the preface (a subject's few-shot
+examples) form a run: that shared segment is computed once, after the preface, and each context
+of the run continues from a copy of its cache (:func:`plan_contexts`). Where each context starts
+is fixed by the plan alone, so a resumed run, or one dealt out among processes, computes every
+token as an uninterrupted one does.
 
 How far a model's cache may be trusted is measured on the model itself before any work
 (:func:`probe`), on random tokens, against its plain forward pass: ``multi`` (contexts and
@@ -19,12 +24,14 @@ from __future__ import annotations
 
 import copy
 import inspect
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
+from typing import Iterator
 
 import numpy as np
 import torch
 
 from invscale.kernels import cpu_linear
+from invscale.scoring.trie import common_prefix_length
 
 MODES = ("multi", "step", "plain")
 PROBE_TOKENS = 24  # random tokens the probe runs: past a conformance test's windows (8), cheap on any model
@@ -35,20 +42,26 @@ PROBE_TOLERANCE = {torch.float32: 1e-3, torch.float64: 1e-6}
 PROBE_TOLERANCE_HALF = 5e-2
 # where transformers hands a model's cache in and out, newest name first (rwkv calls it its state)
 CACHE_NAMES = ("cache", "past_key_values", "state", "cache_params")
+# a run of neighbouring contexts shares a segment of at least this many tokens beyond the preface,
+# and a context joins a run only if the segment keeps at least half its length
+MIN_SEGMENT = 16
 
 
 @dataclass(frozen=True)
 class ContextBatch:
     """One context and its continuations, as the cache path runs them: ``stem`` (tokens after the
     preface every sequence shares), per sequence its tokens after the stem and how many of the
-    whole sequence's last tokens are scored, and the sequences' ids. ``n_tokens``: the tokens the
-    runner computes for it (set by :meth:`CacheRunner.batch`). Its scores come back per sequence,
-    so :meth:`sequence_sums` is the identity (the interface results are read through)."""
+    whole sequence's last tokens are scored, and the sequences' ids. ``segment``: how many of the
+    context's first tokens (preface included) it shares with its run, computed once for the run (0:
+    none). ``n_tokens``: the tokens the runner computes for it (see :func:`plan_contexts`). Its
+    scores come back per sequence, so :meth:`sequence_sums` is the identity (the interface results
+    are read through)."""
 
     stem: tuple[int, ...]
     junctions: tuple[tuple[tuple[int, ...], int], ...]
     seq_ids: np.ndarray
     n_tokens: int
+    segment: int = 0
     stack: tuple = ()
 
     @staticmethod
@@ -70,10 +83,17 @@ def cache_argument(model) -> str | None:
 
 def fork(cache, copies: int, device: torch.device):
     """A copy of ``cache`` for ``copies`` sequences (the original untouched): a transformers Cache
-    deep-copied then repeated along the batch by its own ``reorder_cache``, or nested tensors
-    repeated along their first dimension."""
+    of plain key/value layers copied in structure alone (they grow by concatenation, never in
+    place), any other deep-copied; then repeated along the batch by the cache's own methods; nested
+    tensors repeated along their first dimension."""
     if cache is None:
         return None
+    if _plain_layers(cache):
+        forked = copy.copy(cache)
+        forked.layers = [copy.copy(layer) for layer in cache.layers]
+        if copies != 1:
+            forked.batch_repeat_interleave(copies)
+        return forked
     if hasattr(cache, "reorder_cache"):
         forked = copy.deepcopy(cache)
         if copies != 1:
@@ -86,6 +106,14 @@ def fork(cache, copies: int, device: torch.device):
     raise TypeError(f"cannot copy a cache of type {type(cache).__name__}")
 
 
+def _plain_layers(cache) -> bool:
+    """Whether every layer of ``cache`` is transformers' plain growing key/value layer."""
+    from transformers.cache_utils import DynamicLayer
+
+    layers = getattr(cache, "layers", None)
+    return isinstance(layers, list) and bool(layers) and all(type(layer) is DynamicLayer for layer in layers)
+
+
 def split(preface: tuple[int, ...], stem: tuple[int, ...], junctions):
     """Where the context run shared by all of a context's sequences ends (at the first scored token
     of any of them, at most after the stem), each whole sequence, and the tokens each one feeds
@@ -96,16 +124,50 @@ def split(preface: tuple[int, ...], stem: tuple[int, ...], junctions):
     return prefix, whole, [sequence[prefix:len(sequence) - 1] for sequence in whole]
 
 
-def context_batch(mode: str, preface: tuple[int, ...], stem: tuple[int, ...], junctions, seq_ids) -> ContextBatch:
+def context_batch(mode: str, preface: tuple[int, ...], stem: tuple[int, ...], junctions, seq_ids,
+                  segment: int = 0) -> ContextBatch:
     """A context's :class:`ContextBatch`, with the tokens a runner in ``mode`` computes for it (in
-    ``multi`` the preface's are computed once for the run, not here)."""
+    ``multi`` the preface's are computed once for the run, and a ``segment``'s once for its run of
+    contexts, not here)."""
     prefix, whole, rows = split(preface, stem, junctions)
     if mode == "plain":
         tokens = sum(len(sequence) - 1 for sequence in whole)
     else:
-        held = len(preface) if mode == "multi" and preface and prefix >= len(preface) else 0
+        held = segment or (len(preface) if mode == "multi" and preface and prefix >= len(preface) else 0)
         tokens = prefix - held + sum(map(len, rows))
-    return ContextBatch(tuple(stem), tuple(junctions), np.asarray(seq_ids, dtype=np.int64), tokens)
+    return ContextBatch(tuple(stem), tuple(junctions), np.asarray(seq_ids, dtype=np.int64), tokens, segment)
+
+
+def plan_contexts(mode: str, preface: tuple[int, ...], contexts, pending) -> Iterator[list[ContextBatch]]:
+    """The batches of ``contexts`` ((stem, junctions, seq_ids), in text order) in runs: in ``multi``,
+    neighbours whose prefixes share a segment of :data:`MIN_SEGMENT` tokens or more beyond the
+    preface (a context joins while the segment keeps half its length) are one run, the segment's
+    tokens counted on its first batch; each run holds the batches whose ``pending(seq_ids)`` is
+    true, and runs with none are left out. Every run is a unit torchrun deals out whole."""
+    run, segment_tokens = [], ()
+    for stem, junctions, seq_ids in contexts:
+        prefix, whole, _ = split(preface, stem, junctions)
+        tokens = whole[0][:prefix]
+        if run:
+            common = common_prefix_length(segment_tokens, tokens)
+            if mode == "multi" and common - len(preface) >= MIN_SEGMENT and 2 * common >= len(segment_tokens):
+                run.append((stem, junctions, seq_ids))
+                segment_tokens = segment_tokens[:common]
+                continue
+            yield from _close(mode, preface, run, segment_tokens, pending)
+        run, segment_tokens = [(stem, junctions, seq_ids)], tokens
+    if run:
+        yield from _close(mode, preface, run, segment_tokens, pending)
+
+
+def _close(mode, preface, run, segment_tokens, pending) -> Iterator[list[ContextBatch]]:
+    segment = len(segment_tokens) if len(run) > 1 else 0
+    batches = [context_batch(mode, preface, stem, junctions, seq_ids, segment)
+               for stem, junctions, seq_ids in run if pending(seq_ids)]
+    if batches:
+        if segment:
+            batches[0] = replace(batches[0], n_tokens=batches[0].n_tokens + segment - len(preface))
+        yield batches
 
 
 class CacheRunner:
@@ -116,16 +178,18 @@ class CacheRunner:
         self.model = model
         self.device = next(model.parameters()).device
         self.argument = cache_argument(model)
+        self._keeps_logits = "logits_to_keep" in inspect.signature(model.forward).parameters
         self.preface: tuple[int, ...] = ()
         self._preface_cache = None
         self._preface_last: torch.Tensor | None = None  # [V] log-probs after the preface's last token
+        self._segment: tuple | None = None  # (tokens, log-probs after them, cache) of the run's segment
         self.mode = mode or self.probe()
         self._restore_linears = cpu_linear.route(model.base_model)
 
     def close(self) -> None:
         """Give the model its own linear layers back and drop the preface's cache."""
         self._restore_linears()
-        self._preface_cache = self._preface_last = None
+        self._preface_cache = self._preface_last = self._segment = None
 
     def __enter__(self) -> "CacheRunner":
         return self
@@ -133,24 +197,29 @@ class CacheRunner:
     def __exit__(self, *exc) -> None:
         self.close()
 
-    def _forward(self, ids: torch.Tensor, cache=None, keep_cache: bool = True):
-        """(log-probs [B, L, V] in fp32, the cache after ``ids``) for a batch after ``cache``."""
+    def _forward(self, ids: torch.Tensor, cache=None, keep_cache: bool = True, last_only: bool = False):
+        """(log-probs [B, L, V] in fp32, the cache after ``ids``) for a batch after ``cache``; with
+        ``last_only``, of the last position alone ([B, 1, V]: the head skips the others where the
+        model's forward takes ``logits_to_keep``)."""
         kwargs = {"use_cache": keep_cache}
         if cache is not None:
             kwargs[self.argument] = cache
+        if last_only and self._keeps_logits:
+            kwargs["logits_to_keep"] = 1
         output = self.model(input_ids=ids.to(self.device), **kwargs)
         after = None
         if keep_cache:
             after = next((output[name] for name in CACHE_NAMES if name in output and output[name] is not None), None)
-        return output.logits.float().log_softmax(-1), after
+        logits = output.logits[:, -1:] if last_only else output.logits
+        return logits.float().log_softmax(-1), after
 
     @torch.no_grad()
     def set_preface(self, tokens: tuple[int, ...]) -> None:
         """Take ``tokens`` as the preface every sequence starts with; in multi mode, compute and keep
         its cache (the other modes run each context whole)."""
-        self.preface, self._preface_cache, self._preface_last = tuple(tokens), None, None
+        self.preface, self._preface_cache, self._preface_last, self._segment = tuple(tokens), None, None, None
         if tokens and self.mode == "multi":
-            logprobs, self._preface_cache = self._forward(torch.tensor([tokens]))
+            logprobs, self._preface_cache = self._forward(torch.tensor([tokens]), last_only=True)
             self._preface_last = logprobs[0, -1]
 
     @torch.no_grad()
@@ -161,22 +230,32 @@ class CacheRunner:
         if self.mode == "plain":
             scored = [self._score_plain(sequence, n) for sequence, n in zip(whole, targets)]
         else:
-            last, cache = self._prefix(whole[0][:prefix])
+            last, cache = self._prefix(whole[0][:prefix], batch.segment)
             scored = self._score_after(last, cache, prefix, rows, whole, targets)
         sums, greedy = zip(*scored)
         return torch.tensor(sums, dtype=torch.float64), torch.tensor(greedy, dtype=torch.bool)
 
-    def _prefix(self, tokens: tuple[int, ...]):
-        """(log-probs after the last of ``tokens``, the cache after them): from a copy of the
-        preface's cache when ``tokens`` extend it, else from scratch. The preface's own cache may
-        be returned: :meth:`_score_after` copies before it feeds anything."""
+    def _prefix(self, tokens: tuple[int, ...], segment: int = 0):
+        """(log-probs after the last of ``tokens``, the cache after them): from a copy of the cache
+        of their first ``segment`` tokens (computed once for the run), else of the preface's when
+        ``tokens`` extend it, else from scratch. A held cache may be returned as it is:
+        :meth:`_score_after` copies before it feeds anything."""
+        if segment:
+            if self._segment is None or self._segment[0] != tokens[:segment]:
+                self._segment = (tokens[:segment], *self._prefix(tokens[:segment]))
+            _, last, cache = self._segment
+            if len(tokens) == segment:
+                return last, cache
+            logprobs, cache = self._forward(torch.tensor([tokens[segment:]]), fork(cache, 1, self.device), last_only=True)
+            return logprobs[0, -1], cache
         preface = self.preface
         if self._preface_cache is not None and len(tokens) >= len(preface):
             if len(tokens) == len(preface):
                 return self._preface_last, self._preface_cache
-            logprobs, cache = self._forward(torch.tensor([tokens[len(preface):]]), fork(self._preface_cache, 1, self.device))
+            logprobs, cache = self._forward(torch.tensor([tokens[len(preface):]]), fork(self._preface_cache, 1, self.device),
+                                            last_only=True)
             return logprobs[0, -1], cache
-        logprobs, cache = self._forward(torch.tensor([tokens]))
+        logprobs, cache = self._forward(torch.tensor([tokens]), last_only=True)
         return logprobs[0, -1], cache
 
     def _score_after(self, last, cache, prefix, rows, whole, targets):

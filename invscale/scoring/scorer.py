@@ -30,7 +30,7 @@ from invscale.data import DataError, Dataset, Row, TaskType
 from invscale.kernels.launch import resolve_kernels
 from invscale.scoring import architectures
 from invscale.scoring.attention import resolve_backend
-from invscale.scoring.cache_runner import CacheRunner, ContextBatch, context_batch, probe
+from invscale.scoring.cache_runner import CacheRunner, ContextBatch, plan_contexts, probe
 from invscale.scoring.distributed import Group
 from invscale.scoring.heap import settled_heap
 from invscale.scoring.metrics import example_metrics
@@ -364,9 +364,10 @@ class ScoringJob:
 
     def iter_packs(self) -> Iterator[Pack]:
         """The packs that hold a row still to score, in order, a chunk of items tokenized, planned and
-        built at a time (what :meth:`results` runs, on a background thread). A pair repeated within
-        a chunk (the same context and continuation in another item) is tokenized and packed once;
-        the repeats are recorded as its aliases."""
+        built at a time (what :meth:`results` runs, on a background thread); on the cache path, runs
+        of context batches (see :func:`~invscale.scoring.cache_runner.plan_contexts`). A pair
+        repeated within a chunk (the same context and continuation in another item) is tokenized and
+        packed once; the repeats are recorded as its aliases."""
         with settled_heap():
             yield from self._chunk_packs()
 
@@ -395,10 +396,10 @@ class ScoringJob:
             self.stats.naive_tokens += int((sequence_weights * lengths).sum())
             self.stats.answer_tokens += int((sequence_weights * targets).sum())
             self.stats.hf_tokens += int((sequence_weights * hf_inputs(units, lengths, context_lengths)).sum())
-            if self.path.name == "cache":
-                for tokens, ids in zip(found, seq_ids):
-                    if self._owner_pending[ids].any():
-                        yield context_batch(self.path.mode, self.preface, tokens.stem, tokens.junctions, ids)
+            if self.path.name == "cache":  # runs of contexts (lists of batches), not packs
+                yield from plan_contexts(self.path.mode, self.preface,
+                                         ((tokens.stem, tokens.junctions, ids) for tokens, ids in zip(found, seq_ids)),
+                                         lambda ids: self._owner_pending[ids].any())
                 continue
             packs, held = build_packs(held + units, self.max_tokens_per_pack, self.preface,
                                       keep_last=stop < len(self.items), stacks=self.stacks, plan=self.stats.stack)
@@ -570,11 +571,11 @@ class ScoringJob:
 
     def _cache_passes(self) -> Iterator[tuple[ContextBatch, torch.Tensor]]:
         """(context batch, its sequences' summed log-probs) by the model's own forward and cache, the
-        preface computed once where the mode allows (under torchrun, contexts dealt out as packs are)."""
+        preface computed once where the mode allows (under torchrun, runs of contexts dealt out as
+        packs are)."""
         with CacheRunner(self.model, self.path.mode) as runner:
             runner.set_preface(self.preface)
-            yield from self.group.passes(([batch] for batch in self._packs_beside()),
-                                         lambda unit: [runner.run(batch)[0] for batch in unit])
+            yield from self.group.passes(self._packs_beside(), lambda run: [runner.run(batch)[0] for batch in run])
 
     def _streamed_passes(self) -> Iterator[tuple[Pack, torch.Tensor]]:
         """(pack, its answer log-probs) streaming the layers once per group of packs (under torchrun,
@@ -665,9 +666,9 @@ def score_token_sequences(model, sequences: list[tuple[tuple[int, ...], int]], m
     if chosen.name == "cache":
         mode = mode or probe(model)
         runner = CacheRunner(model, mode)
-        packs = (context_batch(mode, preface, unit.stem, [(ref.tokens[len(unit.stem):], ref.n_target)
-                                                         for ref in map(refs.__getitem__, unit.seq_ids)], unit.seq_ids)
-                 for unit in units)
+        contexts = ((unit.stem, [(refs[i].tokens[len(unit.stem):], refs[i].n_target) for i in unit.seq_ids],
+                     unit.seq_ids) for unit in units)
+        packs = chain.from_iterable(plan_contexts(mode, preface, contexts, lambda ids: True))
         score = runner.run
     else:
         budget = max_tokens_per_pack or default_max_tokens_per_pack(model)
