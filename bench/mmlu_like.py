@@ -13,7 +13,8 @@ options A-D and "Answer:"), so every question of a subject shares its 5-shot pre
 part after "…about". ``tokens`` rebuilds the run's requests from lm-eval's logged samples,
 tokenized as lm-eval tokenizes them, and reports the naive tokens (one sequence per option), what
 lm-eval's HF backend computes (each distinct context + continuation but its last token, once), the
-fewest any exact scorer can (distinct prefixes) and what invscale computes at a pack size.
+fewest any exact scorer can (distinct prefixes), what invscale computes at a pack size, and what
+its cache path computes (``--path cache`` for a model whose cache probes as ``multi``).
 """
 
 from __future__ import annotations
@@ -87,6 +88,7 @@ def token_figures(model: str, samples: str, pack: int) -> dict:
     """Tokens computed by each way of scoring the logged run's requests."""
     from lm_eval.models.huggingface import HFLM
 
+    from invscale.scoring.cache_runner import plan_contexts
     from invscale.scoring.trie import SequenceRef, build_packs, common_prefix, tokens_computed, units_of_sequences
 
     lm = HFLM(pretrained=model, device="cpu", dtype="float32")
@@ -97,11 +99,17 @@ def token_figures(model: str, samples: str, pack: int) -> dict:
     distinct = sorted(set(sequences))
     preface = common_prefix(tokens for tokens, _ in distinct)
     refs = [SequenceRef(n, tokens[len(preface):], k) for n, (tokens, k) in enumerate(distinct)]
-    packs, _ = build_packs(units_of_sequences(refs), pack, preface, stacks=True)
+    units = units_of_sequences(refs)
+    packs, _ = build_packs(units, pack, preface, stacks=True)
+    contexts = ((unit.stem, [(refs[i].tokens[len(unit.stem):], refs[i].n_target) for i in unit.seq_ids], unit.seq_ids)
+                for unit in units)
+    runs = list(plan_contexts("multi", preface, contexts, lambda ids: True))
     return {"requests": len(sequences), "naive_tokens": sum(len(t) for t, _ in sequences),
             "lm_eval_hf_tokens": sum(len(t) for t in {tokens[:-1] for tokens, _ in sequences}),
             "fewest_tokens": len({tokens[:i] for tokens, _ in distinct for i in range(1, len(tokens))}),
-            "invscale_tokens": len(preface) + tokens_computed(packs), "pack": pack, "packs": len(packs)}
+            "invscale_tokens": len(preface) + tokens_computed(packs), "pack": pack, "packs": len(packs),
+            "invscale_cache_tokens": len(preface) + sum(batch.n_tokens for run in runs for batch in run),
+            "cache_runs": len(runs)}
 
 
 def main() -> None:
