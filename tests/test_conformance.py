@@ -24,7 +24,8 @@ from conformance import (UNBUILDABLE, WINDOW, build_tiny, conformance_rows, max_
 from invscale.cli import app
 from invscale.scoring import attention
 from invscale.scoring.architectures import (REFUSED, SUPPORTED, TRIE_UNSUITED, UnsupportedModel, check_architecture,
-                                            check_causal_lm, check_model_type, config_features, supported_markdown)
+                                            cache_path_markdown, check_causal_lm, check_model_type, config_features,
+                                            refused_markdown, supported_markdown)
 from invscale.scoring.scorer import ScoringJob
 from invscale.scoring.streamed import StreamedModel
 
@@ -171,7 +172,8 @@ def test_refused_before_any_work(tmp_path, tokenizer):
 
 def test_readme_lists_the_supported_architectures():
     readme = (Path(__file__).parents[1] / "README.md").read_text()
-    assert supported_markdown() in readme, "regenerate the README's list with invscale.scoring.architectures"
+    for listing in (supported_markdown(), cache_path_markdown(), refused_markdown()):
+        assert listing in readme, "regenerate the README's lists with invscale.scoring.architectures"
 
 
 def test_conformance_survey_runs():
