@@ -244,18 +244,17 @@ class CacheRunner:
             if self._segment is None or self._segment[0] != tokens[:segment]:
                 self._segment = (tokens[:segment], *self._prefix(tokens[:segment]))
             _, last, cache = self._segment
-            if len(tokens) == segment:
-                return last, cache
-            logprobs, cache = self._forward(torch.tensor([tokens[segment:]]), fork(cache, 1, self.device), last_only=True)
-            return logprobs[0, -1], cache
-        preface = self.preface
-        if self._preface_cache is not None and len(tokens) >= len(preface):
-            if len(tokens) == len(preface):
-                return self._preface_last, self._preface_cache
-            logprobs, cache = self._forward(torch.tensor([tokens[len(preface):]]), fork(self._preface_cache, 1, self.device),
-                                            last_only=True)
-            return logprobs[0, -1], cache
-        logprobs, cache = self._forward(torch.tensor([tokens]), last_only=True)
+            return self._continue(tokens, segment, last, cache)
+        if self._preface_cache is not None and len(tokens) >= len(self.preface):
+            return self._continue(tokens, len(self.preface), self._preface_last, self._preface_cache)
+        return self._continue(tokens, 0, None, None)
+
+    def _continue(self, tokens: tuple[int, ...], start: int, last, cache):
+        """(log-probs after ``tokens``, the cache after them), given ``last`` and ``cache`` after their
+        first ``start`` tokens (returned as they are when nothing follows; copied before a forward)."""
+        if len(tokens) == start:
+            return last, cache
+        logprobs, cache = self._forward(torch.tensor([tokens[start:]]), fork(cache, 1, self.device), last_only=True)
         return logprobs[0, -1], cache
 
     def _score_after(self, last, cache, prefix, rows, whole, targets):

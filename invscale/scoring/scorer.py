@@ -664,8 +664,8 @@ def score_token_sequences(model, sequences: list[tuple[tuple[int, ...], int]], m
     logprobs, greedy = np.zeros(len(distinct)), np.zeros(len(distinct), dtype=bool)
     repeats = np.bincount([distinct[key] for key in sequences], minlength=len(distinct))  # sequences per distinct one
     if chosen.name == "cache":
-        mode = mode or probe(model)
-        runner = CacheRunner(model, mode)
+        runner = CacheRunner(model, mode)  # probes the model's cache when no mode is given
+        mode = runner.mode
         contexts = ((unit.stem, [(refs[i].tokens[len(unit.stem):], refs[i].n_target) for i in unit.seq_ids],
                      unit.seq_ids) for unit in units)
         packs = chain.from_iterable(plan_contexts(mode, preface, contexts, lambda ids: True))
