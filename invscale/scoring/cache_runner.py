@@ -106,6 +106,19 @@ def fork(cache, copies: int, device: torch.device):
     raise TypeError(f"cannot copy a cache of type {type(cache).__name__}")
 
 
+def select(cache, index: torch.Tensor):
+    """``cache`` with only the batch rows at ``index`` (a Cache changed in place by its own
+    ``reorder_cache``; nested tensors indexed along their first dimension)."""
+    if hasattr(cache, "reorder_cache"):
+        cache.reorder_cache(index)
+        return cache
+    if isinstance(cache, torch.Tensor):
+        return cache.index_select(0, index.to(cache.device))
+    if isinstance(cache, (list, tuple)):
+        return type(cache)(select(part, index) for part in cache)
+    raise TypeError(f"cannot select rows of a cache of type {type(cache).__name__}")
+
+
 def _plain_layers(cache) -> bool:
     """Whether every layer of ``cache`` is transformers' plain growing key/value layer."""
     from transformers.cache_utils import DynamicLayer
@@ -197,11 +210,17 @@ class CacheRunner:
     def __exit__(self, *exc) -> None:
         self.close()
 
-    def _forward(self, ids: torch.Tensor, cache=None, keep_cache: bool = True, last_only: bool = False):
+    @property
+    def preface_cache(self):
+        """The cache after the preface (multi mode; None otherwise), to be copied, never fed."""
+        return self._preface_cache
+
+    def _forward(self, ids: torch.Tensor, cache=None, keep_cache: bool = True, last_only: bool = False, **inputs):
         """(log-probs [B, L, V] in fp32, the cache after ``ids``) for a batch after ``cache``; with
         ``last_only``, of the last position alone ([B, 1, V]: the head skips the others where the
-        model's forward takes ``logits_to_keep``)."""
-        kwargs = {"use_cache": keep_cache}
+        model's forward takes ``logits_to_keep``); ``inputs`` (an attention mask, position ids)
+        passed on."""
+        kwargs = {"use_cache": keep_cache, **inputs}
         if cache is not None:
             kwargs[self.argument] = cache
         if last_only and self._keeps_logits:
