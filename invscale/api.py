@@ -32,6 +32,7 @@ from typing import Any, Callable, Iterable, Sequence
 import torch
 from rich.console import Console
 
+from invscale.chain_of_thought import ChainJob, ChainOfThought, check_chain_dataset
 from invscale.data import Dataset, TaskType, read_dataset, validate_records, with_content_hash, write_dataset
 from invscale.models import LoadedModel, NotLocal, fingerprint, load_for_scoring, load_tokenizer, parse_memory, resolve_device
 from invscale.progress import ProgressReport
@@ -44,9 +45,9 @@ from invscale.scoring.scorer import ScoreStats, ScoringJob, check_too_long, unco
 
 _stderr = Console(stderr=True, markup=False, highlight=False)
 
-EVALUATE_COLUMNS = ["task", "shots", "seeds", "n", "skipped", "accuracy", "accuracy_low", "accuracy_high", "acc_norm",
-                    "acc_bytes", "brier_score", "chance_accuracy", "mean_loss", "loss_low", "loss_high", "chance_loss",
-                    "seconds"]
+EVALUATE_COLUMNS = ["task", "shots", "reasoning_tokens", "seeds", "n", "skipped", "accuracy", "accuracy_low",
+                    "accuracy_high", "acc_norm", "acc_bytes", "brier_score", "chance_accuracy", "mean_loss", "loss_low",
+                    "loss_high", "chance_loss", "mean_chain_tokens", "wrote_cue", "accuracy_by_text", "seconds"]
 
 
 class Interrupted(KeyboardInterrupt):
@@ -100,7 +101,8 @@ class Results:
         command line writes, provenance included; ResultsError if ``path`` holds other results."""
         path, scorer = Path(path), self.scorer
         with open_results(path, self.dataset, scorer.identity, scorer.dtype, too_long=scorer.too_long,
-                          chat_template=scorer.chat_template, mutual_info=scorer.mutual_info) as store:
+                          chat_template=scorer.chat_template, mutual_info=scorer.mutual_info,
+                          chains=scorer.chains) as store:
             store.start()
             store.append(self.records)
             store.finalize(store.existing + self.records, self.seconds)
@@ -136,14 +138,17 @@ class Scorer:
     ``path`` (trie, cache or auto: which exact path computes the log-probs; see
     :mod:`invscale.scoring.paths`),
     ``chat_template`` and ``mutual_info`` (lm-eval's acc_mutual_info for classification rows: one
-    more trie run, of each distinct class with no prompt). ``progress`` shows a bar (a line now and then when standard error is
-    not a terminal); ``warn`` and ``log`` receive the warnings and notes a run has to say.
+    more trie run, of each distinct class with no prompt). ``cot``: a chain of thought the model
+    writes before the classes are scored (see :mod:`invscale.chain_of_thought`; a budget of 0 tokens
+    is the plain task). ``progress`` shows a bar (a line now and then when standard error is not a
+    terminal); ``warn`` and ``log`` receive the warnings and notes a run has to say.
     """
 
     def __init__(self, model: str, dtype: str = "float32", device: str = "auto", *,
                  max_tokens_per_pack: int | None = None, kernels: str = "auto", attention: str = "auto",
                  offload: str = "auto", gpu_memory: str | None = None, too_long: str = "error",
                  chat_template: bool = False, mutual_info: bool = False, progress: bool = True, path: str = "auto",
+                 cot: ChainOfThought | None = None,
                  warn: Callable[[str], None] = _warn, log: Callable[[str], None] = _say):
         check_too_long(too_long)
         self.path = check_path(path)
@@ -154,10 +159,15 @@ class Scorer:
         self.model_name, self.dtype, self.device = model, dtype, device
         self.max_tokens_per_pack, self.kernels, self.attention, self.offload = max_tokens_per_pack, kernels, attention, offload
         self.too_long, self.chat_template, self.progress, self.warn, self.log = too_long, chat_template, progress, warn, log
-        self.mutual_info = mutual_info
+        self.mutual_info, self.cot = mutual_info, cot
         self.group = distributed.current()
         self._loaded: LoadedModel | None = None
         self._identity: dict | None = None
+
+    @property
+    def chains(self) -> dict | None:
+        """The settings chains of thought are written with (None: no chains), as results record them."""
+        return self.cot.describe() if self.cot is not None and self.cot.writes_chains else None
 
     @property
     def loaded(self) -> LoadedModel:
@@ -200,9 +210,12 @@ class Scorer:
         """Score ``dataset`` into the store at ``out`` (none: results kept in memory only);
         ``before_start`` runs once the store has accepted the run, before it is written; with a
         ``label``, a line names the work when there is some."""
+        chains = self.chains
         opened = nullcontext(FollowerStore(None, set())) if out is None else results_store(self.group, lambda: open_results(
             out, dataset, self.identity, self.dtype, overwrite=overwrite, too_long=self.too_long,
-            chat_template=self.chat_template, mutual_info=self.mutual_info), out)
+            chat_template=self.chat_template, mutual_info=self.mutual_info, chains=chains), out)
+        if chains is not None:
+            check_chain_dataset(dataset)
         if self.mutual_info and dataset.task_type is not TaskType.classification:
             raise ValueError(f"--mutual-info: {dataset.name} is a {dataset.task_type.value} task; acc_mutual_info "
                              "is for classification rows")
@@ -220,10 +233,20 @@ class Scorer:
                                                         self.max_tokens_per_pack, self.attention, self.kernels,
                                                         self.path)
                                  if self.mutual_info else None)
-                job = ScoringJob(loaded.model, loaded.tokenizer, scored, max_tokens_per_pack=self.max_tokens_per_pack,
-                                 backend=self.attention, skip_indexes=done, kernels=self.kernels,
-                                 streamed=loaded.streamed, memory_budget=self.memory_budget, group=self.group,
-                                 too_long=self.too_long, unconditional=unconditional, path=self.path)
+                if chains is not None:
+                    if loaded.streamed is not None:
+                        raise ValueError("--cot writes chains with the model's own forward and cache, which does not "
+                                         "stream layers: load the model whole (--offload none)")
+                    job = ChainJob(loaded.model, loaded.tokenizer, scored, self.cot, skip_indexes=done,
+                                   max_tokens_per_pack=self.max_tokens_per_pack, backend=self.attention,
+                                   kernels=self.kernels, group=self.group, too_long=self.too_long,
+                                   unconditional=unconditional, path=self.path)
+                else:
+                    job = ScoringJob(loaded.model, loaded.tokenizer, scored,
+                                     max_tokens_per_pack=self.max_tokens_per_pack, backend=self.attention,
+                                     skip_indexes=done, kernels=self.kernels, streamed=loaded.streamed,
+                                     memory_budget=self.memory_budget, group=self.group, too_long=self.too_long,
+                                     unconditional=unconditional, path=self.path)
                 store.notes["scoring_path"] = job.path.describe()
                 if self.group.is_main:
                     if label is not None:
@@ -318,6 +341,7 @@ class Evaluation:
     n: int
     seeds: list[int]
     shots: list[int | None]
+    reasoning_tokens: list[int] | None = None  # the chain-of-thought budgets (None: no chains)
 
     @property
     def summary_csv(self) -> Path:
@@ -327,41 +351,54 @@ class Evaluation:
 
 def evaluate(tasks: Iterable[str], model: str = "smollm2-135m", n: int = 300, seeds: Sequence[int] = (0,),
              shots: Sequence[int | None] = (None,), out: str | Path = "invscale-eval", *, overwrite: bool = False,
-             scorer: Scorer | None = None, **options) -> Evaluation:
+             scorer: Scorer | None = None, cot: ChainOfThought | None = None,
+             reasoning_tokens: Sequence[int] | None = None, **options) -> Evaluation:
     """Generate each task (``n`` rows per seed and shot count), score it with ``model`` (or with
     ``scorer``, to reuse a loaded model; ``options`` as for :class:`Scorer`) and summarise it with
-    intervals across seeds and items. Each variant's rows go to ``out/NAME.jsonl`` and its results
-    to ``out/NAME.results.jsonl`` (resumable, as :meth:`Scorer.score`), NAME being the task, with
-    ``-Kshot`` when shot counts are given and ``-seedS`` with several seeds; the rows also go to
-    ``out/summary.csv``."""
+    intervals across seeds and items. With ``cot``, the model writes a chain of thought before the
+    classes are scored, within each budget of ``reasoning_tokens`` (default: ``cot``'s own), each
+    budget a variant (0: the plain task). Each variant's rows go to ``out/NAME.jsonl`` and its
+    results to ``out/NAME.results.jsonl`` (resumable, as :meth:`Scorer.score`), NAME being the task,
+    with ``-Kshot`` when shot counts are given, ``-seedS`` with several seeds and ``-cotN`` for a
+    reasoning budget of N tokens; the rows also go to ``out/summary.csv``."""
     from invscale.generators import variant_name
 
     tasks, seeds, shots, out = list(tasks), list(seeds), list(shots), Path(out)
     if not seeds or not shots or not tasks:
         raise ValueError("evaluate: give at least one task, seed and shot count")
+    if reasoning_tokens is not None and cot is None:
+        raise ValueError("--reasoning-tokens: give --cot too (the budgets are of a chain of thought)")
+    budgets: list[int | None] = [None] if cot is None else list(reasoning_tokens or [cot.reasoning_tokens])
+    chains = {budget: None if budget is None else replace(cot, reasoning_tokens=budget) for budget in budgets}
     scorer = scorer or Scorer(model, **options)
-    cells = [(task, shot_count) for task in tasks for shot_count in shots]
-    for task, shot_count in cells:  # every task name and shot count is checked before any is scored
-        generate(task, 1, seeds[0], shot_count)
+    own_cot = scorer.cot
+    cells = [(task, shot_count, budget) for task in tasks for shot_count in shots for budget in budgets]
+    for task, shot_count, budget in cells:  # every task name and shot count is checked before any is scored
+        sample = generate(task, 1, seeds[0], shot_count)
+        if budget:
+            check_chain_dataset(sample)
     out.mkdir(parents=True, exist_ok=True)
     rows = []
-    for task, shot_count in cells:
+    for task, shot_count, budget in cells:
         per_seed = []
+        scorer.cot = chains[budget]
         for seed in seeds:
-            name = variant_name(task, shot_count, seed if len(seeds) > 1 else None)
+            name = variant_name(task, shot_count, seed if len(seeds) > 1 else None, budget)
             dataset = generate(task, n, seed, shot_count)
             results = scorer._score(dataset, out / f"{name}.results.jsonl", overwrite, time.perf_counter(),
                                     before_start=lambda: write_dataset(dataset, out / f"{name}.jsonl"), label=name)
             per_seed.append(results)
         rows.append({"task": task, "shots": "default" if shot_count is None else shot_count,
+                     **({} if budget is None else {"reasoning_tokens": budget}),
                      "seeds": ",".join(map(str, seeds)), **seed_summary([r.records for r in per_seed]),
                      **chance_levels(per_seed[0].dataset), "seconds": sum(r.seconds for r in per_seed)})
+    scorer.cot = own_cot
     if scorer.group.is_main:
         with open(out / "summary.csv", "w", newline="") as handle:
             writer = csv.DictWriter(handle, fieldnames=EVALUATE_COLUMNS, extrasaction="ignore")
             writer.writeheader()
             writer.writerows(rows)
-    return Evaluation(rows, out, scorer.model_name, n, seeds, shots)
+    return Evaluation(rows, out, scorer.model_name, n, seeds, shots, None if cot is None else budgets)
 
 
 @dataclass

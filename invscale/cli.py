@@ -3,8 +3,10 @@ function per command."""
 
 from __future__ import annotations
 
+import codecs
 import sys
 import time
+from collections import Counter
 from pathlib import Path
 from typing import Optional
 
@@ -19,6 +21,7 @@ from invscale import api
 from invscale.benchmark.report import figures_table
 from invscale.benchmark.run import METHODS, BenchmarkMismatch
 from invscale.benchmark.workload import OPT_SHAPES
+from invscale.chain_of_thought import ANSWER_CUE, REASONING_CUE, REASONING_STOPS, ChainOfThought
 from invscale.data import DataError, TaskType, write_dataset
 from invscale.kernels.launch import KernelUnavailable
 from invscale.messages import first_line
@@ -52,6 +55,13 @@ TOO_LONG_HELP = ("Rows longer than the model takes: error (list them all and sto
                  "prompt tokens, as lm-evaluation-harness does; a truncated column says how many).")
 CHAT_TEMPLATE_HELP = ("Wrap each prompt in the model's chat template (one user turn, the assistant's turn "
                       "opened), for instruct models; the classes follow as they are.")
+COT_HELP = ("Chain of thought: after the prompt and --reasoning-cue the model writes a chain (greedy, up to "
+            "--reasoning-tokens, ending at a --reasoning-stop or EOS), then every class is scored exactly after the "
+            "chain and --answer-cue; results add the chain, its length, why it stopped and the class its text names.")
+REASONING_CUE_HELP = "Text after the prompt that asks for a chain of thought."
+ANSWER_CUE_HELP = "Text after the chain that introduces the answer (the model's own is cut and replaced by it)."
+REASONING_STOP_HELP = ("A string that ends a chain (repeat for several; backslash escapes such as \\n are read); "
+                       "default: a blank line.")
 X_AXIS_HELP = "Plots' x axis: params, non-embedding (parameters) or flops (6·N·D training FLOPs, for families)."
 GENERATE_PROGRESS_ROWS = 100_000
 
@@ -100,6 +110,21 @@ def _counts(option: str, text: str) -> list[int]:
     if not values or any(value < 0 for value in values) or len(set(values)) != len(values):
         raise ValueError(f"{option} {text}: give distinct whole numbers of 0 or more, separated by commas (e.g. 0,3)")
     return values
+
+
+def _chain_settings(cot: bool, budgets: Optional[str], reasoning_cue: str, answer_cue: str,
+                    stops: Optional[list[str]]) -> tuple[Optional[ChainOfThought], Optional[list[int]]]:
+    """The chain-of-thought settings the options ask for, and the budgets listed (None: not given)."""
+    if not cot:
+        given = [option for option, value in (("--reasoning-tokens", budgets), ("--reasoning-stop", stops)) if value]
+        if given:
+            raise ValueError(f"{given[0]}: give --cot too (it sets how a chain of thought is written)")
+        return None, None
+    listed = _counts("--reasoning-tokens", budgets) if budgets is not None else None
+    read_stops = tuple(codecs.decode(stop, "unicode_escape") for stop in stops) if stops else REASONING_STOPS
+    settings = ChainOfThought(reasoning_tokens=listed[0] if listed else ChainOfThought.reasoning_tokens,
+                              reasoning_cue=reasoning_cue, answer_cue=answer_cue, stops=read_stops)
+    return settings, listed
 
 
 def _interval(row: dict, value: str, low: str, high: str) -> str:
@@ -177,6 +202,12 @@ def score(
     mutual_info: bool = typer.Option(False, help="Also lm-eval's acc_mutual_info (classification): each class's "
                                                  "log-prob minus its log-prob with no prompt, one more short pass."),
     path: str = typer.Option("auto", help=PATH_HELP),
+    cot: bool = typer.Option(False, "--cot", help=COT_HELP),
+    reasoning_tokens: Optional[str] = typer.Option(None, help="The chain's token budget with --cot (default 256; "
+                                                               "0: no chain, the plain task)."),
+    reasoning_cue: str = typer.Option(REASONING_CUE, help=REASONING_CUE_HELP),
+    answer_cue: str = typer.Option(ANSWER_CUE, help=ANSWER_CUE_HELP),
+    reasoning_stop: Optional[list[str]] = typer.Option(None, help=REASONING_STOP_HELP),
 ) -> None:
     """Score every row of DATA with MODEL and write per-example results; resumes an interrupted run."""
     started = time.perf_counter()
@@ -185,9 +216,14 @@ def score(
         _warn("no --model given: scoring with tiny-opt, a tiny OPT with random weights (its scores mean nothing); "
               "pass --model for a real one")
     try:
+        chains, budgets = _chain_settings(cot, reasoning_tokens, reasoning_cue, answer_cue, reasoning_stop)
+        if budgets is not None and len(budgets) > 1:
+            raise ValueError(f"--reasoning-tokens {reasoning_tokens}: score takes one budget; evaluate and sweep "
+                             "take several")
         scorer = api.Scorer(model, dtype, device, max_tokens_per_pack=max_tokens_per_pack, kernels=kernels,
                             attention=attention, offload=offload, gpu_memory=gpu_memory, too_long=too_long,
-                            chat_template=chat_template, mutual_info=mutual_info, path=path, warn=_warn, log=_say)
+                            chat_template=chat_template, mutual_info=mutual_info, path=path, cot=chains,
+                            warn=_warn, log=_say)
         results = scorer.score(data, out_path or _default_out(data), overwrite=overwrite, task_type=task_type,
                                split=split)
     except USER_ERRORS as exc:
@@ -224,6 +260,13 @@ def evaluate(
     too_long: str = typer.Option("error", help=TOO_LONG_HELP),
     chat_template: bool = typer.Option(False, help=CHAT_TEMPLATE_HELP),
     path: str = typer.Option("auto", help=PATH_HELP),
+    cot: bool = typer.Option(False, "--cot", help=COT_HELP),
+    reasoning_tokens: Optional[str] = typer.Option(None, help="With --cot, the chain's token budget, or several "
+                                                               "(0,32,128: each its own row; 0 is the plain task; "
+                                                               "default 256)."),
+    reasoning_cue: str = typer.Option(REASONING_CUE, help=REASONING_CUE_HELP),
+    answer_cue: str = typer.Option(ANSWER_CUE, help=ANSWER_CUE_HELP),
+    reasoning_stop: Optional[list[str]] = typer.Option(None, help=REASONING_STOP_HELP),
 ) -> None:
     """Generate each task, score it with MODEL and print accuracy and loss per task against chance.
 
@@ -233,10 +276,11 @@ def evaluate(
     try:
         seed_list = _counts("--seeds", seeds)
         shot_list = _counts("--shots", shots) if shots is not None else [None]
+        chains, budgets = _chain_settings(cot, reasoning_tokens, reasoning_cue, answer_cue, reasoning_stop)
         scorer = api.Scorer(model, dtype, device, kernels=kernels, too_long=too_long, chat_template=chat_template,
                             path=path, warn=_warn, log=_say)
         evaluation = api.evaluate(tasks.split(","), model, n, seed_list, shot_list, out_dir, overwrite=overwrite,
-                                  scorer=scorer)
+                                  scorer=scorer, cot=chains, reasoning_tokens=budgets)
     except USER_ERRORS as exc:
         _fail(_one_line(exc))
     except api.Interrupted as exc:
@@ -246,14 +290,19 @@ def evaluate(
     seeds_title = f"seed {seed_list[0]}" if len(seed_list) == 1 else f"seeds {','.join(map(str, seed_list))}"
     table = Table(title=f"{model} · {n} items per task{' and seed' if len(seed_list) > 1 else ''}, {seeds_title}",
                   caption="95% bootstrap intervals" + (" across seeds and items" if len(seed_list) > 1 else ""))
-    with_shots = shots is not None
-    for column in ("task", *(("shots",) if with_shots else ()), "n", "accuracy (95%)", "chance", "mean loss (95%)",
-                   "chance loss", "seconds"):
+    with_shots, with_chains = shots is not None, evaluation.reasoning_tokens is not None
+    chain_columns = ("reasoning tokens", "mean chain", "by text") if with_chains else ()
+    for column in ("task", *(("shots",) if with_shots else ()), *chain_columns[:1], "n", "accuracy (95%)", "chance",
+                   "mean loss (95%)", "chance loss", *chain_columns[1:], "seconds"):
         table.add_column(column, justify="left" if column == "task" else "right")
     for row in evaluation.rows:
-        table.add_row(row["task"], *((str(row["shots"]),) if with_shots else ()), str(row["n"]),
+        chained = "mean_chain_tokens" in row
+        table.add_row(row["task"], *((str(row["shots"]),) if with_shots else ()),
+                      *((str(row["reasoning_tokens"]),) if with_chains else ()), str(row["n"]),
                       _interval(row, "accuracy", "accuracy_low", "accuracy_high"), f"{row['chance_accuracy']:.3f}",
                       _interval(row, "mean_loss", "loss_low", "loss_high"), f"{row['chance_loss']:.3f}",
+                      *((f"{row['mean_chain_tokens']:.1f}" if chained else "-",
+                         f"{row['accuracy_by_text']:.3f}" if chained else "-") if with_chains else ()),
                       f"{row['seconds']:.1f}")
     _print_table(table)
     out.print(f"results and summary.csv in {out_dir}")
@@ -499,11 +548,21 @@ def _print_summary(results: api.Results, seconds: float) -> None:
             table.add_row(name, f"{summary[name]:.4f}")
     if "mean_loss" in summary:
         table.add_row("mean loss", f"{summary['mean_loss']:.4f} (95% {summary['loss_low']:.4f}–{summary['loss_high']:.4f})")
+    if "mean_chain_tokens" in summary:
+        stops = Counter(record["chain_stop"] for record in results.records if "chain_stop" in record)
+        budget = results.scorer.cot.reasoning_tokens
+        table.add_row("chains", f"mean {summary['mean_chain_tokens']:.1f} tokens; ended by "
+                                f"{', '.join(f'{why} {count}' for why, count in sorted(stops.items()))}; a chain "
+                                f"reaching {budget} tokens is cut there, then the answer cue follows")
+        table.add_row("answer cue", f"written by the model in {summary['wrote_cue']:.1%} of chains (cut there and "
+                                    "appended as the classes are scored)")
+        table.add_row("accuracy by text", f"{summary['accuracy_by_text']:.4f} (the class the chain's text names "
+                                          "after the cue; none named counts wrong)")
     table.add_row("wall time", f"{seconds:.1f} s")
     on_cache = results.path_taken is not None and results.path_taken.name == "cache"
     if results.path_taken is not None:
         table.add_row("path", results.path_taken.describe())
-    if stats is not None and stats.items:
+    if stats is not None and stats.items and stats.naive_tokens:
         ratio = stats.naive_tokens / max(stats.unique_tokens, 1)
         table.add_row("tokens computed", f"{stats.unique_tokens:,} unique vs {stats.naive_tokens:,} naive "
                                          f"({ratio:.1f}x fewer; preface {stats.preface_tokens}, {stats.packs} "

@@ -43,7 +43,7 @@ def test_units_are_dealt_to_the_least_loaded_ranks():
     units = [[build_pack([SequenceRef(0, tuple(range(size + 1)), 1)])] for size in (4, 8, 6)]  # last token unread
     assert [unit[0].n_tokens for unit in units] == [4, 8, 6]
     loads = [0, 3, 20, 1]
-    assert deal(units, loads) == [1, 0, 3]  # 8 tokens to rank 0 (load 0), 6 to rank 3 (load 1), 4 to rank 1
+    assert deal([sum(pack.n_tokens for pack in unit) for unit in units], loads) == [1, 0, 3]  # 8 tokens to rank 0 (load 0), 6 to rank 3 (load 1), 4 to rank 1
     assert loads == [8, 7, 20, 7]
 
 

@@ -29,7 +29,7 @@ import torch
 
 from invscale.decoding.sampling import next_tokens, sample_stream
 from invscale.decoding.settings import DecodingSettings
-from invscale.decoding.stops import StopFinder
+from invscale.decoding.stops import StopFinder, decoded
 from invscale.scoring.cache_runner import PROBE_TOLERANCE, PROBE_TOLERANCE_HALF, CacheRunner, fork, select
 
 STOPS = ("eos", "stop", "budget")  # why a sample ended
@@ -156,8 +156,7 @@ class Decoder:
         return [ended[number * samples:(number + 1) * samples] for number in range(len(contexts))]
 
     def _ended(self, tokens: list[int], stop: str, stop_string: str | None, generated: int) -> Generation:
-        text = "" if self.tokenizer is None else self.tokenizer.decode(tokens, skip_special_tokens=False,
-                                                                        clean_up_tokenization_spaces=False)
+        text = "" if self.tokenizer is None else decoded(self.tokenizer, tokens)
         return Generation(tuple(tokens), text, stop, stop_string, generated)
 
     def _start(self, contexts) -> "_State":

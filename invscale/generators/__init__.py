@@ -30,7 +30,9 @@ def generate(task: str, n: int, seed: int = 0, shots: int | None = None,
     return validate_records(f"{task}(seed={seed})", generated.records, columns), generated
 
 
-def variant_name(task: str, shots: int | None = None, seed: int | None = None) -> str:
+def variant_name(task: str, shots: int | None = None, seed: int | None = None, reasoning_tokens: int | None = None) -> str:
     """The name of one generated variant of ``task``: ``-Kshot`` when a shot count is given,
-    ``-seedS`` when a seed is given (callers give it when there are several)."""
-    return task + (f"-{shots}shot" if shots is not None else "") + (f"-seed{seed}" if seed is not None else "")
+    ``-seedS`` when a seed is given (callers give it when there are several), ``-cotN`` for a chain
+    of thought of at most N tokens."""
+    return (task + (f"-{shots}shot" if shots is not None else "") + (f"-seed{seed}" if seed is not None else "")
+            + (f"-cot{reasoning_tokens}" if reasoning_tokens is not None else ""))

@@ -76,8 +76,9 @@ def _routable(module: nn.Module) -> bool:
 
 def route(module: nn.Module) -> Callable[[], None]:
     """Send ``module``'s routable linear layers through :func:`linear`; returns the function that
-    gives them their own forward back. Does nothing when oneDNN is not :func:`available`."""
-    linears = [m for m in module.modules() if _routable(m)] if available() else []
+    gives them their own forward back. Does nothing when oneDNN is not :func:`available`; layers
+    already routed (by a caller still using them) are left to that caller."""
+    linears = [m for m in module.modules() if _routable(m) and "forward" not in m.__dict__] if available() else []
     for m in linears:
         m.forward = types.MethodType(_routed_forward, m)
 

@@ -57,32 +57,43 @@ class Group:
             for unit in units:
                 yield from zip(unit, run_unit(unit))
             return
+        arrays = self.shared(units, lambda unit: [t.double().cpu().numpy() for t in run_unit(unit)],
+                             lambda unit: sum(pack.n_tokens for pack in unit))
+        for unit, values in arrays:
+            for pack, array in zip(unit, values):
+                yield pack, torch.from_numpy(array)
+
+    def shared(self, units: Iterable, run_unit: Callable, size: Callable[[object], int]) -> Iterator[tuple]:
+        """(unit, ``run_unit(unit)``) for every unit, in order, on every rank: this rank runs its
+        share (dealt by ``size(unit)``, see :func:`deal`) and receives the others' results (any
+        object that pickles)."""
+        if self.size == 1:
+            for unit in units:
+                yield unit, run_unit(unit)
+            return
         loads = [0] * self.size
         units = iter(units)
         while True:
             round_units = list(islice(units, self.size))
             if not round_units:
                 return
-            owners = deal(round_units, loads)
+            owners = deal([size(unit) for unit in round_units], loads)
             mine = owners.index(self.rank) if self.rank in owners else None
-            own = None
-            if mine is not None:
-                own = [t.double().cpu().numpy() for t in run_unit(round_units[mine])]
+            own = run_unit(round_units[mine]) if mine is not None else None
             gathered: list = [None] * self.size
             torch.distributed.all_gather_object(gathered, (mine, own))
-            by_unit = {number: values for number, values in gathered if number is not None}
+            by_unit = {number: result for number, result in gathered if number is not None}
             for number, unit in enumerate(round_units):
-                for pack, values in zip(unit, by_unit[number]):
-                    yield pack, torch.from_numpy(values)
+                yield unit, by_unit[number]
 
 
-def deal(round_units: list[list[Pack]], loads: list[int]) -> list[int]:
-    """The rank of each unit of a round: the largest unit to the least-loaded rank (ties to the lower
-    rank, units in order), and so on; ``loads`` (unique tokens so far per rank) is updated."""
-    sizes = [sum(pack.n_tokens for pack in unit) for unit in round_units]
-    by_size = sorted(range(len(round_units)), key=lambda number: (-sizes[number], number))
+def deal(sizes: list[int], loads: list[int]) -> list[int]:
+    """The rank of each unit of a round, from their ``sizes`` (tokens): the largest unit to the
+    least-loaded rank (ties to the lower rank, units in order), and so on; ``loads`` (tokens so far
+    per rank) is updated."""
+    by_size = sorted(range(len(sizes)), key=lambda number: (-sizes[number], number))
     by_load = sorted(range(len(loads)), key=lambda rank: (loads[rank], rank))
-    owners = [0] * len(round_units)
+    owners = [0] * len(sizes)
     for number, rank in zip(by_size, by_load):
         owners[number] = rank
         loads[rank] += sizes[number]

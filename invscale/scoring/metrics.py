@@ -46,17 +46,20 @@ RESULT_COLUMNS = {
 
 
 MUTUAL_INFO_COLUMNS = ["correct_mutual_info"]  # classification, when the unconditional pass is asked for
+# classification after a chain of thought the model wrote (see invscale.chain_of_thought)
+CHAIN_COLUMNS = ["chain", "chain_tokens", "chain_stop", "wrote_cue", "predicted_by_text", "correct_by_text",
+                 "chain_token_ids"]
 # the column saying what was done to a row too long for the model, per --too-long choice
 TOO_LONG_COLUMNS = {"error": [], "skip": ["skipped"], "truncate-left": ["truncated"]}
 
 
 def result_columns(task_type: TaskType, extra_columns: list[str], too_long: str = "error",
-                   mutual_info: bool = False) -> list[str]:
+                   mutual_info: bool = False, chains: bool = False) -> list[str]:
     """Columns of a results file: the metrics (prize columns first, acc_mutual_info's with
-    ``mutual_info``), what was done to rows too long for the model (with ``too_long`` other than
-    ``error``), then the data's extra columns."""
+    ``mutual_info``, the chain of thought's with ``chains``), what was done to rows too long for the
+    model (with ``too_long`` other than ``error``), then the data's extra columns."""
     metric_columns = (RESULT_COLUMNS[task_type] + (MUTUAL_INFO_COLUMNS if mutual_info else [])
-                      + TOO_LONG_COLUMNS[too_long])
+                      + (CHAIN_COLUMNS if chains else []) + TOO_LONG_COLUMNS[too_long])
     return metric_columns + [c for c in extra_columns if c not in metric_columns]
 
 
@@ -146,7 +149,9 @@ def example_metrics(task_type: TaskType, row: Row, logprobs: list[float],
 
 
 def summarize(results: list[dict]) -> dict:
-    """n, mean loss and (where defined) accuracy, acc_norm, acc_bytes and brier_score over per-example results; rows
+    """n, mean loss and (where defined) accuracy, acc_norm, acc_bytes and brier_score over per-example
+    results (after chains of thought: their mean length, the share that wrote the answer cue and the
+    accuracy of the class their text names, a row naming none counted wrong); rows
     skipped as too long are counted apart (``skipped``) and left out of the rest, and rows scored
     truncated are counted (``truncated``)."""
     counts = {column: sum(column in r for r in results) for column in ("skipped", "truncated")}
@@ -168,6 +173,10 @@ def summarize(results: list[dict]) -> dict:
     for column in ("answer_mean_token_logprob", "mean_token_logprob"):
         if column in results[0]:
             summary["mean_token_logprob"] = sum(r[column] for r in results) / len(results)
+    if "chain_tokens" in results[0]:
+        summary["mean_chain_tokens"] = sum(r["chain_tokens"] for r in results) / len(results)
+        summary["wrote_cue"] = sum(bool(r["wrote_cue"]) for r in results) / len(results)
+        summary["accuracy_by_text"] = sum(r["correct_by_text"] is True for r in results) / len(results)
     return summary
 
 
