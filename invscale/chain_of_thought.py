@@ -4,7 +4,8 @@ is scored exactly after prompt + chain + answer cue.
 Per row: the context is the prompt followed by the reasoning cue (``" Let's think step by step."``
 by default), tokenized as one string. The model writes after those tokens, greedily, within the
 token budget, until a stop string (``"\\n\\n"`` by default) or EOS. If its text holds the answer cue
-(``"So the answer is"``, any case), the chain is the tokens wholly before it, and what follows the
+(``" So the answer is"``, any case, its leading space or not), the chain is the tokens wholly
+before it, and what follows the
 cue is the answer the chain names in text (``predicted_by_text``: the class it begins with, as
 lm-eval's regex reading finds it). Then the answer cue and each class are appended, tokenized
 together, the class's tokens scored as the prize pipeline scores a continuation (the last as many
@@ -102,9 +103,11 @@ def named_class(text: str, classes: tuple[str, ...]) -> int | None:
 class ChainJob:
     """Rows scored after chains the model writes: the interface of
     :class:`~invscale.scoring.scorer.ScoringJob` that a run reads (``stats``, ``path``,
-    ``results``). Rows go in blocks (chains written together, then their classes scored in one
-    run); under torchrun the blocks are dealt out among the processes. Everything the data or the
-    settings make impossible is refused before the first chain."""
+    ``results``). Rows go in blocks of :data:`ROWS_PER_BLOCK` in row order (chains written
+    together, then their classes scored in one run), planned from every row, so a resumed run
+    computes each block it runs as an uninterrupted run does (the rows already done in it are
+    recomputed, not written); under torchrun the blocks are dealt out among the processes.
+    Everything the data or the settings make impossible is refused before the first chain."""
 
     def __init__(self, model, tokenizer, dataset: Dataset, cot: ChainOfThought, *, skip_indexes=frozenset(),
                  max_tokens_per_pack: int | None = None, backend: str = "auto", kernels: str = "auto",
@@ -119,7 +122,8 @@ class ChainJob:
         self.max_tokens_per_pack, self.backend, self.kernels = max_tokens_per_pack, backend, kernels
         self.unconditional, self.streamed, self.stream_times = unconditional, None, None
         self.requested_path = path
-        rows = [row for row in dataset.rows if row.index not in skip_indexes]
+        rows = dataset.rows  # every row is planned, so a resumed run computes each block as a whole one does
+        self._pending = {row.index for row in rows if row.index not in skip_indexes}
         contexts = [tuple(tokenizer(row.prompt + cot.reasoning_cue)["input_ids"]) for row in rows]
         self._tails = {text: self._tail(text) for row in rows for text in row.classes}
         longest_tail = {row.index: max(len(self._tails[text][0]) for text in row.classes) for row in rows}
@@ -130,19 +134,20 @@ class ChainJob:
         if long and self.too_long == "error":
             raise DataError(too_long_message(dataset.name, [(row.index, length) for row, length in long],
                                              limit_words(model.config, path)))
-        self._skipped = {row.index: f"{length} tokens, more than {limit_words(model.config, path)}"
-                         for row, length in long if self.too_long == "skip"}
-        self._truncated = {}
-        for row, length in long if self.too_long == "truncate-left" else ():
-            self._truncated[row.index] = length - limit
-        self._rows = [(row, context[self._truncated.get(row.index, 0):]) for row, context in zip(rows, contexts)
-                      if row.index not in self._skipped]
-        self.stats = ScoreStats(items=len(rows))
+        skipped = {row.index: f"{length} tokens, more than {limit_words(model.config, path)}"
+                   for row, length in long if self.too_long == "skip"}
+        self._skipped = {index: reason for index, reason in skipped.items() if index in self._pending}
+        self._truncated = {row.index: length - limit for row, length in long if self.too_long == "truncate-left"}
+        kept = [(row, context[self._truncated.get(row.index, 0):]) for row, context in zip(rows, contexts)
+                if row.index not in skipped]
+        blocks = [kept[start:start + ROWS_PER_BLOCK] for start in range(0, len(kept), ROWS_PER_BLOCK)]
+        self._blocks = [block for block in blocks if any(row.index in self._pending for row, _ in block)]
+        self.stats = ScoreStats(items=len(self._pending))
 
     @property
     def too_long_rows(self) -> int:
-        """Rows too long for the model (skipped or truncated)."""
-        return len(self._skipped) + len(self._truncated)
+        """Rows still to score that are too long for the model (skipped or truncated)."""
+        return len(self._skipped) + len(self._pending & self._truncated.keys())
 
     def _tail(self, text: str, cue: str | None = None) -> tuple[tuple[int, ...], int]:
         """(tokens of the answer cue and the class ``text`` together, how many of the last are the
@@ -161,12 +166,11 @@ class ChainJob:
             yield {"index": index, "skipped": reason}
         if self._skipped and on_pack is not None:
             on_pack(len(self._skipped), 0)
-        blocks = [self._rows[start:start + ROWS_PER_BLOCK] for start in range(0, len(self._rows), ROWS_PER_BLOCK)]
-        if not blocks:
+        if not self._blocks:
             return
         with Decoder(self.model, self.tokenizer) as decoder:
             shared = self.group.shared(
-                blocks, lambda block: self._run_block(decoder, block),
+                self._blocks, lambda block: self._run_block(decoder, block),
                 lambda block: sum(len(context) + self.cot.reasoning_tokens for _, context in block))
             for block, (records, tokens) in shared:
                 yield from records
@@ -174,7 +178,7 @@ class ChainJob:
                     on_pack(len(records), tokens)
 
     def _run_block(self, decoder: Decoder, block: list[tuple[Row, tuple[int, ...]]]) -> tuple[list[dict], int]:
-        """(the block's records, the tokens written and scored for it)."""
+        """(the records of the block's rows still to score, the tokens written and scored for it)."""
         contexts = [context for _, context in block]
         preface = common_prefix(contexts)[:min(map(len, contexts)) - 1]
         decoder.set_preface(preface)
@@ -206,16 +210,19 @@ class ChainJob:
                            "chain_token_ids": list(chain.tokens)})
             if row.index in self._truncated:
                 record["truncated"] = f"{self._truncated[row.index]} oldest prompt tokens dropped"
-            records.append(record)
+            if row.index in self._pending:
+                records.append(record)
         return records, sum(len(tokens) for tokens, _ in sequences)
 
     def _read_chain(self, row: Row, generation) -> "_Chain":
         """The chain to score after, from what the model wrote: cut before the answer cue if it
         wrote one, and the class its text names after the cue."""
-        cue = self.cot.answer_cue.strip().lower()
-        at = generation.text.lower().find(cue)
-        if at < 0:
+        text = generation.text.lower()
+        cue = next((cue for cue in (self.cot.answer_cue.lower(), self.cot.answer_cue.strip().lower()) if cue in text),
+                   None)
+        if cue is None:
             return _Chain(generation.tokens, generation.text, generation.stop, False, None)
+        at = text.find(cue)
         kept = tuple(tokens_before(self.tokenizer, list(generation.tokens), at))
         return _Chain(kept, decoded(self.tokenizer, kept), generation.stop, True,
                       named_class(generation.text[at + len(cue):], row.classes))
