@@ -32,7 +32,6 @@ from invscale.scoring.metrics import CHAIN_COLUMNS, example_metrics
 from invscale.scoring.paths import choose_path
 from invscale.scoring.scorer import (ScoreStats, check_too_long, limit_words, max_sequence_length,
                                      score_token_sequences, too_long_message)
-from invscale.scoring.trie import common_prefix
 
 REASONING_CUE = " Let's think step by step."
 ANSWER_CUE = " So the answer is"
@@ -180,8 +179,7 @@ class ChainJob:
     def _run_block(self, decoder: Decoder, block: list[tuple[Row, tuple[int, ...]]]) -> tuple[list[dict], int]:
         """(the records of the block's rows still to score, the tokens written and scored for it)."""
         contexts = [context for _, context in block]
-        preface = common_prefix(contexts)[:min(map(len, contexts)) - 1]
-        decoder.set_preface(preface)
+        decoder.share_preface(contexts)
         written = decoder.generate(contexts, self.cot.decoding(), rows=[row.index for row, _ in block],
                                    batch_size=self.cot.batch_size)
         chains, sequences, counts = [], [], []
@@ -221,7 +219,7 @@ class ChainJob:
         cue = next((cue for cue in (self.cot.answer_cue.lower(), self.cot.answer_cue.strip().lower()) if cue in text),
                    None)
         if cue is None:
-            return _Chain(generation.tokens, generation.text, generation.stop, False, None)
+            return _Chain(generation.tokens, decoded(self.tokenizer, generation.tokens), generation.stop, False, None)
         at = text.find(cue)
         kept = tuple(tokens_before(self.tokenizer, list(generation.tokens), at))
         return _Chain(kept, decoded(self.tokenizer, kept), generation.stop, True,

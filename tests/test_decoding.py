@@ -165,8 +165,8 @@ def test_generation_ends_at_stops_eos_and_budget(tokenizer):
             before = before[0]
             if stop in before.text:
                 assert after.stop == "stop" and after.stop_string == stop
-                assert after.text == decoder.tokenizer.decode(list(after.tokens))
-                assert before.text[:before.text.find(stop)].startswith(after.text)
+                assert after.text == before.text[:before.text.find(stop)]
+                assert after.text.startswith(decoder.tokenizer.decode(list(after.tokens)))
             else:
                 assert after == before
         assert all(gens[0].stop in ("eos", "budget") for gens in plain)

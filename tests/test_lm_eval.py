@@ -174,3 +174,34 @@ def test_lm_eval_metrics_equal_lm_evals_own(checkpoint_dirs, tmp_path):
     refused = CliRunner().invoke(app, ["score", str(logodds), "--model", checkpoint, "--mutual-info",
                                        "--out", str(tmp_path / "l.jsonl")])
     assert refused.exit_code == 2 and "acc_mutual_info is for classification rows" in " ".join(refused.output.split())
+
+
+def test_generate_until_equals_the_hf_backend(checkpoint_dirs):
+    """Greedy generate_until requests (a shared few-shot preface, ragged questions, stop sequences
+    that end some of them early, a second group of settings) give the HF backend's texts; sampled
+    requests give the same texts at every batch size."""
+    from lm_eval.api.instance import Instance
+    from lm_eval.models.huggingface import HFLM
+
+    from invscale.integrations.lm_eval import InvscaleLM
+
+    checkpoint = checkpoint_dirs["llama-gqa2"]
+    shots = "Question: the water is what?\nAnswer: the sea\n\nQuestion: one or two?\nAnswer: two\n\n"
+    questions = ["the", "world the house number", "a b c d e f g", "what time", "Answer two", "sea"]
+    requests = [Instance("generate_until", {}, (f"{shots}Question: {q}\nAnswer:", {"until": ["\n\n", "e"],
+                                                                                     "max_gen_toks": 12}), n)
+                for n, q in enumerate(questions)]
+    requests += [Instance("generate_until", {}, (f"{shots}Question: {q}?", {"until": ["Q"], "max_gen_toks": 6}), 9)
+                 for q in questions[:3]]
+    ours = InvscaleLM(pretrained=checkpoint, dtype="float32", device="cpu", batch_size=4)
+    theirs = HFLM(pretrained=checkpoint, dtype="float32", device="cpu", batch_size=1)
+    expected = theirs.generate_until(requests, disable_tqdm=True)
+    assert ours.generate_until(requests, disable_tqdm=True) == expected
+    assert any(len(text) < 6 for text in expected)  # some stopped early
+    sampled = [Instance("generate_until", {}, (r.args[0], {"do_sample": True, "temperature": 0.9, "max_gen_toks": 8}),
+                        n) for n, r in enumerate(requests[:6])]
+    first = ours.generate_until(sampled, disable_tqdm=True)
+    ours.batch_size_per_gpu = 1
+    assert ours.generate_until(sampled, disable_tqdm=True) == first
+    with pytest.raises(ValueError, match="does not take num_beams"):
+        ours.generate_until([Instance("generate_until", {}, ("a", {"num_beams": 2}), 0)], disable_tqdm=True)

@@ -31,6 +31,7 @@ from invscale.decoding.sampling import next_tokens, sample_stream
 from invscale.decoding.settings import DecodingSettings
 from invscale.decoding.stops import StopFinder, decoded
 from invscale.scoring.cache_runner import PROBE_TOLERANCE, PROBE_TOLERANCE_HALF, CacheRunner, fork, select
+from invscale.scoring.trie import common_prefix
 
 STOPS = ("eos", "stop", "budget")  # why a sample ended
 PAD = 0  # the token id put where a shorter prompt is padded (masked out: never seen)
@@ -38,15 +39,18 @@ PAD = 0  # the token id put where a shorter prompt is padded (masked out: never 
 
 @dataclass(frozen=True)
 class Generation:
-    """One sample: the ``tokens`` kept (up to a stop string's start, the EOS token left out), their
-    ``text``, why it ended (``stop``: one of :data:`STOPS`), the stop string it met, and how many
-    tokens the model wrote (``generated``: kept, cut and EOS alike)."""
+    """One sample: the ``tokens`` kept (those wholly before a stop string, the EOS token left out),
+    its ``text`` (the decoded text up to the stop string's start, as lm-evaluation-harness cuts it:
+    a token that straddles the stop gives its part before it), why it ended (``stop``: one of :data:`STOPS`), the stop string it met, and how many
+    tokens the model wrote (``generated``: kept, cut and EOS alike; ``written``: those tokens, EOS
+    aside)."""
 
     tokens: tuple[int, ...]
     text: str
     stop: str
     stop_string: str | None
     generated: int
+    written: tuple[int, ...] = ()  # every token the model wrote but EOS (a stop string's included)
 
 
 def windowed(config) -> bool:
@@ -90,6 +94,12 @@ class Decoder:
     def set_preface(self, tokens: Sequence[int]) -> None:
         """Take ``tokens`` as the preface every context starts with (its cache computed once)."""
         self.runner.set_preface(tuple(tokens))
+
+    def share_preface(self, contexts: Sequence[Sequence[int]]) -> None:
+        """Take as the preface the longest prefix all ``contexts`` share that leaves each one a
+        token of its own (so each continues from the preface's cache)."""
+        contexts = [tuple(context) for context in contexts]
+        self.set_preface(common_prefix(contexts)[:min(map(len, contexts), default=1) - 1])
 
     @torch.no_grad()
     def generate(self, contexts: Sequence[Sequence[int]], settings: DecodingSettings,
@@ -141,7 +151,8 @@ class Decoder:
                     match, searched[r] = finder.find(tokens[r], searched[r])
                     if match is not None:
                         at, stop = match
-                        ended[r] = self._ended(finder.cut(tokens[r], at), "stop", stop, len(tokens[r]))
+                        ended[r] = Generation(tuple(finder.cut(tokens[r], at)), finder.text(tokens[r])[:at], "stop",
+                                              stop, len(tokens[r]), tuple(tokens[r]))
                         continue
                 if len(tokens[r]) == settings.max_new_tokens:
                     ended[r] = self._ended(tokens[r], "budget", None, len(tokens[r]))
@@ -157,7 +168,7 @@ class Decoder:
 
     def _ended(self, tokens: list[int], stop: str, stop_string: str | None, generated: int) -> Generation:
         text = "" if self.tokenizer is None else decoded(self.tokenizer, tokens)
-        return Generation(tuple(tokens), text, stop, stop_string, generated)
+        return Generation(tuple(tokens), text, stop, stop_string, generated, tuple(tokens))
 
     def _start(self, contexts) -> "_State":
         """The state after ``contexts`` (one, or several this model is proved to take padded)."""
