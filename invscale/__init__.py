@@ -5,7 +5,8 @@ From Python (see :mod:`invscale.api`; the ``invscale`` command line runs the sam
 - ``Scorer(model, dtype=…, device=…, **options)``: a model loaded once; ``.score(data, out=…)``
   gives :class:`Results` (per-example records, the summary, ``.to_pandas()``, ``.save(path)``);
   ``.options(prompts, options)`` gives per-option log-probs.
-- ``evaluate(tasks, model, n=…, seeds=…, shots=…, out=…)``: generate, score and summarise tasks.
+- ``evaluate(tasks, model, n=…, seeds=…, shots=…, out=…)``: generate, score and summarise tasks;
+  with ``cot=ChainOfThought(…)`` (and ``reasoning_tokens=[0, 32, …]``) after a chain of thought.
 - ``sweep(data, models, out=…)`` (or ``family=…``) and ``report(run_dir)``: a study across models with
   tables, plots and scaling verdicts; ``compare(run_dir, a, b)``: two of its models, paired.
 - ``generate(task, n, seed, shots)``: a seeded task set as a :class:`Dataset`;
@@ -16,10 +17,10 @@ The names load on first use, so ``invscale`` itself starts without importing tor
 
 __all__ = ["Scorer", "Results", "Evaluation", "Report", "Comparison", "Interrupted", "OutOfMemory", "as_dataset",
            "compare", "evaluate", "generate", "report", "sweep", "Dataset", "DataError", "ModelLoadError",
-           "ResultsError"]
+           "ResultsError", "ChainOfThought"]
 
 _HOMES = {"Dataset": "invscale.data", "DataError": "invscale.data", "ModelLoadError": "invscale.models",
-          "ResultsError": "invscale.results"}
+          "ResultsError": "invscale.results", "ChainOfThought": "invscale.chain_of_thought"}
 
 
 def __getattr__(name: str):

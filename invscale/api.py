@@ -35,6 +35,7 @@ from rich.console import Console
 from invscale.chain_of_thought import ChainJob, ChainOfThought, check_chain_dataset
 from invscale.data import Dataset, TaskType, read_dataset, validate_records, with_content_hash, write_dataset
 from invscale.models import LoadedModel, NotLocal, fingerprint, load_for_scoring, load_tokenizer, parse_memory, resolve_device
+from invscale.numeric import NumericJob, NumericSampling
 from invscale.progress import ProgressReport
 from invscale.results import FollowerStore, check_out_path, open_results, results_store
 from invscale.scoring import distributed
@@ -102,7 +103,7 @@ class Results:
         path, scorer = Path(path), self.scorer
         with open_results(path, self.dataset, scorer.identity, scorer.dtype, too_long=scorer.too_long,
                           chat_template=scorer.chat_template, mutual_info=scorer.mutual_info,
-                          chains=scorer.chains) as store:
+                          chains=scorer.chains, sampling=scorer.sampling_of(self.dataset)) as store:
             store.start()
             store.append(self.records)
             store.finalize(store.existing + self.records, self.seconds)
@@ -140,7 +141,8 @@ class Scorer:
     ``chat_template`` and ``mutual_info`` (lm-eval's acc_mutual_info for classification rows: one
     more trie run, of each distinct class with no prompt). ``cot``: a chain of thought the model
     writes before the classes are scored (see :mod:`invscale.chain_of_thought`; a budget of 0 tokens
-    is the plain task). ``progress`` shows a bar (a line now and then when standard error is not a
+    is the plain task). ``sampling``: how numeric rows' estimates are sampled (see
+    :mod:`invscale.numeric`; the prize pipeline's settings by default). ``progress`` shows a bar (a line now and then when standard error is not a
     terminal); ``warn`` and ``log`` receive the warnings and notes a run has to say.
     """
 
@@ -148,7 +150,7 @@ class Scorer:
                  max_tokens_per_pack: int | None = None, kernels: str = "auto", attention: str = "auto",
                  offload: str = "auto", gpu_memory: str | None = None, too_long: str = "error",
                  chat_template: bool = False, mutual_info: bool = False, progress: bool = True, path: str = "auto",
-                 cot: ChainOfThought | None = None,
+                 cot: ChainOfThought | None = None, sampling: NumericSampling | None = None,
                  warn: Callable[[str], None] = _warn, log: Callable[[str], None] = _say):
         check_too_long(too_long)
         self.path = check_path(path)
@@ -159,7 +161,7 @@ class Scorer:
         self.model_name, self.dtype, self.device = model, dtype, device
         self.max_tokens_per_pack, self.kernels, self.attention, self.offload = max_tokens_per_pack, kernels, attention, offload
         self.too_long, self.chat_template, self.progress, self.warn, self.log = too_long, chat_template, progress, warn, log
-        self.mutual_info, self.cot = mutual_info, cot
+        self.mutual_info, self.cot, self.sampling = mutual_info, cot, sampling or NumericSampling()
         self.group = distributed.current()
         self._loaded: LoadedModel | None = None
         self._identity: dict | None = None
@@ -168,6 +170,11 @@ class Scorer:
     def chains(self) -> dict | None:
         """The settings chains of thought are written with (None: no chains), as results record them."""
         return self.cot.describe() if self.cot is not None and self.cot.writes_chains else None
+
+    def sampling_of(self, dataset: Dataset) -> dict | None:
+        """How ``dataset``'s estimates are sampled (numeric rows; None for any other), as results
+        record it."""
+        return self.sampling.describe() if dataset.task_type is TaskType.numeric else None
 
     @property
     def loaded(self) -> LoadedModel:
@@ -213,9 +220,13 @@ class Scorer:
         chains = self.chains
         opened = nullcontext(FollowerStore(None, set())) if out is None else results_store(self.group, lambda: open_results(
             out, dataset, self.identity, self.dtype, overwrite=overwrite, too_long=self.too_long,
-            chat_template=self.chat_template, mutual_info=self.mutual_info, chains=chains), out)
+            chat_template=self.chat_template, mutual_info=self.mutual_info, chains=chains,
+            sampling=self.sampling_of(dataset)), out)
         if chains is not None:
             check_chain_dataset(dataset)
+        if dataset.task_type is not TaskType.numeric and self.sampling != NumericSampling():
+            raise ValueError(f"sampling settings (--samples, --temperature, ...) are for numeric rows; {dataset.name} "
+                             f"is a {dataset.task_type.value} task")
         if self.mutual_info and dataset.task_type is not TaskType.classification:
             raise ValueError(f"--mutual-info: {dataset.name} is a {dataset.task_type.value} task; acc_mutual_info "
                              "is for classification rows")
@@ -233,10 +244,14 @@ class Scorer:
                                                         self.max_tokens_per_pack, self.attention, self.kernels,
                                                         self.path)
                                  if self.mutual_info else None)
-                if chains is not None:
-                    if loaded.streamed is not None:
-                        raise ValueError("--cot writes chains with the model's own forward and cache, which does not "
-                                         "stream layers: load the model whole (--offload none)")
+                writes = "--cot" if chains is not None else "numeric rows" if dataset.task_type is TaskType.numeric else None
+                if writes is not None and loaded.streamed is not None:
+                    raise ValueError(f"{writes}: the model writes with its own forward and cache, which does not "
+                                     "stream layers: load it whole (--offload none)")
+                if dataset.task_type is TaskType.numeric:
+                    job = NumericJob(loaded.model, loaded.tokenizer, scored, self.sampling, skip_indexes=done,
+                                     group=self.group, too_long=self.too_long, path=self.path)
+                elif chains is not None:
                     job = ChainJob(loaded.model, loaded.tokenizer, scored, self.cot, skip_indexes=done,
                                    max_tokens_per_pack=self.max_tokens_per_pack, backend=self.attention,
                                    kernels=self.kernels, group=self.group, too_long=self.too_long,

@@ -20,23 +20,20 @@ axis compares with. Chains are greedy: the same prompt gives the same chain.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Callable, Iterator
-
-__all__ = ["ANSWER_CUE", "CHAIN_COLUMNS", "REASONING_CUE", "REASONING_STOPS", "ChainJob", "ChainOfThought",
-           "check_chain_dataset", "named_class"]
 
 from invscale.data import DataError, Dataset, Row, TaskType
 from invscale.decoding import Decoder, DecodingSettings
 from invscale.decoding.stops import decoded, tokens_before
+from invscale.generation_job import Block, GenerationJob
 from invscale.scoring.metrics import CHAIN_COLUMNS, example_metrics
-from invscale.scoring.paths import choose_path
-from invscale.scoring.scorer import (ScoreStats, check_too_long, limit_words, max_sequence_length,
-                                     score_token_sequences, too_long_message)
+from invscale.scoring.scorer import score_token_sequences
+
+__all__ = ["ANSWER_CUE", "CHAIN_COLUMNS", "REASONING_CUE", "REASONING_STOPS", "ChainJob", "ChainOfThought",
+           "check_chain_dataset", "named_class"]
 
 REASONING_CUE = " Let's think step by step."
 ANSWER_CUE = " So the answer is"
 REASONING_STOPS = ("\n\n",)
-ROWS_PER_BLOCK = 16  # rows whose chains are written, then scored, together (a unit torchrun deals out)
 
 
 @dataclass(frozen=True)
@@ -99,54 +96,25 @@ def named_class(text: str, classes: tuple[str, ...]) -> int | None:
     return best
 
 
-class ChainJob:
-    """Rows scored after chains the model writes: the interface of
-    :class:`~invscale.scoring.scorer.ScoringJob` that a run reads (``stats``, ``path``,
-    ``results``). Rows go in blocks of :data:`ROWS_PER_BLOCK` in row order (chains written
-    together, then their classes scored in one run), planned from every row, so a resumed run
-    computes each block it runs as an uninterrupted run does (the rows already done in it are
-    recomputed, not written); under torchrun the blocks are dealt out among the processes.
-    Everything the data or the settings make impossible is refused before the first chain."""
+class ChainJob(GenerationJob):
+    """Rows scored after chains the model writes (see :class:`~invscale.generation_job.GenerationJob`):
+    per block, the chains written together, then every class scored in one run. Everything the data
+    or the settings make impossible is refused before the first chain."""
 
     def __init__(self, model, tokenizer, dataset: Dataset, cot: ChainOfThought, *, skip_indexes=frozenset(),
                  max_tokens_per_pack: int | None = None, backend: str = "auto", kernels: str = "auto",
                  group=None, too_long: str = "error", unconditional: dict[str, float] | None = None,
                  path: str = "auto"):
-        from invscale.scoring.distributed import Group
-
         check_chain_dataset(dataset)
-        self.model, self.tokenizer, self.dataset, self.cot = model, tokenizer, dataset, cot
-        self.group = group or Group()
-        self.too_long = check_too_long(too_long)
+        self.tokenizer, self.dataset, self.cot = tokenizer, dataset, cot
         self.max_tokens_per_pack, self.backend, self.kernels = max_tokens_per_pack, backend, kernels
-        self.unconditional, self.streamed, self.stream_times = unconditional, None, None
-        self.requested_path = path
-        rows = dataset.rows  # every row is planned, so a resumed run computes each block as a whole one does
-        self._pending = {row.index for row in rows if row.index not in skip_indexes}
-        contexts = [tuple(tokenizer(row.prompt + cot.reasoning_cue)["input_ids"]) for row in rows]
-        self._tails = {text: self._tail(text) for row in rows for text in row.classes}
-        longest_tail = {row.index: max(len(self._tails[text][0]) for text in row.classes) for row in rows}
-        lengths = [len(context) + cot.reasoning_tokens + longest_tail[row.index] for row, context in zip(rows, contexts)]
-        self.path = choose_path(model.config, path, max(lengths, default=1))
-        limit = max_sequence_length(model.config, path)
-        long = [(row, length) for row, length in zip(rows, lengths) if limit is not None and length > limit]
-        if long and self.too_long == "error":
-            raise DataError(too_long_message(dataset.name, [(row.index, length) for row, length in long],
-                                             limit_words(model.config, path)))
-        skipped = {row.index: f"{length} tokens, more than {limit_words(model.config, path)}"
-                   for row, length in long if self.too_long == "skip"}
-        self._skipped = {index: reason for index, reason in skipped.items() if index in self._pending}
-        self._truncated = {row.index: length - limit for row, length in long if self.too_long == "truncate-left"}
-        kept = [(row, context[self._truncated.get(row.index, 0):]) for row, context in zip(rows, contexts)
-                if row.index not in skipped]
-        blocks = [kept[start:start + ROWS_PER_BLOCK] for start in range(0, len(kept), ROWS_PER_BLOCK)]
-        self._blocks = [block for block in blocks if any(row.index in self._pending for row, _ in block)]
-        self.stats = ScoreStats(items=len(self._pending))
-
-    @property
-    def too_long_rows(self) -> int:
-        """Rows still to score that are too long for the model (skipped or truncated)."""
-        return len(self._skipped) + len(self._pending & self._truncated.keys())
+        self.unconditional = unconditional
+        contexts = [tuple(tokenizer(row.prompt + cot.reasoning_cue)["input_ids"]) for row in dataset.rows]
+        self._tails = {text: self._tail(text) for row in dataset.rows for text in row.classes}
+        lengths = [len(context) + cot.reasoning_tokens + max(len(self._tails[text][0]) for text in row.classes)
+                   for row, context in zip(dataset.rows, contexts)]
+        super().__init__(model, tokenizer, dataset, contexts, lengths, skip_indexes=skip_indexes, group=group,
+                         too_long=too_long, path=path)
 
     def _tail(self, text: str, cue: str | None = None) -> tuple[tuple[int, ...], int]:
         """(tokens of the answer cue and the class ``text`` together, how many of the last are the
@@ -158,26 +126,9 @@ class ChainJob:
             raise DataError(f"{self.dataset.name}: field 'classes': {text!r} has no tokens")
         return joint, min(own, len(joint))
 
-    def results(self, on_pack: Callable[[int, int], None] | None = None) -> Iterator[dict]:
-        """One result per row (rows too long for the model skipped first, when so asked), each block
-        as its chains are scored; ``on_pack(rows, tokens)`` after each block."""
-        for index, reason in self._skipped.items():
-            yield {"index": index, "skipped": reason}
-        if self._skipped and on_pack is not None:
-            on_pack(len(self._skipped), 0)
-        if not self._blocks:
-            return
-        with Decoder(self.model, self.tokenizer) as decoder:
-            shared = self.group.shared(
-                self._blocks, lambda block: self._run_block(decoder, block),
-                lambda block: sum(len(context) + self.cot.reasoning_tokens for _, context in block))
-            for block, (records, tokens) in shared:
-                yield from records
-                if on_pack is not None:
-                    on_pack(len(records), tokens)
-
-    def _run_block(self, decoder: Decoder, block: list[tuple[Row, tuple[int, ...]]]) -> tuple[list[dict], int]:
-        """(the records of the block's rows still to score, the tokens written and scored for it)."""
+    def run_block(self, decoder: Decoder, block: Block) -> tuple[list[dict], int]:
+        """(every row's record, the tokens written and scored for the block): the chains written
+        together, then every class after its row's chain in one run."""
         contexts = [context for _, context in block]
         decoder.share_preface(contexts)
         written = decoder.generate(contexts, self.cot.decoding(), rows=[row.index for row, _ in block],
@@ -206,10 +157,7 @@ class ChainJob:
                            "predicted_by_text": None if named is None else row.classes[named],
                            "correct_by_text": None if named is None else named == row.answer_index,
                            "chain_token_ids": list(chain.tokens)})
-            if row.index in self._truncated:
-                record["truncated"] = f"{self._truncated[row.index]} oldest prompt tokens dropped"
-            if row.index in self._pending:
-                records.append(record)
+            records.append(record)
         return records, sum(len(tokens) for tokens, _ in sequences)
 
     def _read_chain(self, row: Row, generation) -> "_Chain":

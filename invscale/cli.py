@@ -26,6 +26,7 @@ from invscale.data import DataError, TaskType, write_dataset
 from invscale.kernels.launch import KernelUnavailable
 from invscale.messages import first_line
 from invscale.models import DTYPES, ModelLoadError
+from invscale.numeric import NumericSampling
 from invscale.progress import ProgressReport
 from invscale.results import ResultsError
 from invscale.scoring.attention import backends
@@ -128,7 +129,13 @@ def _chain_settings(cot: bool, budgets: Optional[str], reasoning_cue: str, answe
 
 
 def _interval(row: dict, value: str, low: str, high: str) -> str:
+    if value not in row:
+        return "-"
     return f"{row[value]:.3f} ({row[low]:.3f}–{row[high]:.3f})"
+
+
+def _number(row: dict, value: str) -> str:
+    return f"{row[value]:.3f}" if value in row else "-"
 
 
 @app.command()
@@ -208,8 +215,18 @@ def score(
     reasoning_cue: str = typer.Option(REASONING_CUE, help=REASONING_CUE_HELP),
     answer_cue: str = typer.Option(ANSWER_CUE, help=ANSWER_CUE_HELP),
     reasoning_stop: Optional[list[str]] = typer.Option(None, help=REASONING_STOP_HELP),
+    samples: int = typer.Option(10, help="Numeric rows: samples per row (their valid parses' mean is the estimate)."),
+    temperature: float = typer.Option(0.5, help="Numeric rows: sampling temperature (0: one greedy sample)."),
+    top_p: float = typer.Option(1.0, help="Numeric rows: nucleus sampling's mass (1: off)."),
+    top_k: int = typer.Option(0, help="Numeric rows: sample among the k likeliest tokens (0: off)."),
+    max_new_tokens: int = typer.Option(7, help="Numeric rows: tokens per sample, at most (cut at the first newline)."),
+    sampling_seed: int = typer.Option(0, help="Numeric rows: the seed every sample's draws come from, with its row "
+                                              "and number."),
 ) -> None:
-    """Score every row of DATA with MODEL and write per-example results; resumes an interrupted run."""
+    """Score every row of DATA with MODEL and write per-example results; resumes an interrupted run.
+
+    Numeric rows (prompt, true_answer, anchor: the prize's anchoring tasks) are answered by sampled
+    estimates instead, with the prize pipeline's anchoring loss per triple."""
     started = time.perf_counter()
     if model is None:
         model = "tiny-opt"
@@ -223,6 +240,7 @@ def score(
         scorer = api.Scorer(model, dtype, device, max_tokens_per_pack=max_tokens_per_pack, kernels=kernels,
                             attention=attention, offload=offload, gpu_memory=gpu_memory, too_long=too_long,
                             chat_template=chat_template, mutual_info=mutual_info, path=path, cot=chains,
+                            sampling=NumericSampling(samples, temperature, max_new_tokens, top_p, top_k, sampling_seed),
                             warn=_warn, log=_say)
         results = scorer.score(data, out_path or _default_out(data), overwrite=overwrite, task_type=task_type,
                                split=split)
@@ -299,8 +317,8 @@ def evaluate(
         chained = "mean_chain_tokens" in row
         table.add_row(row["task"], *((str(row["shots"]),) if with_shots else ()),
                       *((str(row["reasoning_tokens"]),) if with_chains else ()), str(row["n"]),
-                      _interval(row, "accuracy", "accuracy_low", "accuracy_high"), f"{row['chance_accuracy']:.3f}",
-                      _interval(row, "mean_loss", "loss_low", "loss_high"), f"{row['chance_loss']:.3f}",
+                      _interval(row, "accuracy", "accuracy_low", "accuracy_high"), _number(row, "chance_accuracy"),
+                      _interval(row, "mean_loss", "loss_low", "loss_high"), _number(row, "chance_loss"),
                       *((f"{row['mean_chain_tokens']:.1f}" if chained else "-",
                          f"{row['accuracy_by_text']:.3f}" if chained else "-") if with_chains else ()),
                       f"{row['seconds']:.1f}")
@@ -548,6 +566,16 @@ def _print_summary(results: api.Results, seconds: float) -> None:
             table.add_row(name, f"{summary[name]:.4f}")
     if "mean_loss" in summary:
         table.add_row("mean loss", f"{summary['mean_loss']:.4f} (95% {summary['loss_low']:.4f}–{summary['loss_high']:.4f})")
+    if "valid_samples" in summary:
+        sampling = results.scorer.sampling
+        table.add_row("estimates", f"{sampling.samples if sampling.temperature else 1} sample(s) per row at temperature "
+                                   f"{sampling.temperature:g}, at most {sampling.max_new_tokens} tokens, cut at the "
+                                   f"first newline; {summary['valid_samples']:.1%} parse as numbers")
+        if "mean_loss" in summary:
+            table.add_row("anchoring loss", f"{summary['mean_loss']:.4f} (mean over triples of (high/control - 1)^2 + "
+                                            f"(low/control - 1)^2)")
+    if summary.get("no_loss"):
+        table.add_row("no loss", f"{summary['no_loss']} rows (an estimate with no valid sample, or a control of 0)")
     if "mean_chain_tokens" in summary:
         stops = Counter(record["chain_stop"] for record in results.records if "chain_stop" in record)
         budget = results.scorer.cot.reasoning_tokens

@@ -19,6 +19,7 @@ import enum
 import hashlib
 import io
 import json
+import math
 import sys
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -32,6 +33,7 @@ class TaskType(str, enum.Enum):
     logodds = "logodds"
     absolute_logodds = "absolute_logodds"
     sequence_prob = "sequence_prob"
+    numeric = "numeric"
 
 
 REQUIRED_COLUMNS = {
@@ -39,6 +41,7 @@ REQUIRED_COLUMNS = {
     TaskType.logodds: ("prompt", "other_prompt", "classes", "answer_index"),
     TaskType.absolute_logodds: ("prompt", "other_prompt", "classes", "answer_index"),
     TaskType.sequence_prob: ("prompt", "completion"),
+    TaskType.numeric: ("prompt", "true_answer", "anchor"),
 }
 
 
@@ -52,7 +55,8 @@ RESULT_NAMES = frozenset({"index", "loss", "correct", "predicted", "total_logpro
                           "class_mean_token_logprobs", "answer_mean_token_logprob", "mean_token_logprob",
                           "logodds_difference",
                           "logodds", "other_logodds",
-                          "other_class_logprobs", "logprob"})
+                          "other_class_logprobs", "logprob", "estimate", "valid_samples", "samples", "parsed",
+                          "triple"})
 
 
 @dataclass(frozen=True)
@@ -65,6 +69,8 @@ class Row:
     answer_index: int | None = None
     other_prompt: str | None = None
     completion: str | None = None
+    true_answer: float | None = None
+    anchor: float | None = None
     extra: dict[str, Any] = field(default_factory=dict)
 
 
@@ -88,6 +94,8 @@ class Dataset:
 def infer_task_type(columns: Iterable[str]) -> TaskType:
     """Pick the task type a file's columns describe (``absolute_logodds`` must be asked for)."""
     present = set(columns)
+    if "true_answer" in present and "classes" not in present:
+        return TaskType.numeric
     if "completion" in present and "classes" not in present:
         return TaskType.sequence_prob
     if "other_prompt" in present:
@@ -271,7 +279,9 @@ def validate_records(
     renamed = _renamed_columns(columns, known)
     shared: dict = {}  # each distinct prompt and classes value kept once, however many rows repeat it
     rows = [_validate_record(name, i, record, task_type, known, renamed, shared) for i, record in enumerate(records)]
-    warnings = _space_warnings(name, rows)
+    if task_type is TaskType.numeric:
+        _check_triples(name, rows)
+    warnings = _space_warnings(name, rows) if task_type is not TaskType.numeric else []
     if renamed:
         warnings.append(f"{name}: column(s) {', '.join(renamed)} share a name with result columns; kept in the "
                         f"results as {', '.join(renamed.values())}")
@@ -305,6 +315,9 @@ def _validate_record(name: str, index: int, record: dict, task_type: TaskType, k
     extra = {renamed.get(key, key): value for key, value in record.items() if key not in known}
     for key, value in extra.items():
         _check_values(f"{where}: field '{key}'", value)
+    if task_type is TaskType.numeric:
+        return Row(index, text("prompt"), true_answer=_parse_number(where, "true_answer", record.get("true_answer")),
+                   anchor=_parse_number(where, "anchor", record.get("anchor")), extra=extra)
     if task_type is TaskType.sequence_prob:
         completion = text("completion")
         if not completion:
@@ -317,6 +330,38 @@ def _validate_record(name: str, index: int, record: dict, task_type: TaskType, k
     answer_index = _parse_answer_index(where, record.get("answer_index"), len(classes))
     other_prompt = text("other_prompt") if task_type is not TaskType.classification else None
     return Row(index, text("prompt"), classes, answer_index, other_prompt=other_prompt, extra=extra)
+
+
+def _parse_number(where: str, column: str, value: Any) -> float:
+    """A numeric row's ``true_answer`` or ``anchor``: a finite number, or text that reads as one."""
+    number = None
+    if isinstance(value, (int, float)) and not isinstance(value, bool):
+        number = float(value)
+    elif isinstance(value, str):
+        try:
+            number = float(value.strip())
+        except ValueError:
+            pass
+    if number is None or not math.isfinite(number):
+        raise DataError(f"{where}: field '{column}': expected a number, got {_describe(value)}")
+    return number
+
+
+def _check_triples(name: str, rows: list[Row]) -> None:
+    """Numeric rows come in (control, low anchor, high anchor) triples of one question, as the prize
+    pipeline's anchoring loss reads them: the same true answer, the low anchor below the high one."""
+    if len(rows) % 3:
+        raise DataError(f"{name}: row {len(rows)}: numeric rows come in triples (control, low anchor, high "
+                        f"anchor); {len(rows)} rows is not a whole number of triples")
+    for first in range(0, len(rows), 3):
+        control, low, high = rows[first:first + 3]
+        for row in (low, high):
+            if row.true_answer != control.true_answer:
+                raise DataError(f"{name}: row {row.index + 1}: field 'true_answer': {row.true_answer:g} differs from "
+                                f"{control.true_answer:g} on row {control.index + 1}, the control of its triple")
+        if not low.anchor < high.anchor:
+            raise DataError(f"{name}: row {high.index + 1}: field 'anchor': the high anchor ({high.anchor:g}) must "
+                            f"be above the low anchor ({low.anchor:g}) on row {low.index + 1}")
 
 
 def _describe(value: Any) -> str:
@@ -396,7 +441,10 @@ def _space_warnings(name: str, rows: list[Row]) -> list[str]:
 def row_to_record(row: Row, task_type: TaskType, classes_as_text: bool) -> dict[str, Any]:
     """A row as a plain record in prize column order, extra columns after."""
     record: dict[str, Any] = {"prompt": row.prompt}
-    if task_type is TaskType.sequence_prob:
+    if task_type is TaskType.numeric:
+        record["true_answer"] = _plain_number(row.true_answer)
+        record["anchor"] = _plain_number(row.anchor)
+    elif task_type is TaskType.sequence_prob:
         record["completion"] = row.completion
     else:
         if row.other_prompt is not None:
@@ -405,6 +453,11 @@ def row_to_record(row: Row, task_type: TaskType, classes_as_text: bool) -> dict[
         record["answer_index"] = row.answer_index
     record.update(row.extra)
     return record
+
+
+def _plain_number(value: float) -> int | float:
+    """A whole number as an int (``3`` rather than ``3.0``), any other as it is."""
+    return int(value) if value.is_integer() else value
 
 
 def write_dataset(dataset: Dataset, path: str | Path | None = None, fmt: str | None = None) -> None:

@@ -306,13 +306,14 @@ def _replace(path: Path, text: str) -> None:
 
 
 def provenance(dataset: Dataset, model: dict, dtype: str, too_long: str = "error", chat_template: bool = False,
-               mutual_info: bool = False, chains: dict | None = None) -> dict:
+               mutual_info: bool = False, chains: dict | None = None, sampling: dict | None = None) -> dict:
     """What a results file's results depend on: the data's content and task type, the model's and
     tokenizer's content (``model``: from :func:`invscale.models.fingerprint`), dtype, version, what
     is done with rows too long for the model, whether prompts were wrapped in the chat template and
     whether acc_mutual_info was computed, and how chains of thought were written before the answers
-    (``chains``: their settings; recorded whatever their value, so a default is never confused with
-    a missing key)."""
+    (``chains``: their settings) and, for numeric rows, how their estimates were sampled
+    (``sampling``); recorded whatever their value, so a default is never confused with a missing
+    key."""
     from importlib import metadata
 
     try:
@@ -321,17 +322,19 @@ def provenance(dataset: Dataset, model: dict, dtype: str, too_long: str = "error
         version = "unknown"
     return {"data_sha256": dataset.content_sha256, "task_type": dataset.task_type.value, **model, "dtype": dtype,
             "invscale_version": version, "too_long": too_long, "chat_template": "applied" if chat_template else "none",
-            "mutual_info": "computed" if mutual_info else "none", "chain_of_thought": chains or "none"}
+            "mutual_info": "computed" if mutual_info else "none", "chain_of_thought": chains or "none",
+            "sampling": sampling or "none"}
 
 
 def open_results(path: str | Path, dataset: Dataset, model: dict, dtype: str, overwrite: bool = False,
                  too_long: str = "error", chat_template: bool = False, mutual_info: bool = False,
-                 chains: dict | None = None) -> ResultsStore:
+                 chains: dict | None = None, sampling: dict | None = None) -> ResultsStore:
     """The results store of ``dataset`` scored by ``model`` (a fingerprint) in ``dtype``, rows too long
     for the model handled as ``too_long`` says, prompts in the chat template with ``chat_template``,
     acc_mutual_info's column with ``mutual_info``, after chains of thought written as ``chains``
-    (their settings) says."""
-    return ResultsStore(path, provenance(dataset, model, dtype, too_long, chat_template, mutual_info, chains),
+    (their settings) says, numeric estimates sampled as ``sampling`` says."""
+    return ResultsStore(path, provenance(dataset, model, dtype, too_long, chat_template, mutual_info, chains,
+                                         sampling),
                         result_columns(dataset.task_type, dataset.extra_columns, too_long, mutual_info,
                                        chains is not None),
                         overwrite=overwrite, rows=len(dataset.rows))

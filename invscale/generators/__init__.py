@@ -6,16 +6,19 @@ every row, so the scorer computes it once. Same name, n, seed and shots give the
 
 from __future__ import annotations
 
+from functools import partial
 from typing import Callable
 
 from invscale.data import Dataset, validate_records
-from invscale.generators import (decoy, deliberate_fail, expert, false_premise, gambling, instruction_chain,
-                                 persona_hint, pretend, random_sequence, triviamod, ultimatum)
+from invscale.generators import (anchoring, decoy, deliberate_fail, expert, false_premise, gambling,
+                                 instruction_chain, persona_hint, pretend, random_sequence, triviamod, ultimatum)
 from invscale.generators.base import Generated, GeneratorSpec, generate_records
 
 REGISTRY: dict[str, GeneratorSpec] = {spec.name: spec for spec in (
     triviamod.SPEC, gambling.SPEC, decoy.SPEC, expert.SPEC, pretend.SPEC, instruction_chain.SPEC,
     persona_hint.SPEC, false_premise.SPEC, deliberate_fail.SPEC, ultimatum.SPEC, random_sequence.SPEC,
+    GeneratorSpec("anchoring", "anchoring: an irrelevant anchor sentence pulls a sampled numeric estimate (numeric "
+                  "task type)", None, 0, build=anchoring.generate_anchoring),
 )}
 
 
@@ -25,7 +28,8 @@ def generate(task: str, n: int, seed: int = 0, shots: int | None = None,
     ``on_drawn(count)`` hears of the rows as they are drawn (for progress)."""
     if task not in REGISTRY:
         raise ValueError(f"unknown task {task!r}; known: {', '.join(REGISTRY)}")
-    generated = generate_records(REGISTRY[task], n, seed, shots, on_drawn)
+    spec = REGISTRY[task]
+    generated = (spec.build or partial(generate_records, spec))(n, seed, shots, on_drawn)
     columns = list(dict.fromkeys(key for record in generated.records for key in record))
     return validate_records(f"{task}(seed={seed})", generated.records, columns), generated
 

@@ -33,6 +33,7 @@ class GeneratorSpec:
 
     ``draw(rng, position)`` returns an item whose answer is at ``position`` (0..n_positions-1);
     ``instruction`` starts the preface, followed by ``shots`` worked examples drawn once per dataset.
+    ``build`` (when set) writes the rows itself, for a task that is not multiple-choice.
     """
 
     name: str
@@ -41,6 +42,8 @@ class GeneratorSpec:
     n_positions: int
     instruction: str = ""
     default_shots: int = 0
+    # a generator whose rows are not multiple-choice items writes them itself: (n, seed, shots, on_drawn)
+    build: Callable | None = None
 
 
 def lettered_item(question: str, correct: str, wrong: list[str], position: int, rng: random.Random,

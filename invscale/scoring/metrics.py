@@ -42,6 +42,8 @@ RESULT_COLUMNS = {
     TaskType.absolute_logodds: ["index", "loss", "logodds_difference", "correct", "total_logprob", "logodds",
                                 "other_logodds", "class_logprobs", "other_class_logprobs"],
     TaskType.sequence_prob: ["index", "loss", "logprob", "mean_token_logprob"],
+    # sampled estimates and the anchoring loss of their triple (see invscale.numeric)
+    TaskType.numeric: ["index", "loss", "estimate", "valid_samples", "samples", "parsed", "triple"],
 }
 
 
@@ -151,7 +153,8 @@ def example_metrics(task_type: TaskType, row: Row, logprobs: list[float],
 def summarize(results: list[dict]) -> dict:
     """n, mean loss and (where defined) accuracy, acc_norm, acc_bytes and brier_score over per-example
     results (after chains of thought: their mean length, the share that wrote the answer cue and the
-    accuracy of the class their text names, a row naming none counted wrong); rows
+    accuracy of the class their text names, a row naming none counted wrong; numeric rows: the
+    share of valid samples, and ``no_loss``, the rows whose triple has no loss); rows
     skipped as too long are counted apart (``skipped``) and left out of the rest, and rows scored
     truncated are counted (``truncated``)."""
     counts = {column: sum(column in r for r in results) for column in ("skipped", "truncated")}
@@ -159,7 +162,14 @@ def summarize(results: list[dict]) -> dict:
     summary: dict = {"n": len(results), **{column: count for column, count in counts.items() if count}}
     if not results:
         return summary
-    summary["mean_loss"] = sum(r["loss"] for r in results) / len(results)
+    losses = scored_losses(results)
+    missing = sum(r["loss"] is None for r in results)
+    if missing:
+        summary["no_loss"] = missing
+    if losses:
+        summary["mean_loss"] = sum(losses) / len(losses)
+    if "estimate" in results[0]:
+        summary["valid_samples"] = sum(r["valid_samples"] for r in results) / sum(len(r["parsed"]) for r in results)
     if "correct" in results[0]:
         summary["accuracy"] = sum(bool(r["correct"]) for r in results) / len(results)
     if "correct_norm" in results[0]:
@@ -180,9 +190,25 @@ def summarize(results: list[dict]) -> dict:
     return summary
 
 
+def scored_losses(results: list[dict]) -> list[float]:
+    """The losses a mean is taken over: each row's, or for numeric rows each triple's once (its
+    three rows carry it); rows without a loss left out."""
+    losses, triples = [], set()
+    for result in results:
+        if result["loss"] is None or result.get("triple") in triples:
+            continue
+        if "triple" in result:
+            triples.add(result["triple"])
+        losses.append(result["loss"])
+    return losses
+
+
 def chance_levels(dataset) -> dict:
-    """Accuracy and loss of a uniform guess over each row's classes, averaged over the rows."""
+    """Accuracy and loss of a uniform guess over each row's classes, averaged over the rows (none
+    for rows without classes)."""
     sizes = [len(row.classes) for row in dataset.rows]
+    if not all(sizes):
+        return {}
     return {"chance_accuracy": sum(1 / k for k in sizes) / len(sizes),
             "chance_loss": sum(math.log(k) for k in sizes) / len(sizes)}
 
@@ -198,10 +224,11 @@ def seed_summary(per_seed: list[list[dict]]) -> dict:
     # in row order, so the intervals do not depend on the order in which packs finished rows
     scored = [sorted((r for r in results if "skipped" not in r), key=lambda r: r["index"]) for results in per_seed]
     scored = [results for results in scored if results]
+    losses = [np.array(scored_losses(results), float) for results in scored]
     if not scored:
         return summary
-    summary["loss_low"], summary["loss_high"] = grouped_bootstrap_ci([np.array([r["loss"] for r in results], float)
-                                                                      for results in scored])
+    if any(len(values) for values in losses):
+        summary["loss_low"], summary["loss_high"] = grouped_bootstrap_ci([values for values in losses if len(values)])
     if "accuracy" in summary:
         summary["accuracy_low"], summary["accuracy_high"] = grouped_bootstrap_ci(
             [np.array([bool(r["correct"]) for r in results], float) for results in scored])
