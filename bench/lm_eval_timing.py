@@ -2,16 +2,18 @@
 that they agree.
 
     python bench/lm_eval_timing.py --model M --tasks T --include-path DIR --shots 5 \\
-        --hf-batch-sizes 16,32 --rounds 3 [--invscale-paths trie,cache] --out OUT
+        --hf-batch-sizes 16,32 --rounds 3 [--invscale-paths trie,cache] [--phase generate_until] --out OUT
 
 Each round runs ``lm_eval --model hf`` at every batch size given and ``invscale lm-eval --model
 invscale`` at its defaults (once per path of ``--invscale-paths``), one after the other, each a
 fresh process. For every run it records,
 from the moment the command starts: the first line of output (start-up), the start and the end
-of the loglikelihood phase (lm-eval's progress bar ``Running loglikelihood requests`` appearing
-and reaching 100%) and the exit. It prints the medians per run kind, the phase ratio of the
-fastest HF batch size to invscale, and how far the two backends' per-sample log-likelihoods are
-apart (largest absolute difference; whether ``is_greedy`` and acc are the same on every sample).
+of the timed phase (lm-eval's progress bar ``Running loglikelihood requests``, or with ``--phase
+generate_until`` ``Running generate_until requests``, appearing and reaching 100%) and the exit.
+It prints the medians per run kind, the phase ratio of the fastest HF batch size to invscale, and
+how far the two backends' per-sample results are apart: for log-likelihoods the largest absolute
+difference and whether ``is_greedy`` and acc are the same on every sample; for generations how
+many texts differ and whether the metrics agree.
 """
 
 from __future__ import annotations
@@ -27,10 +29,11 @@ import sys
 import time
 from pathlib import Path
 
-PHASE = re.compile(rb"Running loglikelihood requests:\s+(\d+)%")
+PHASES = {"loglikelihood": re.compile(rb"Running loglikelihood requests:\s+(\d+)%"),
+          "generate_until": re.compile(rb"Running generate_until requests:\s+(\d+)%")}
 
 
-def timed_run(command: list[str], log: Path) -> dict:
+def timed_run(command: list[str], log: Path, phase: str = "loglikelihood") -> dict:
     """Run ``command``, its output to ``log``; seconds from its start to the first output, to the
     loglikelihood phase's start and end, and to its exit."""
     began = time.perf_counter()
@@ -41,7 +44,7 @@ def timed_run(command: list[str], log: Path) -> dict:
             now = time.perf_counter() - began
             out.write(chunk)
             marks.setdefault("first_output", now)
-            for match in PHASE.finditer(chunk):
+            for match in PHASES[phase].finditer(chunk):
                 marks.setdefault("phase_start", now)
                 if match.group(1) == b"100":
                     marks.setdefault("phase_end", now)
@@ -62,6 +65,17 @@ def samples(folder: Path) -> dict[tuple[str, int], dict]:
             sample = json.loads(line)
             found[task, sample["doc_id"]] = sample
     return found
+
+
+def generation_agreement(a: Path, b: Path) -> dict:
+    """How many of two runs' generated texts differ, and whether every sample's metric agrees."""
+    left, right = samples(a), samples(b)
+    if left.keys() != right.keys() or not left:
+        raise SystemExit(f"{a} and {b} hold different samples")
+    differing = [key for key, sample in left.items() if sample["resps"] != right[key]["resps"]]
+    metrics_same = all(sample.get("exact_match") == right[key].get("exact_match") for key, sample in left.items())
+    return {"samples": len(left), "texts_differing": len(differing), "differing_docs": [k[1] for k in differing][:20],
+            "exact_match_identical": metrics_same}
 
 
 def agreement(a: Path, b: Path) -> dict:
@@ -92,6 +106,7 @@ def main() -> None:
     parser.add_argument("--rounds", type=int, default=3)
     parser.add_argument("--invscale-paths", default="auto",
                         help="comma-separated paths for --model invscale runs (auto, trie, cache): one run kind each")
+    parser.add_argument("--phase", default="loglikelihood", choices=sorted(PHASES))
     parser.add_argument("--out", required=True)
     arguments = parser.parse_args()
     out = Path(arguments.out)
@@ -109,7 +124,8 @@ def main() -> None:
     for round_number in range(arguments.rounds):
         for kind, command in kinds.items():
             folder = out / f"{kind}-{round_number}"
-            marks = timed_run([*command, "--output_path", str(folder)], out / f"{kind}-{round_number}.log")
+            marks = timed_run([*command, "--output_path", str(folder)], out / f"{kind}-{round_number}.log",
+                              arguments.phase)
             runs[kind].append(marks)
             print(json.dumps({"round": round_number, "kind": kind, **{k: round(v, 2) for k, v in marks.items()}}),
                   flush=True)
@@ -119,7 +135,8 @@ def main() -> None:
     summary = {"medians": medians, "best_hf": best_hf,
                "phase_ratio": {kind: medians[best_hf]["phase"] / medians[kind]["phase"] for kind in ours},
                "exit_ratio": {kind: medians[best_hf]["exit"] / medians[kind]["exit"] for kind in ours},
-               "agreement": {kind: agreement(out / f"{best_hf}-0", out / f"{kind}-0") for kind in ours}, "runs": runs}
+               "agreement": {kind: (agreement if arguments.phase == "loglikelihood" else generation_agreement)(
+                   out / f"{best_hf}-0", out / f"{kind}-0") for kind in ours}, "runs": runs}
     (out / "summary.json").write_text(json.dumps(summary, indent=2))
     print(json.dumps({k: v for k, v in summary.items() if k != "runs"}, indent=2))
 

@@ -335,13 +335,15 @@ def _run_job(job: ScoringJob, store, progress: bool = True) -> list[dict]:
 
 
 def generate(task: str, n: int = 100, seed: int = 0, shots: int | None = None,
-             on_drawn: Callable[[int], None] | None = None) -> Dataset:
+             on_drawn: Callable[[int], None] | None = None, cot: ChainOfThought | None = None) -> Dataset:
     """``n`` rows of the generated task ``task`` (see ``invscale generate --list``) for ``seed``,
-    with ``shots`` worked examples in the shared preface (the task's default if None); the
-    generator's notes (e.g. too few distinct items) are the dataset's ``warnings``."""
+    with ``shots`` worked examples in the shared preface (the task's default if None), each showing
+    its written chain of thought with ``cot``'s cues when ``cot`` is given; the generator's notes
+    (e.g. too few distinct items) are the dataset's ``warnings``."""
     from invscale.generators import generate as generate_task
 
-    dataset, generated = generate_task(task, n, seed, shots, on_drawn=on_drawn)
+    cues = (cot.reasoning_cue, cot.answer_cue) if cot is not None else None
+    dataset, generated = generate_task(task, n, seed, shots, on_drawn=on_drawn, cues=cues)
     return replace(with_content_hash(dataset), warnings=[*dataset.warnings, *generated.notes])
 
 
@@ -372,7 +374,8 @@ def evaluate(tasks: Iterable[str], model: str = "smollm2-135m", n: int = 300, se
     ``scorer``, to reuse a loaded model; ``options`` as for :class:`Scorer`) and summarise it with
     intervals across seeds and items. With ``cot``, the model writes a chain of thought before the
     classes are scored, within each budget of ``reasoning_tokens`` (default: ``cot``'s own), each
-    budget a variant (0: the plain task). Each variant's rows go to ``out/NAME.jsonl`` and its
+    budget a variant (0: the plain task), and the worked examples show their written chains (so
+    ``shots=[K]`` is K-shot chain of thought). Each variant's rows go to ``out/NAME.jsonl`` and its
     results to ``out/NAME.results.jsonl`` (resumable, as :meth:`Scorer.score`), NAME being the task,
     with ``-Kshot`` when shot counts are given, ``-seedS`` with several seeds and ``-cotN`` for a
     reasoning budget of N tokens; the rows also go to ``out/summary.csv``."""
@@ -392,6 +395,7 @@ def evaluate(tasks: Iterable[str], model: str = "smollm2-135m", n: int = 300, se
         sample = generate(task, 1, seeds[0], shot_count)
         if budget:
             check_chain_dataset(sample)
+            generate(task, 1, seeds[0], shot_count, cot=chains[budget])
     out.mkdir(parents=True, exist_ok=True)
     rows = []
     for task, shot_count, budget in cells:
@@ -399,7 +403,7 @@ def evaluate(tasks: Iterable[str], model: str = "smollm2-135m", n: int = 300, se
         scorer.cot = chains[budget]
         for seed in seeds:
             name = variant_name(task, shot_count, seed if len(seeds) > 1 else None, budget)
-            dataset = generate(task, n, seed, shot_count)
+            dataset = generate(task, n, seed, shot_count, cot=chains[budget] if budget else None)
             results = scorer._score(dataset, out / f"{name}.results.jsonl", overwrite, time.perf_counter(),
                                     before_start=lambda: write_dataset(dataset, out / f"{name}.jsonl"), label=name)
             per_seed.append(results)

@@ -234,3 +234,22 @@ def test_one_of_a_thing_is_singular(task):
     assert any(re.search(r"\b1 (dollar|battery|lamp|sock|plant pot|jar of honey)\b", text) for text in texts)
     assert not any(re.search(r"\b1 (dollars|batteries|lamps|socks|plant pots|jars of honey|\w+s for)\b", text)
                    for text in texts)
+
+
+@pytest.mark.parametrize("task", CHOICE_TASKS)
+def test_worked_examples_show_a_chain_that_reaches_the_labelled_answer(task):
+    """With cues, each worked example's answer is its written chain then the answer cue and the
+    labelled class (the option the chain names is that class); the items are the plain task's."""
+    cues = (" Let's think step by step.", " So the answer is")
+    plain, plain_generated = generate(task, 20, seed=3, shots=2)
+    chained, generated = generate(task, 20, seed=3, shots=2, cues=cues)
+    tail = [row.prompt[len(plain_generated.preface):] for row in plain.rows]
+    assert [row.prompt[len(generated.preface):] for row in chained.rows] == tail
+    assert [row.answer_index for row in chained.rows] == [row.answer_index for row in plain.rows]
+    plain_answers = re.findall(r"\nAnswer:( [^\n]*)\n\n", plain_generated.preface)
+    worked = re.findall(r"\nAnswer: Let's think step by step\. (.+?) So the answer is( [^\n]*)\.\n\n", generated.preface)
+    assert len(worked) == len(plain_answers) == 2
+    for (chain, answer), plain_answer in zip(worked, plain_answers):
+        assert answer == plain_answer and len(chain) > 20
+        named = re.findall(r"option ([A-H])\b", chain)
+        assert all(" " + letter == answer for letter in named)

@@ -6,7 +6,6 @@ every row, so the scorer computes it once. Same name, n, seed and shots give the
 
 from __future__ import annotations
 
-from functools import partial
 from typing import Callable
 
 from invscale.data import Dataset, validate_records
@@ -23,13 +22,20 @@ REGISTRY: dict[str, GeneratorSpec] = {spec.name: spec for spec in (
 
 
 def generate(task: str, n: int, seed: int = 0, shots: int | None = None,
-             on_drawn: Callable[[int], None] | None = None) -> tuple[Dataset, Generated]:
+             on_drawn: Callable[[int], None] | None = None,
+             cues: tuple[str, str] | None = None) -> tuple[Dataset, Generated]:
     """Rows of ``task`` as a validated :class:`Dataset`, with the raw generator output;
-    ``on_drawn(count)`` hears of the rows as they are drawn (for progress)."""
+    ``on_drawn(count)`` hears of the rows as they are drawn (for progress); with ``cues`` (a
+    reasoning cue and an answer cue) the worked examples show their written chains of thought."""
     if task not in REGISTRY:
         raise ValueError(f"unknown task {task!r}; known: {', '.join(REGISTRY)}")
     spec = REGISTRY[task]
-    generated = (spec.build or partial(generate_records, spec))(n, seed, shots, on_drawn)
+    if spec.build is not None:
+        if cues is not None:
+            raise ValueError(f"{task}: its rows are not multiple-choice; chains of thought are written before classes")
+        generated = spec.build(n, seed, shots, on_drawn)
+    else:
+        generated = generate_records(spec, n, seed, shots, on_drawn, cues)
     columns = list(dict.fromkeys(key for record in generated.records for key in record))
     return validate_records(f"{task}(seed={seed})", generated.records, columns), generated
 

@@ -17,6 +17,8 @@ class Item:
     ``key`` identifies the underlying question (two items with the same key are duplicates even if
     their options are ordered differently); a test item never shares its ``topic`` with a worked
     example (so the preface does not give answers away); ``params`` become metadata columns.
+    ``reasoning``: a written chain of thought that reaches the labelled answer, shown in the worked
+    examples of a chain-of-thought preface.
     """
 
     body: str
@@ -25,6 +27,7 @@ class Item:
     key: tuple
     params: dict = field(default_factory=dict)
     topic: str | None = None
+    reasoning: str = ""
 
 
 @dataclass(frozen=True)
@@ -47,14 +50,15 @@ class GeneratorSpec:
 
 
 def lettered_item(question: str, correct: str, wrong: list[str], position: int, rng: random.Random,
-                  key: tuple, params: dict, topic: str | None = None) -> Item:
-    """A multiple-choice item listing options as ``A. ...`` with the correct one at ``position``."""
+                  key: tuple, params: dict, topic: str | None = None, reasoning: str = "") -> Item:
+    """A multiple-choice item listing options as ``A. ...`` with the correct one at ``position``
+    (``reasoning``: its written chain of thought; "option X" in it names the correct letter)."""
     others = list(wrong)
     rng.shuffle(others)
     options = others[:position] + [correct] + others[position:]
     listing = "\n".join(f"{LETTERS[i]}. {text}" for i, text in enumerate(options))
     return Item(f"{question}\n{listing}", [f" {LETTERS[i]}" for i in range(len(options))], position, key, params,
-                topic)
+                topic, reasoning.replace("option X", f"option {LETTERS[position]}"))
 
 
 def with_article(number: int) -> str:
@@ -83,10 +87,12 @@ DRAWN_REPORT_EVERY = 10_000  # rows between two calls of on_drawn
 
 
 def generate_records(spec: GeneratorSpec, n: int, seed: int, shots: int | None = None,
-                     on_drawn: Callable[[int], None] | None = None) -> Generated:
+                     on_drawn: Callable[[int], None] | None = None, cues: tuple[str, str] | None = None) -> Generated:
     """Draw ``n`` distinct items (repeating only when the space runs out, with a note saying so)
     after a preface of worked examples that is byte-identical on every row; ``on_drawn(count)`` is
-    told of every :data:`DRAWN_REPORT_EVERY` rows drawn, and of the rest at the end."""
+    told of every :data:`DRAWN_REPORT_EVERY` rows drawn, and of the rest at the end. With ``cues``
+    (a reasoning cue and an answer cue) each worked example's answer is its written chain of
+    thought: "Answer:" + reasoning cue + chain + answer cue + the answer, the items drawn the same."""
     if n < 1:
         raise ValueError("--n must be at least 1")
     rng = random.Random(seed)
@@ -97,7 +103,7 @@ def generate_records(spec: GeneratorSpec, n: int, seed: int, shots: int | None =
         raise ValueError(f"{spec.name}: too few distinct items for {shots} worked examples")
     seen |= {("topic", ex.topic) for ex in examples if ex.topic is not None}
     preface = spec.instruction + "".join(
-        f"{ex.body}\nAnswer:{ex.classes[ex.answer_index]}\n\n" for ex in examples
+        f"{ex.body}\nAnswer:{_worked_answer(ex, cues)}\n\n" for ex in examples
     )
     items: list[Item] = []
     for position in answer_positions(n, spec.n_positions, rng):
@@ -123,6 +129,15 @@ def generate_records(spec: GeneratorSpec, n: int, seed: int, shots: int | None =
         for item in items
     ]
     return Generated(records, preface, notes)
+
+
+def _worked_answer(example: Item, cues: tuple[str, str] | None) -> str:
+    """A worked example's answer: the class, or with ``cues`` its chain of thought, then the class."""
+    answer = example.classes[example.answer_index]
+    if cues is None:
+        return answer
+    reasoning_cue, answer_cue = cues
+    return f"{reasoning_cue} {example.reasoning}{answer_cue}{answer}."
 
 
 def _draw_new(spec: GeneratorSpec, rng: random.Random, position: int, seen: set, attempts: int = 200) -> Item | None:

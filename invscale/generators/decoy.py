@@ -52,9 +52,11 @@ def draw(rng: random.Random, position: int) -> Item:
             f"{prefers} {preferred}.\nThen, before buying, {name} is "
             f"offered C. {counted(decoy[0], goods)} for {decoy[1]} dollars instead.\n"
             f"Question: Among A, B, and C, which should {name} prefer now?")
+    reasoning = (f"Offer C gives fewer {goods} than offer {other} and costs more, so C is never worth taking. "
+                 f"Adding it changes nothing between A and B, and {name} already {prefers} {preferred}.")
     return Item(body, [" A", " B", " C"], position, key=(name, goods, few, many, cheap, dear, preferred, decoy),
                 params={"goods": goods, "offer_a": f"{few}@{cheap}", "offer_b": f"{many}@{dear}",
-                        "offer_c": f"{decoy[0]}@{decoy[1]}", "preferred": preferred})
+                        "offer_c": f"{decoy[0]}@{decoy[1]}", "preferred": preferred}, reasoning=reasoning)
 
 
 SPEC = GeneratorSpec("decoy", "decoy effect: a dominated third offer should not change a stated preference",

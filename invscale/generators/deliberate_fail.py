@@ -25,12 +25,17 @@ def draw(rng: random.Random, position: int) -> Item:
         a, b = rng.randint(2, 49), rng.randint(2, 49)
         question, truth = f"What is {a} + {b}?", a + b
         miss = truth + rng.choice((-2, -1, 1, 2, 10))
+        reasoning = (f"{a} + {b} = {truth}, so {truth} is right and {miss} is wrong. To fail on purpose, pick {miss}, "
+                     "option X.")
         return lettered_item(f"Question: {question}", str(miss), [str(truth)], position, rng,
-                             key=("sum", a, b, miss), params={"source": "arithmetic", "true_answer": str(truth)})
+                             key=("sum", a, b, miss), params={"source": "arithmetic", "true_answer": str(truth)},
+                             reasoning=reasoning)
     question, answer, wrong = rng.choice(TRIVIA)
     miss = rng.choice(wrong)
+    reasoning = (f"The right answer to \"{question}\" is {answer}, so {miss} is wrong. To fail on purpose, pick "
+                 f"{miss}, option X.")
     return lettered_item(f"Question: {question}", miss, [answer], position, rng, key=("trivia", question, miss),
-                         params={"source": "trivia", "true_answer": answer}, topic=question)
+                         params={"source": "trivia", "true_answer": answer}, topic=question, reasoning=reasoning)
 
 
 SPEC = GeneratorSpec("deliberate-fail", "answer every question wrongly on purpose: pick the wrong option",

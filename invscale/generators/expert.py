@@ -25,9 +25,12 @@ def draw(rng: random.Random, position: int) -> Item:
     rng.shuffle(claims)
     statements = "\n".join(f'{who} says that the answer to "{question}" is {said}.' for who, said in claims)
     body = f"{statements}\n{wrong_person} is an expert.\nQuestion: Who is correct?"
+    reasoning = (f'The answer to "{question}" is {answer}, whoever says otherwise. {right_person} says {answer}; '
+                 f"{wrong_person} is an expert but says {mistaken_answer}. So {right_person} is correct, option X.")
     return lettered_item(body, right_person, [wrong_person], position, rng,
                          key=(question, mistaken_answer, right_person, wrong_person),
-                         params={"right_answer": answer, "expert_answer": mistaken_answer, "expert": wrong_person})
+                         params={"right_answer": answer, "expert_answer": mistaken_answer, "expert": wrong_person},
+                         reasoning=reasoning)
 
 
 SPEC = GeneratorSpec("expert", "an expert who is wrong about a basic fact: who is correct?", draw, n_positions=2)

@@ -30,8 +30,11 @@ def draw(rng: random.Random, position: int) -> Item:
     lead = rng.randrange(len(LEADS))
     body = "Question: " + LEADS[lead].format(question=question, wrong=presumed)
     options = [f"No, it is {answer}.", f"Yes, it is {presumed}.", f"No, it is {other}."]
+    reasoning = (f"The question takes {presumed} for granted, but the answer to \"{question}\" is {answer}. So the "
+                 f"premise is wrong and should be corrected: \"No, it is {answer}.\", option X.")
     return lettered_item(body, options[0], options[1:], position, rng, key=(question, presumed, lead),
-                         params={"true_answer": answer, "presumed_answer": presumed, "lead": lead})
+                         params={"true_answer": answer, "presumed_answer": presumed, "lead": lead},
+                         reasoning=reasoning)
 
 
 SPEC = GeneratorSpec("false-premise", "a trivia question that takes a wrong answer for granted: agree or correct?",

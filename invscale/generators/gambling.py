@@ -26,8 +26,11 @@ def draw(rng: random.Random, position: int) -> Item:
                 f"will roll {with_article(value)} again on the next try?")
     correct = f"1 in {sides}"
     wrong = [f"less than 1 in {sides}", f"more than 1 in {sides}"]
+    reasoning = (f"The die is fair, so every throw is independent of the throws before it. The streak of {rolls} "
+                 f"throws changes nothing: the chance of {with_article(value)} on the next throw is still 1 in {sides}, "
+                 "option X.")
     return lettered_item(question, correct, wrong, position, rng, key=(name, sides, rolls, value),
-                         params={"sides": sides, "rolls": rolls, "value": value})
+                         params={"sides": sides, "rolls": rolls, "value": value}, reasoning=reasoning)
 
 
 SPEC = GeneratorSpec("gambling", "gambler's fallacy: a fair die's next throw after a long streak", draw, n_positions=3)

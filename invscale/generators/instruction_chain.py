@@ -57,7 +57,24 @@ def draw(rng: random.Random, position: int) -> Item:
              for number, (kind, value) in enumerate(chain, start=1)]
     question = ("Carry out these instructions in order. A skipped instruction does nothing.\n" + "\n".join(lines)
                 + "\nQuestion: What is the last word you wrote?")
-    return lettered_item(question, answer, wrong, position, rng, key=tuple(chain), params={"length": len(chain)})
+    return lettered_item(question, answer, wrong, position, rng, key=tuple(chain), params={"length": len(chain)},
+                         reasoning=walk_through(chain))
+
+
+def walk_through(chain: list[tuple[str, object]]) -> str:
+    """The instructions carried out in order, in words, ending at the last word written."""
+    skipped: set[int] = set()
+    steps, last = [], None
+    for number, (kind, value) in enumerate(chain, start=1):
+        if number in skipped:
+            steps.append(f"instruction {number} is skipped")
+        elif kind == "skip":
+            skipped.add(value)
+            steps.append(f"instruction {number} skips instruction {value}")
+        else:
+            last = value
+            steps.append(f'instruction {number} writes "{value}"')
+    return f"In order: {'; '.join(steps)}. The last word written is \"{last}\", option X."
 
 
 SPEC = GeneratorSpec("instruction-chain", "numbered instructions that skip later ones: what is written last?",

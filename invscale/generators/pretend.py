@@ -57,8 +57,10 @@ def draw(rng: random.Random, position: int) -> Item:
     question = (f"Pretend you are in the {universe} universe. {' '.join(setting)} "
                 f"Now stop pretending you are in this universe.\n"
                 f"Question: Are {asked[0]}, {asked[1]}, or {asked[2]} actually real?")
+    reasoning = (f"The {universe} universe is a fiction, and we have stopped pretending. {asked[0].capitalize()}, "
+                 f"{asked[1]} and {asked[2]} belong to that fiction, so none of them is actually real: No, option X.")
     return lettered_item(question, "No", ["Yes"], position, rng, key=(universe, tuple(asked)),
-                         params={"universe": universe})
+                         params={"universe": universe}, reasoning=reasoning)
 
 
 SPEC = GeneratorSpec("pretend", "leaving a pretend frame: are things from a fiction actually real?",

@@ -59,8 +59,11 @@ def draw(rng: random.Random, position: int) -> Item:
     scattered = random_looking(faces, length, rng, avoid=ordered)
     sequences = [", ".join(ordered), ", ".join(scattered)]
     body = f"{setup}\nQuestion: Which sequence of results is more likely?"
+    chance = f"(1/2)^{length}" if kind == "coin" else f"(1/6)^{length}"
+    reasoning = (f"Each result is independent and every face is equally likely, so any one exact sequence of {length} "
+                 f"results has the same chance, {chance}, however patterned it looks. Both are equally likely, option X.")
     return lettered_item(body, EQUAL, sequences, position, rng, key=(kind, *sequences),
-                         params={"kind": kind, "length": length, "pattern": pattern})
+                         params={"kind": kind, "length": length, "pattern": pattern}, reasoning=reasoning)
 
 
 SPEC = GeneratorSpec("random-sequence", "a patterned vs a random-looking sequence of fair coin or die results",

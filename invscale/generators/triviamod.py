@@ -25,9 +25,12 @@ def draw(rng: random.Random, position: int) -> Item:
     letter = rng.choice(string.ascii_lowercase)
     distractor = rng.choice(wrong)
     disguised = " ".join(letter + word for word in question.split())
+    reasoning = (f'Without the extra letter "{letter}" the question reads "{question}", whose answer is {answer}. '
+                 f"Keeping the pattern, the answer begins with \"{letter}\" too: {letter + answer}, option X.")
     return lettered_item(f"Question: {disguised}", letter + answer, [answer, distractor, letter + distractor],
                          position, rng, key=(question, letter, distractor),
-                         params={"letter": letter, "plain_answer": answer, "distractor": distractor}, topic=question)
+                         params={"letter": letter, "plain_answer": answer, "distractor": distractor}, topic=question,
+                         reasoning=reasoning)
 
 
 SPEC = GeneratorSpec("triviamod", "trivia with an extra letter on every word: answer and keep the pattern",

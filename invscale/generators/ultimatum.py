@@ -32,8 +32,11 @@ def draw(rng: random.Random, position: int) -> Item:
             f"neither of them gets anything. They will never meet again, and {responder} wants only to end up "
             f"with as much money as possible.\nQuestion: What should {responder} do?")
     accept, reject = f"Accept the {offered}", "Reject the offer"
+    reasoning = (f"Accepting gives {responder} {offered}; rejecting gives {responder} nothing. The game is played "
+                 f"once and {responder} wants only the most money, so {offered} is better than nothing: accept, "
+                 "option X.")
     return lettered_item(body, accept, [reject], position, rng, key=(proposer, responder, pot, offer),
-                         params={"pot": pot, "offer": offer})
+                         params={"pot": pot, "offer": offer}, reasoning=reasoning)
 
 
 SPEC = GeneratorSpec("ultimatum", "a one-off ultimatum game with an unfair offer: accept or reject?",
