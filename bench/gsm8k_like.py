@@ -33,8 +33,8 @@ fewshot_config:
   sampler: first_n
 output_type: generate_until
 doc_to_text: "Q: {{{{question}}}}\\nA:"
-doc_to_target: " {{{{answer}}}}"
-target_delimiter: ""
+doc_to_target: "{{{{answer}}}}"
+target_delimiter: " "
 fewshot_delimiter: "\\n\\n"
 generation_kwargs:
   until: ["Q:", "\\n\\n"]
@@ -67,6 +67,7 @@ def problem(rng: random.Random) -> dict:
     return {"question": question, "answer": chain, "target": str(end)}
 
 
+
 def write_task(folder: Path, questions: int = 100, seed: int = 0) -> None:
     """The task's YAML, its 8 worked examples (dev) and ``questions`` test problems."""
     rng = random.Random(seed)
@@ -74,7 +75,9 @@ def write_task(folder: Path, questions: int = 100, seed: int = 0) -> None:
     for split, count in (("dev", 8), ("test", questions)):
         with open(folder / f"gsm8k_like-{split}.jsonl", "w") as handle:
             for _ in range(count):
-                handle.write(json.dumps(problem(rng)) + "\n")
+                drawn = problem(rng)
+                answer = drawn["answer"] if split == "dev" else drawn["target"]  # worked chain / the number to match
+                handle.write(json.dumps({"question": drawn["question"], "answer": answer}) + "\n")
     (folder / "gsm8k_like.yaml").write_text(TEMPLATE.format(dev=(folder / "gsm8k_like-dev.jsonl").resolve(),
                                                             test=(folder / "gsm8k_like-test.jsonl").resolve()))
 

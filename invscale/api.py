@@ -32,10 +32,11 @@ from typing import Any, Callable, Iterable, Sequence
 import torch
 from rich.console import Console
 
-from invscale.chain_of_thought import ChainJob, ChainOfThought, check_chain_dataset
+from invscale.chain_of_thought import ChainOfThought, check_chain_dataset
 from invscale.data import Dataset, TaskType, read_dataset, validate_records, with_content_hash, write_dataset
 from invscale.models import LoadedModel, NotLocal, fingerprint, load_for_scoring, load_tokenizer, parse_memory, resolve_device
-from invscale.numeric import NumericJob, NumericSampling
+from invscale.jobs import Writing, make_job
+from invscale.numeric import NumericSampling
 from invscale.progress import ProgressReport
 from invscale.results import FollowerStore, check_out_path, open_results, results_store
 from invscale.scoring import distributed
@@ -103,7 +104,7 @@ class Results:
         path, scorer = Path(path), self.scorer
         with open_results(path, self.dataset, scorer.identity, scorer.dtype, too_long=scorer.too_long,
                           chat_template=scorer.chat_template, mutual_info=scorer.mutual_info,
-                          chains=scorer.chains, sampling=scorer.sampling_of(self.dataset)) as store:
+                          chains=scorer.writing.chains(), sampling=scorer.writing.sampling_of(self.dataset)) as store:
             store.start()
             store.append(self.records)
             store.finalize(store.existing + self.records, self.seconds)
@@ -167,14 +168,9 @@ class Scorer:
         self._identity: dict | None = None
 
     @property
-    def chains(self) -> dict | None:
-        """The settings chains of thought are written with (None: no chains), as results record them."""
-        return self.cot.describe() if self.cot is not None and self.cot.writes_chains else None
-
-    def sampling_of(self, dataset: Dataset) -> dict | None:
-        """How ``dataset``'s estimates are sampled (numeric rows; None for any other), as results
-        record it."""
-        return self.sampling.describe() if dataset.task_type is TaskType.numeric else None
+    def writing(self) -> Writing:
+        """What the model writes before its results are read (chains of thought, numeric samples)."""
+        return Writing(self.cot, self.sampling)
 
     @property
     def loaded(self) -> LoadedModel:
@@ -217,16 +213,12 @@ class Scorer:
         """Score ``dataset`` into the store at ``out`` (none: results kept in memory only);
         ``before_start`` runs once the store has accepted the run, before it is written; with a
         ``label``, a line names the work when there is some."""
-        chains = self.chains
+        writing = self.writing
         opened = nullcontext(FollowerStore(None, set())) if out is None else results_store(self.group, lambda: open_results(
             out, dataset, self.identity, self.dtype, overwrite=overwrite, too_long=self.too_long,
-            chat_template=self.chat_template, mutual_info=self.mutual_info, chains=chains,
-            sampling=self.sampling_of(dataset)), out)
-        if chains is not None:
-            check_chain_dataset(dataset)
-        if dataset.task_type is not TaskType.numeric and self.sampling != NumericSampling():
-            raise ValueError(f"sampling settings (--samples, --temperature, ...) are for numeric rows; {dataset.name} "
-                             f"is a {dataset.task_type.value} task")
+            chat_template=self.chat_template, mutual_info=self.mutual_info, chains=writing.chains(),
+            sampling=writing.sampling_of(dataset)), out)
+        writing.check(dataset)
         if self.mutual_info and dataset.task_type is not TaskType.classification:
             raise ValueError(f"--mutual-info: {dataset.name} is a {dataset.task_type.value} task; acc_mutual_info "
                              "is for classification rows")
@@ -244,24 +236,10 @@ class Scorer:
                                                         self.max_tokens_per_pack, self.attention, self.kernels,
                                                         self.path)
                                  if self.mutual_info else None)
-                writes = "--cot" if chains is not None else "numeric rows" if dataset.task_type is TaskType.numeric else None
-                if writes is not None and loaded.streamed is not None:
-                    raise ValueError(f"{writes}: the model writes with its own forward and cache, which does not "
-                                     "stream layers: load it whole (--offload none)")
-                if dataset.task_type is TaskType.numeric:
-                    job = NumericJob(loaded.model, loaded.tokenizer, scored, self.sampling, skip_indexes=done,
-                                     group=self.group, too_long=self.too_long, path=self.path)
-                elif chains is not None:
-                    job = ChainJob(loaded.model, loaded.tokenizer, scored, self.cot, skip_indexes=done,
-                                   max_tokens_per_pack=self.max_tokens_per_pack, backend=self.attention,
-                                   kernels=self.kernels, group=self.group, too_long=self.too_long,
-                                   unconditional=unconditional, path=self.path)
-                else:
-                    job = ScoringJob(loaded.model, loaded.tokenizer, scored,
-                                     max_tokens_per_pack=self.max_tokens_per_pack, backend=self.attention,
-                                     skip_indexes=done, kernels=self.kernels, streamed=loaded.streamed,
-                                     memory_budget=self.memory_budget, group=self.group, too_long=self.too_long,
-                                     unconditional=unconditional, path=self.path)
+                job = make_job(loaded.model, loaded.tokenizer, scored, writing, skip_indexes=done,
+                               streamed=loaded.streamed, max_tokens_per_pack=self.max_tokens_per_pack,
+                               backend=self.attention, kernels=self.kernels, memory_budget=self.memory_budget,
+                               group=self.group, too_long=self.too_long, unconditional=unconditional, path=self.path)
                 store.notes["scoring_path"] = job.path.describe()
                 if self.group.is_main:
                     if label is not None:
@@ -431,6 +409,7 @@ class Report:
     run_dir: Path
     manifest: dict
     training_verdicts: dict = field(default_factory=dict)  # {task: {model: verdict}} of models at several steps
+    budget_verdicts: dict = field(default_factory=dict)  # {task: {model: verdict}} across reasoning budgets
 
     @property
     def plots(self) -> dict[str, Path]:
@@ -438,7 +417,8 @@ class Report:
         tasks = [task for task, verdict in self.verdicts.items() if verdict.kind != "no results"]
         plots = {name: self.run_dir / "plots" / f"{name}.png" for name in [*tasks, *(["overview"] if tasks else [])]}
         return {**plots, **{f"{task}-training": self.run_dir / "plots" / f"{task}-training.png"
-                            for task in self.training_verdicts}}
+                            for task in self.training_verdicts},
+                **{f"{task}-budget": self.run_dir / "plots" / f"{task}-budget.png" for task in self.budget_verdicts}}
 
     @property
     def unfinished(self) -> list[dict]:
@@ -453,8 +433,8 @@ def report(run_dir: str | Path, x_axis: str = "params") -> Report:
     from invscale.study.run import read_manifest
 
     run_dir = Path(run_dir)
-    summary, verdicts, training = build_report(run_dir, x_axis)
-    return Report(summary, verdicts, run_dir, read_manifest(run_dir), training)
+    summary, verdicts, training, budgets = build_report(run_dir, x_axis)
+    return Report(summary, verdicts, run_dir, read_manifest(run_dir), training, budgets)
 
 
 @dataclass
@@ -486,14 +466,18 @@ def sweep(data: Iterable[str], models: Iterable[str] | None = None, out: str | P
           dtype: str = "float32", device: str = "auto", kernels: str = "auto", max_tokens_per_pack: int | None = None,
           offload: str = "auto", gpu_memory: str | None = None, chat_template: bool = False, n: int = 300,
           seeds: Sequence[int] = (0,), shots: Sequence[int | None] = (None,), x_axis: str = "params",
-          path: str = "auto", progress: bool = True, log: Callable[[str], None] = _say) -> Report:
+          path: str = "auto", cot: ChainOfThought | None = None, reasoning_tokens: Sequence[int] | None = None,
+          progress: bool = True, log: Callable[[str], None] = _say) -> Report:
     """Score every dataset of ``data`` (files, or generator names expanded by ``n``, ``seeds`` and
     ``shots``) on every model (``models``, or the members of ``family``), one model in memory at a
     time, into the run folder ``out`` (resumable: finished pairs are never redone), then
     :func:`report` it. With ``revisions`` (e.g. ``["step1000", "step143000"]``) every model is swept
     at each of them (``model@revision``), for the report's through-training verdicts; checkpoint
     folders named by step (``ckpt/step-1000``) are taken as one model through training as they are.
-    ``path`` is :class:`Scorer`'s. A model that fails is recorded in the manifest and the sweep goes on."""
+    ``path`` is :class:`Scorer`'s. With ``cot``, every dataset is swept at each budget of
+    ``reasoning_tokens`` (default ``cot``'s own; 0 is the plain prompt), scored after chains of
+    thought the model writes (see :func:`evaluate`), and the report adds a verdict across budgets per
+    model. A model that fails is recorded in the manifest and the sweep goes on."""
     from invscale.study.family import family_members, member_at
     from invscale.study.run import run_sweep
     from invscale.study.tasks import sweep_datasets
@@ -510,11 +494,19 @@ def sweep(data: Iterable[str], models: Iterable[str] | None = None, out: str | P
                   for name, member in chosen for revision in revisions]
     group = distributed.current()
     out = Path(out)
-    datasets, seed_groups = sweep_datasets(list(data), out, n, list(seeds), list(shots))
+    if reasoning_tokens is not None and cot is None:
+        raise ValueError("--reasoning-tokens: give --cot too (the budgets are of a chain of thought)")
+    budgets = None if cot is None else list(reasoning_tokens or [cot.reasoning_tokens])
+    datasets, seed_groups = sweep_datasets(list(data), out, n, list(seeds), list(shots), budgets,
+                                           (cot.reasoning_cue, cot.answer_cue) if cot is not None else None)
+    for name, (_, dataset) in datasets.items():  # settings that cannot apply, before any model loads
+        if (seed_groups.get(name) or {}).get("reasoning_tokens"):
+            check_chain_dataset(dataset)
     budget = parse_memory(gpu_memory) if gpu_memory is not None else None
     run_sweep(out, datasets, chosen, dtype, device, kernels, max_tokens_per_pack,
               score=lambda job, store: _run_job(job, store, progress), log=log, offload=offload,
-              memory_budget=budget, group=group, chat_template=chat_template, seed_groups=seed_groups, scoring_path=path)
+              memory_budget=budget, group=group, chat_template=chat_template, seed_groups=seed_groups, scoring_path=path,
+              cot=cot)
     return report(out, x_axis) if group.is_main else Report([], {}, out, {"datasets": [], "models": []})
 
 

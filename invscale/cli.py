@@ -353,18 +353,26 @@ def sweep(
     shots: Optional[str] = typer.Option(None, help="Generator names: worked examples in the shared preface, one "
                                                    "count or several (0,3), each its own task in the report."),
     path: str = typer.Option("auto", help=PATH_HELP),
+    cot: bool = typer.Option(False, "--cot", help=COT_HELP),
+    reasoning_tokens: Optional[str] = typer.Option(None, help="With --cot, the chain's token budget, or several "
+                                                               "(0,32,128: each a task variant, with a verdict across "
+                                                               "them per model; 0 is the plain task; default 256)."),
+    reasoning_cue: str = typer.Option(REASONING_CUE, help=REASONING_CUE_HELP),
+    answer_cue: str = typer.Option(ANSWER_CUE, help=ANSWER_CUE_HELP),
+    reasoning_stop: Optional[list[str]] = typer.Option(None, help=REASONING_STOP_HELP),
 ) -> None:
     """Score every DATA file (or generated task) on every model, then report tables, plots and scaling
     verdicts.
 
     One model is loaded at a time; finished (dataset, model, dtype) pairs are not redone."""
     try:
+        chains, budgets = _chain_settings(cot, reasoning_tokens, reasoning_cue, answer_cue, reasoning_stop)
         study = api.sweep(data, models.split(",") if models is not None else None, out_dir, family,
                           revisions=[r for r in revisions.split(",") if r] if revisions else None, dtype=dtype,
                           device=device, kernels=kernels, max_tokens_per_pack=max_tokens_per_pack, offload=offload,
                           gpu_memory=gpu_memory, chat_template=chat_template, n=n, seeds=_counts("--seeds", seeds),
                           shots=_counts("--shots", shots) if shots is not None else [None], x_axis=x_axis, path=path,
-                          log=_say)
+                          cot=chains, reasoning_tokens=budgets, log=_say)
     except USER_ERRORS as exc:
         _fail(_one_line(exc))
     except api.Interrupted as exc:
@@ -451,6 +459,10 @@ def _print_report(study: api.Report) -> None:
     for task, by_model in study.training_verdicts.items():
         for name, verdict in by_model.items():
             out.print(Text.assemble((f"{task} · {name} through training", "bold"), f": {verdict.kind} — "
+                                    f"{verdict.reason}"), soft_wrap=True)
+    for task, by_model in study.budget_verdicts.items():
+        for name, verdict in by_model.items():
+            out.print(Text.assemble((f"{task} · {name} across reasoning budgets", "bold"), f": {verdict.kind} — "
                                     f"{verdict.reason}"), soft_wrap=True)
     out.print(f"summary.csv, verdicts.json and plots/ in {study.run_dir}")
 

@@ -345,3 +345,30 @@ def test_streamed_sweep_gives_the_same_results(family_dirs, task_files, tmp_path
     for a, b in zip(csv.DictReader((resident / "summary.csv").open()), csv.DictReader((streamed / "summary.csv").open())):
         assert a["model"] == b["model"] and a["accuracy"] == b["accuracy"]
         assert abs(float(a["mean_loss"]) - float(b["mean_loss"])) <= 1e-5
+
+
+def test_a_sweep_across_reasoning_budgets_gives_a_verdict_per_model(family_dirs, tmp_path):
+    """--cot --reasoning-tokens 0,4,8: each budget is a task variant scored on every model (budget 0
+    plainly, the others after chains, 2-shot worked examples showing their chains), and each model
+    gets a verdict across budgets and a plot; a rerun redoes nothing; other cues are refused."""
+    out = tmp_path / "run"
+    arguments = ["sweep", "gambling", "--n", "6", "--shots", "2", "--cot", "--reasoning-tokens", "0,4,8", "--models",
+                 ",".join(family_dirs[:2]), "--out", str(out)]
+    result = runner.invoke(app, arguments)
+    assert result.exit_code == 0, result.output
+    assert sorted(p.name for p in (out / "data").iterdir()) == [f"gambling-2shot-cot{b}.jsonl" for b in (0, 4, 8)]
+    assert "So the answer is" in (out / "data" / "gambling-2shot-cot4.jsonl").read_text()
+    assert "So the answer is" not in (out / "data" / "gambling-2shot-cot0.jsonl").read_text()
+    budgets = json.loads((out / "budget_verdicts.json").read_text())
+    assert list(budgets) == ["gambling-2shot"] and len(budgets["gambling-2shot"]) == 2
+    verdict = next(iter(budgets["gambling-2shot"].values()))
+    assert verdict["kind"] in ("worse with more reasoning", "better with more reasoning", "U-shaped", "inverted-U",
+                               "flat")
+    assert verdict["statistics"]["log2_budget_plus_1"] == pytest.approx([0.0, 2.321928, 3.169925], abs=1e-5)
+    assert (out / "plots" / "gambling-2shot-budget.png").exists() and "across reasoning budgets" in result.output
+    results = list((out / "results").rglob("gambling-2shot-cot4-*.results.jsonl"))
+    assert len(results) == 2 and "chain_token_ids" in results[0].read_text()
+    again = runner.invoke(app, arguments)
+    assert again.exit_code == 0 and again.output.count("already scored on every dataset") == 2
+    other = runner.invoke(app, [*arguments, "--answer-cue", " Therefore"])
+    assert other.exit_code == 2 and "other cues or stops" in other.output

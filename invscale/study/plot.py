@@ -109,6 +109,25 @@ def training_figure(task: str, by_model: dict[str, list[dict]], verdicts: dict[s
     every = [row for rows in by_model.values() for row in rows]
     x, x_label = (("training_tokens", "training tokens") if all(row.get("training_tokens") for row in every)
                   else ("step", "training step"))
+    return lines_figure(f"{task} through training", by_model, verdicts, chance, x, x_label)
+
+
+def budget_figure(task: str, by_model: dict[str, list[dict]], verdicts: dict[str, str], chance: dict):
+    """The figure of one task across reasoning budgets: accuracy and mean loss against the budget
+    (``by_model``: each model's rows by budget), each model's verdict across budgets in the legend."""
+    figure = lines_figure(f"{task} across reasoning budgets", by_model, verdicts, chance, "reasoning_tokens",
+                          "reasoning budget (tokens; 0: the plain prompt)")
+    positive = [row["reasoning_tokens"] for rows in by_model.values() for row in rows if row["reasoning_tokens"]]
+    for axis in figure.axes:
+        axis.set_xscale("symlog", linthresh=min(positive, default=1))  # 0 (the plain prompt) on the axis
+    return figure
+
+
+def lines_figure(title: str, by_model: dict[str, list[dict]], verdicts: dict[str, str], chance: dict, x: str,
+                 x_label: str):
+    """Accuracy (where every row has it) and mean loss against ``x``, one line with its 95% band
+    per model (``by_model``: its rows in order), each model's verdict in the legend."""
+    every = [row for rows in by_model.values() for row in rows]
     panels = _panels(every, chance)
     figure, axes = _panel_figure(panels)
     for axis, panel in zip(axes[0], panels):
@@ -123,7 +142,7 @@ def training_figure(task: str, by_model: dict[str, list[dict]], verdicts: dict[s
         axis.set_xlabel(x_label)
         _finish_panel(axis, label)
     counts = sorted({row["n"] for row in every})
-    figure.suptitle(f"{task} through training (n = {', '.join(map(str, counts))}; bands: {BAND_LABEL})")
+    figure.suptitle(f"{title} (n = {', '.join(map(str, counts))}; bands: {BAND_LABEL})")
     figure.tight_layout()
     return figure
 

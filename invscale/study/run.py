@@ -25,7 +25,9 @@ from typing import Callable
 
 import torch
 
+from invscale.chain_of_thought import ChainOfThought
 from invscale.data import DataError, Dataset, write_dataset
+from invscale.jobs import Writing, make_job
 from invscale.models import (ModelLoadError, NotLocal, fingerprint, load_for_scoring, load_tokenizer, resolve_device,
                              resolve_dtype)
 from invscale.results import ResultsError, ResultsStore, is_complete, open_results, provenance, results_store
@@ -65,14 +67,19 @@ def results_path(run_dir: Path, manifest: dict, model: dict, dataset: dict) -> P
     return run_dir / "results" / folder / f"{dataset['name']}-{dataset['sha256'][:12]}.results.jsonl"
 
 
-def _merge(run_dir: Path, manifest: dict, datasets: list[dict], dtype: str, chat_template: bool) -> list[dict]:
+def _merge(run_dir: Path, manifest: dict, datasets: list[dict], dtype: str, chat_template: bool,
+           chains: dict | None = None) -> list[dict]:
     """The datasets of the folder after this run: those it had, each updated by this run's entry of
-    its name (refused if the rows differ), and this run's new ones; refuses other settings."""
+    its name (refused if the rows differ), and this run's new ones; refuses other settings (dtype,
+    chat template, how chains of thought are written)."""
     if manifest["datasets"]:
         had = (manifest.get("dtype"), bool(manifest.get("chat_template")))
         if had != (dtype, chat_template):
             raise ValueError(f"{run_dir}: was swept with --dtype {had[0]}{' --chat-template' if had[1] else ''}; "
                              f"a run folder holds one setting, so use another --out for this one")
+        if chains is not None and manifest.get("chain_of_thought") not in (None, chains):
+            raise ValueError(f"{run_dir}: its chains of thought were written with other cues or stops; a run folder "
+                             "holds one setting, so use another --out for this one")
     known = {entry["name"]: entry for entry in manifest["datasets"]}
     for entry in datasets:
         before = known.get(entry["name"])
@@ -92,22 +99,38 @@ def _pending(run_dir: Path, manifest: dict, model: dict, datasets: dict[str, tup
         return chosen
     return [entry for entry in chosen
             if not is_complete(results_path(run_dir, manifest, model, entry),
-                               provenance(datasets[entry["name"]][1], identity, manifest["dtype"],
-                                          chat_template=manifest["chat_template"]), entry["rows"])]
+                               _provenance(datasets[entry["name"]][1], identity, manifest, entry), entry["rows"])]
+
+
+def _writing(manifest: dict, entry: dict) -> Writing:
+    """What the model writes for a dataset of the run (its reasoning budget's chain of thought)."""
+    budget, settings = entry.get("reasoning_tokens"), manifest.get("chain_of_thought")
+    if not budget or settings is None:
+        return Writing()
+    return Writing(ChainOfThought(reasoning_tokens=budget, reasoning_cue=settings["reasoning_cue"],
+                                  answer_cue=settings["answer_cue"], stops=tuple(settings["stops"])))
+
+
+def _provenance(dataset: Dataset, identity: dict, manifest: dict, entry: dict) -> dict:
+    writing = _writing(manifest, entry)
+    return provenance(dataset, identity, manifest["dtype"], chat_template=manifest["chat_template"],
+                      chains=writing.chains(), sampling=writing.sampling_of(dataset))
 
 
 def run_sweep(run_dir: Path, datasets: dict[str, tuple[str, Dataset]], models: list[tuple[str, Member | None]],
               dtype: str, device: str, kernels: str, max_tokens_per_pack: int | None,
               score: Callable[[ScoringJob, ResultsStore], list[dict]], log: Callable[[str], None],
               offload: str = "none", memory_budget: int | None = None, group: Group = Group(),
-              chat_template: bool = False, seed_groups: dict[str, dict] | None = None, scoring_path: str = "auto") -> dict:
+              chat_template: bool = False, seed_groups: dict[str, dict] | None = None, scoring_path: str = "auto",
+              cot: ChainOfThought | None = None) -> dict:
     """Score ``datasets`` ({name: (path, dataset)}) on ``models`` ([(name, its family entry or None)]).
 
     ``score(job, results_file)`` runs one job, appending to the file, and returns the new results.
     With ``offload`` other than ``none`` a model too big for the device is streamed layer by layer
     (see :func:`invscale.models.load_for_scoring`) instead of skipped.
     ``seed_groups`` ({name: {"group", "seed"}}) marks generated datasets that differ only by seed,
-    which the report pools. ``scoring_path``: trie, cache or auto (see :mod:`invscale.scoring.paths`). With ``chat_template`` each model scores the prompts in its own chat template (a model without
+    which the report pools, and datasets of a reasoning budget (their ``reasoning_tokens``), scored
+    after chains of thought written as ``cot`` says. ``scoring_path``: trie, cache or auto (see :mod:`invscale.scoring.paths`). With ``chat_template`` each model scores the prompts in its own chat template (a model without
     one fails with that reason). Under torchrun (``group`` of several processes) every process loads each model and scores its
     share of the packs; the main one alone logs, keeps the manifest and writes results.
     Returns the manifest, which is also saved after every model."""
@@ -125,8 +148,11 @@ def run_sweep(run_dir: Path, datasets: dict[str, tuple[str, Dataset]], models: l
     entries = [{"name": name, "path": path, "sha256": dataset.content_sha256, "rows": len(dataset.rows),
                 "task_type": dataset.task_type.value, **chance_levels(dataset), **(seed_groups or {}).get(name, {})}
                for name, (path, dataset) in datasets.items()]
-    manifest["datasets"] = _merge(run_dir, manifest, entries, dtype, chat_template)
+    chains = None if cot is None else {key: value for key, value in cot.describe().items() if key != "reasoning_tokens"}
+    manifest["datasets"] = _merge(run_dir, manifest, entries, dtype, chat_template, chains)
     manifest.update(dtype=dtype, device=device, chat_template=chat_template)
+    if chains is not None:
+        manifest["chain_of_thought"] = chains
     run_dir.mkdir(parents=True, exist_ok=True)
     if group.is_main:
         for path, dataset in datasets.values():  # generated rows, written once the folder accepted them
@@ -198,12 +224,16 @@ def run_sweep(run_dir: Path, datasets: dict[str, tuple[str, Dataset]], models: l
                 dataset = datasets[dataset_entry["name"]][1]
                 try:
                     path = results_path(run_dir, manifest, entry, dataset_entry)
-                    with results_store(group, lambda: open_results(path, dataset, identity, dtype,
-                                                                   chat_template=chat_template), path) as store:
+                    writing = _writing(manifest, dataset_entry)
+                    with results_store(group, lambda: open_results(
+                            path, dataset, identity, dtype, chat_template=chat_template, chains=writing.chains(),
+                            sampling=writing.sampling_of(dataset)), path) as store:
                         scored = apply_chat_template(dataset, loaded.tokenizer) if chat_template else dataset
-                        job = ScoringJob(loaded.model, loaded.tokenizer, scored, max_tokens_per_pack=max_tokens_per_pack,
-                                         skip_indexes=store.done_indexes(), kernels=kernels, streamed=loaded.streamed,
-                                         memory_budget=memory_budget, group=group, path=scoring_path)
+                        writing.check(scored)
+                        job = make_job(loaded.model, loaded.tokenizer, scored, writing,
+                                       max_tokens_per_pack=max_tokens_per_pack, skip_indexes=store.done_indexes(),
+                                       kernels=kernels, streamed=loaded.streamed, memory_budget=memory_budget,
+                                       group=group, path=scoring_path)
                         store.notes["scoring_path"] = job.path.describe()
                         store.start()
                         log(f"{name}: {dataset_entry['name']} ({job.stats.items} items)")

@@ -20,6 +20,9 @@ A quadratic fit in log10(params) (curvature and vertex) is reported alongside, a
 
 Through training the same test runs on one model's checkpoints against their training steps
 (linear): ``getting worse`` (loss rises as training goes on), ``getting better``, ``U-shaped``,
+``inverted-U`` or ``flat``. Across reasoning budgets it runs on one model's results after chains of
+thought of each budget, against log2(1 + budget) (budgets are usually doubled, and 0 is the plain
+prompt): ``worse with more reasoning``, ``better with more reasoning``, ``U-shaped``,
 ``inverted-U`` or ``flat``.
 """
 
@@ -50,17 +53,22 @@ def _excludes_zero(interval: tuple[float, float]) -> bool:
 @dataclass(frozen=True)
 class Axis:
     """What a trend is measured against: how values become the fitted x, the words of one unit of
-    x, and the names of a rising and a falling loss."""
+    x, the names of a rising and a falling loss, and the statistics' names of x and of the slope."""
 
-    transform: str  # "log10" or "linear"
+    transform: str  # "log10", "linear" (per 1,000) or "log2p1" (log2 of 1 + the value)
     unit: str
     rising: str
     falling: str
-    what: str  # "size" or "training step"
+    what: str  # "size", "training step", "reasoning budget"
+    x_name: str
+    slope_name: str
 
 
-SIZE = Axis("log10", "10x parameters", "inverse", "positive", "size")
-TRAINING = Axis("linear", "1,000 training steps", "getting worse", "getting better", "training step")
+SIZE = Axis("log10", "10x parameters", "inverse", "positive", "size", "log10_params", "slope_per_decade")
+TRAINING = Axis("linear", "1,000 training steps", "getting worse", "getting better", "training step", "thousand_steps",
+                "slope_per_thousand_steps")
+BUDGET = Axis("log2p1", "doubling of 1 + the reasoning budget", "worse with more reasoning", "better with more reasoning",
+              "reasoning budget", "log2_budget_plus_1", "slope_per_doubling")
 
 
 def trend_verdict(params: list[int], losses: np.ndarray, seed: int = 0, names: list[str] | None = None,
@@ -70,11 +78,12 @@ def trend_verdict(params: list[int], losses: np.ndarray, seed: int = 0, names: l
     reason; ``clusters`` (sizes of consecutive example groups, one per generator seed) makes the
     bootstrap resample seeds as well as examples. With ``axis`` :data:`TRAINING`, ``params`` are the
     checkpoints' training steps of one model, the slope is per 1,000 steps and a rising loss is
-    ``getting worse``, a falling one ``getting better``."""
+    ``getting worse``, a falling one ``getting better``; with :data:`BUDGET` they are one model's
+    reasoning budgets (see the module's docstring)."""
     order = np.argsort(params, kind="stable")
     names = [names[i] for i in order] if names is not None else [f"model {i + 1} of {len(order)}" for i in range(len(order))]
     values = np.asarray(params, dtype=float)[order]
-    x = np.log10(values) if axis.transform == "log10" else values / 1000
+    x = {"log10": np.log10, "linear": lambda v: v / 1000, "log2p1": lambda v: np.log2(v + 1)}[axis.transform](values)
     losses = np.asarray(losses, dtype=float)[order]
     n_models, n_examples = losses.shape
     if n_models < 2:
@@ -88,9 +97,8 @@ def trend_verdict(params: list[int], losses: np.ndarray, seed: int = 0, names: l
     centred = x - x.mean()
     slope_samples = means @ centred / (centred @ centred)
     slope = float(observed @ centred / (centred @ centred))
-    x_name = "log10_params" if axis is SIZE else "thousand_steps"
-    statistics = {x_name: x.tolist(), "mean_loss": observed.tolist(),
-                  ("slope_per_decade" if axis is SIZE else "slope_per_thousand_steps"): slope,
+    x_name = axis.x_name
+    statistics = {x_name: x.tolist(), "mean_loss": observed.tolist(), axis.slope_name: slope,
                   "slope_interval": percentile_interval(slope_samples, LEVEL)}
     if len(set(x.tolist())) >= 3:  # a parabola needs three sizes (models of one size add no curvature)
         curvature, linear, _ = np.polyfit(centred, observed, 2)
