@@ -8,6 +8,7 @@ import torch
 
 from invscale import api
 from invscale.chain_of_thought import ANSWER_CUE, ChainJob, ChainOfThought, named_class
+from invscale.data import DataError
 from invscale.decoding import Generation
 from invscale.models import load_model
 from invscale.results import ResultsError
@@ -121,3 +122,15 @@ def test_cli_cot_summary_and_refusals(checkpoint_dirs, tmp_path):
         assert failed.exit_code == 2 and message in one_line(failed), failed.output
         assert "Traceback" not in failed.output
         assert not (tmp_path / "x.jsonl").exists()
+
+
+def test_rows_too_long_for_a_chain_are_refused_or_skipped(checkpoint_dirs):
+    """A budget that takes a row past the model's 2048 positions: every such row named in one line
+    before any chain (--too-long error), or recorded as skipped."""
+    long_rows = [ROWS[0], {**ROWS[1], "prompt": "word " * 1900 + ROWS[1]["prompt"]}, ROWS[2]]
+    cot = ChainOfThought(reasoning_tokens=200)
+    with pytest.raises(DataError, match=r"row 2: field 'prompt': context \+ continuation is up to \d+ tokens"):
+        api.Scorer(checkpoint_dirs["opt-plain"], progress=False, cot=cot).score(long_rows)
+    results = api.Scorer(checkpoint_dirs["opt-plain"], progress=False, cot=cot, too_long="skip").score(long_rows)
+    assert ["skipped" in record for record in results.records] == [False, True, False]
+    assert results.summary["skipped"] == 1 and results.summary["n"] == 2

@@ -193,7 +193,7 @@ def test_generate_until_equals_the_hf_backend(checkpoint_dirs):
                 for n, q in enumerate(questions)]
     requests += [Instance("generate_until", {}, (f"{shots}Question: {q}?", {"until": ["Q"], "max_gen_toks": 6}), 9)
                  for q in questions[:3]]
-    ours = InvscaleLM(pretrained=checkpoint, dtype="float32", device="cpu", batch_size=4)
+    ours = InvscaleLM(pretrained=checkpoint, dtype="float32", device="cpu", generation_batch_size=4)
     theirs = HFLM(pretrained=checkpoint, dtype="float32", device="cpu", batch_size=1)
     expected = theirs.generate_until(requests, disable_tqdm=True)
     assert ours.generate_until(requests, disable_tqdm=True) == expected
@@ -201,7 +201,7 @@ def test_generate_until_equals_the_hf_backend(checkpoint_dirs):
     sampled = [Instance("generate_until", {}, (r.args[0], {"do_sample": True, "temperature": 0.9, "max_gen_toks": 8}),
                         n) for n, r in enumerate(requests[:6])]
     first = ours.generate_until(sampled, disable_tqdm=True)
-    ours.batch_size_per_gpu = 1
+    ours.generation_batch_size = 1
     assert ours.generate_until(sampled, disable_tqdm=True) == first
     with pytest.raises(ValueError, match="does not take num_beams"):
         ours.generate_until([Instance("generate_until", {}, ("a", {"num_beams": 2}), 0)], disable_tqdm=True)

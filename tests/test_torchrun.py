@@ -186,3 +186,18 @@ def test_evaluate_on_two_processes_writes_what_one_writes(checkpoint_dirs, tmp_p
     run(2, *args, str(tmp_path / "two"))
     for name in ("decoy.jsonl", "decoy.results.jsonl"):
         assert (tmp_path / "two" / name).read_bytes() == (tmp_path / "one" / name).read_bytes()
+
+
+def test_written_text_on_two_processes_is_what_one_writes(checkpoint_dirs, tmp_path):
+    """Sampled numeric estimates and greedy chains of thought, their blocks dealt out to two
+    processes, give one process's bytes (each sample draws from its own (seed, row, sample) stream)."""
+    model = checkpoint_dirs["opt-plain"]
+    numeric = write_rows(tmp_path / "anchoring.jsonl", [
+        {"prompt": f"Q: How many legs do {n} spiders have?\nA: The answer is", "true_answer": 8 * n, "anchor": a}
+        for n in range(3, 17) for a in (8 * n, 4 * n, 12 * n)])
+    classes = write_rows(tmp_path / "rows.jsonl", random_classification(3, n_rows=40))
+    for data, extra in ((numeric, ["--samples", "3"]), (classes, ["--cot", "--reasoning-tokens", "5"])):
+        outs = [tmp_path / f"{data.stem}-{processes}.jsonl" for processes in (1, 2)]
+        for processes, out in zip((1, 2), outs):
+            run(processes, "score", str(data), "--model", model, *extra, "--out", str(out))
+        assert outs[0].read_bytes() == outs[1].read_bytes()
