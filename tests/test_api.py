@@ -146,7 +146,7 @@ LAYERS = [
     {"scoring"},
     {"decoding"},
     {"tiny", "models"},
-    {"results", "chain_of_thought"},
+    {"results", "generation_job", "chain_of_thought", "numeric", "jobs"},
     {"benchmark", "integrations", "study"},
     {"api"},
     {"cli", "__main__", "__init__"},

@@ -170,7 +170,7 @@ def test_other_one_line_errors(checkpoint_dirs, data, tmp_path, monkeypatch):
     def interrupted(*args, **kwargs):
         raise KeyboardInterrupt
 
-    monkeypatch.setattr(api, "ScoringJob", interrupted)
+    monkeypatch.setattr(api, "make_job", interrupted)
     result = run("score", data, "--model", checkpoint_dirs["opt-plain"], "--out", tmp_path / "o.jsonl")
     assert result.exit_code == 130 and "interrupted before scoring began; nothing was written" in one_line(result)
     assert not (tmp_path / "o.jsonl").exists()
