@@ -362,40 +362,48 @@ def evaluate(tasks: Iterable[str], model: str = "smollm2-135m", n: int = 300, se
     tasks, seeds, shots, out = list(tasks), list(seeds), list(shots), Path(out)
     if not seeds or not shots or not tasks:
         raise ValueError("evaluate: give at least one task, seed and shot count")
-    if reasoning_tokens is not None and cot is None:
-        raise ValueError("--reasoning-tokens: give --cot too (the budgets are of a chain of thought)")
-    budgets: list[int | None] = [None] if cot is None else list(reasoning_tokens or [cot.reasoning_tokens])
+    budgets: list[int | None] = _budgets(cot, reasoning_tokens) or [None]
     chains = {budget: None if budget is None else replace(cot, reasoning_tokens=budget) for budget in budgets}
     scorer = scorer or Scorer(model, **options)
-    own_cot = scorer.cot
     cells = [(task, shot_count, budget) for task in tasks for shot_count in shots for budget in budgets]
     for task, shot_count, budget in cells:  # every task name and shot count is checked before any is scored
         sample = generate(task, 1, seeds[0], shot_count)
         if budget:
             check_chain_dataset(sample)
-            generate(task, 1, seeds[0], shot_count, cot=chains[budget])
     out.mkdir(parents=True, exist_ok=True)
-    rows = []
-    for task, shot_count, budget in cells:
-        per_seed = []
-        scorer.cot = chains[budget]
-        for seed in seeds:
-            name = variant_name(task, shot_count, seed if len(seeds) > 1 else None, budget)
-            dataset = generate(task, n, seed, shot_count, cot=chains[budget] if budget else None)
-            results = scorer._score(dataset, out / f"{name}.results.jsonl", overwrite, time.perf_counter(),
-                                    before_start=lambda: write_dataset(dataset, out / f"{name}.jsonl"), label=name)
-            per_seed.append(results)
-        rows.append({"task": task, "shots": "default" if shot_count is None else shot_count,
-                     **({} if budget is None else {"reasoning_tokens": budget}),
-                     "seeds": ",".join(map(str, seeds)), **seed_summary([r.records for r in per_seed]),
-                     **chance_levels(per_seed[0].dataset), "seconds": sum(r.seconds for r in per_seed)})
-    scorer.cot = own_cot
+    rows, own_cot = [], scorer.cot
+    try:
+        for task, shot_count, budget in cells:
+            per_seed = []
+            scorer.cot = chains[budget]
+            for seed in seeds:
+                name = variant_name(task, shot_count, seed if len(seeds) > 1 else None, budget)
+                dataset = generate(task, n, seed, shot_count, cot=chains[budget] if budget else None)
+                results = scorer._score(dataset, out / f"{name}.results.jsonl", overwrite, time.perf_counter(),
+                                        before_start=lambda: write_dataset(dataset, out / f"{name}.jsonl"), label=name)
+                per_seed.append(results)
+            rows.append({"task": task, "shots": "default" if shot_count is None else shot_count,
+                         **({} if budget is None else {"reasoning_tokens": budget}),
+                         "seeds": ",".join(map(str, seeds)), **seed_summary([r.records for r in per_seed]),
+                         **chance_levels(per_seed[0].dataset), "seconds": sum(r.seconds for r in per_seed)})
+    finally:
+        scorer.cot = own_cot
     if scorer.group.is_main:
         with open(out / "summary.csv", "w", newline="") as handle:
             writer = csv.DictWriter(handle, fieldnames=EVALUATE_COLUMNS, extrasaction="ignore")
             writer.writeheader()
             writer.writerows(rows)
     return Evaluation(rows, out, scorer.model_name, n, seeds, shots, None if cot is None else budgets)
+
+
+def _budgets(cot: ChainOfThought | None, reasoning_tokens: Sequence[int] | None) -> list[int] | None:
+    """The reasoning budgets a run varies (``cot``'s own when none are listed; None without ``cot``);
+    ValueError for budgets without ``cot``."""
+    if cot is None:
+        if reasoning_tokens is not None:
+            raise ValueError("--reasoning-tokens: give --cot too (the budgets are of a chain of thought)")
+        return None
+    return list(reasoning_tokens or [cot.reasoning_tokens])
 
 
 @dataclass
@@ -494,9 +502,7 @@ def sweep(data: Iterable[str], models: Iterable[str] | None = None, out: str | P
                   for name, member in chosen for revision in revisions]
     group = distributed.current()
     out = Path(out)
-    if reasoning_tokens is not None and cot is None:
-        raise ValueError("--reasoning-tokens: give --cot too (the budgets are of a chain of thought)")
-    budgets = None if cot is None else list(reasoning_tokens or [cot.reasoning_tokens])
+    budgets = _budgets(cot, reasoning_tokens)
     datasets, seed_groups = sweep_datasets(list(data), out, n, list(seeds), list(shots), budgets,
                                            (cot.reasoning_cue, cot.answer_cue) if cot is not None else None)
     for name, (_, dataset) in datasets.items():  # settings that cannot apply, before any model loads

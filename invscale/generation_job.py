@@ -16,7 +16,8 @@ from invscale.data import DataError, Dataset, Row
 from invscale.decoding import Decoder
 from invscale.scoring.distributed import Group
 from invscale.scoring.paths import choose_path
-from invscale.scoring.scorer import ScoreStats, check_too_long, limit_words, max_sequence_length, too_long_message
+from invscale.scoring.scorer import (ScoreStats, check_too_long, limit_words, max_sequence_length, skipped_reason,
+                                     too_long_message, truncated_note)
 
 Block = list[tuple[Row, tuple[int, ...]]]  # rows and their context tokens
 
@@ -45,8 +46,8 @@ class GenerationJob:
         if long and self.too_long == "error":
             raise DataError(too_long_message(dataset.name, [(row.index, length) for row, length in long],
                                              limit_words(model.config, path)))
-        skipped = {row.index: f"{length} tokens, more than {limit_words(model.config, path)}"
-                   for row, length in long if self.too_long == "skip"}
+        skipped = {row.index: skipped_reason(length, model.config, path) for row, length in long
+                   if self.too_long == "skip"}
         self._skipped = {index: reason for index, reason in skipped.items() if index in self._pending}
         self.truncated = {row.index: length - limit for row, length in long if self.too_long == "truncate-left"}
         units: dict[int, Block] = {}
@@ -86,7 +87,7 @@ class GenerationJob:
         records, tokens = self.run_block(decoder, block)
         for record in records:
             if record["index"] in self.truncated:
-                record["truncated"] = f"{self.truncated[record['index']]} oldest prompt tokens dropped"
+                record["truncated"] = truncated_note(self.truncated[record["index"]])
         return [record for record in records if record["index"] in self._pending], tokens
 
     def run_block(self, decoder: Decoder, block: Block) -> tuple[list[dict], int]:

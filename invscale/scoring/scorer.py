@@ -506,8 +506,8 @@ class ScoringJob:
         limit = max_sequence_length(self.model.config, self.requested_path)
         if self.too_long == "skip":
             for row, sequences in self._long_rows:
-                yield {"index": row.index, "skipped": f"{max(len(s.tokens) for s in sequences)} tokens, more than "
-                                                      f"{limit_words(self.model.config, self.requested_path)}"}
+                yield {"index": row.index, "skipped": skipped_reason(max(len(s.tokens) for s in sequences),
+                                                                     self.model.config, self.requested_path)}
         else:
             flat = [(s.tokens[-limit:], s.n_target) for _, sequences in self._long_rows for s in sequences]
             logprobs, _ = score_token_sequences(self.model, flat, self.max_tokens_per_pack, self.backend, self.kernels,
@@ -519,7 +519,7 @@ class ScoringJob:
                 dropped = max(len(s.tokens) for s in sequences) - limit
                 yield {**example_metrics(self.dataset.task_type, row, row_logprobs, self.unconditional,
                                          [s.n_target for s in sequences]),
-                       "truncated": f"{dropped} oldest prompt tokens dropped"}
+                       "truncated": truncated_note(dropped)}
         if on_pack is not None:
             on_pack(len(self._long_rows), 0)
 
@@ -625,6 +625,16 @@ def limit_words(config, path: str = "auto") -> str:
     if limit == positions:
         return f"the model's {positions} positions"
     return f"{limit} tokens, up to which this architecture is scored exactly"
+
+
+def skipped_reason(length: int, config, path: str = "auto") -> str:
+    """The ``skipped`` column of a row of ``length`` tokens too long for the model."""
+    return f"{length} tokens, more than {limit_words(config, path)}"
+
+
+def truncated_note(dropped: int) -> str:
+    """The ``truncated`` column of a row scored with its ``dropped`` oldest prompt tokens left out."""
+    return f"{dropped} oldest prompt tokens dropped"
 
 
 def too_long_message(source: str, rows: list[tuple[int, int]], limit: str) -> str:

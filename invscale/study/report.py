@@ -123,7 +123,8 @@ def _across_budgets(run_dir: Path, manifest: dict, pooled: dict) -> dict[str, di
         if len(by_budget) < 2:
             continue
         budgets = sorted(by_budget)
-        clusters = [d["rows"] for d in manifest["datasets"] if d.get("group", d["name"]) == by_budget[budgets[0]]]
+        members = [d for d in manifest["datasets"] if d.get("group", d["name"]) == by_budget[budgets[0]]]
+        clusters = [d["rows"] for d in members]
         verdicts, rows = {}, {}
         for model in manifest["models"]:
             cells = [pooled.get((by_budget[budget], model["name"])) for budget in budgets]
@@ -135,8 +136,7 @@ def _across_budgets(run_dir: Path, manifest: dict, pooled: dict) -> dict[str, di
             rows[model["name"]] = [{**row, "reasoning_tokens": budget} for budget, (row, _) in zip(budgets, cells)]
         if verdicts:
             found[base] = verdicts
-            chance = next(d for d in manifest["datasets"] if d.get("group", d["name"]) == by_budget[budgets[0]])
-            save(budget_figure(base, rows, {name: verdict.kind for name, verdict in verdicts.items()}, chance),
+            save(budget_figure(base, rows, {name: verdict.kind for name, verdict in verdicts.items()}, members[0]),
                  run_dir / "plots" / f"{base}-budget.png")
     if found:
         (run_dir / "budget_verdicts.json").write_text(json.dumps(
