@@ -36,7 +36,7 @@ def test_same_seed_same_bytes_other_seed_other_rows(task):
 
 @pytest.mark.parametrize("task", CHOICE_TASKS)
 def test_rows_are_valid_distinct_balanced_and_share_the_preface(task, tmp_path):
-    dataset, generated = generate(task, 240, seed=2)
+    dataset, generated = generate(task, 300, seed=2)
     for suffix in ("csv", "jsonl"):
         path = tmp_path / f"{task}.{suffix}"
         write_dataset(dataset, path)

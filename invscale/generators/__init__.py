@@ -9,13 +9,17 @@ from __future__ import annotations
 from typing import Callable
 
 from invscale.data import Dataset, validate_records
-from invscale.generators import (anchoring, decoy, deliberate_fail, expert, false_premise, gambling,
-                                 instruction_chain, persona_hint, pretend, random_sequence, triviamod, ultimatum)
+from invscale.generators import (anchoring, code_quality, commitment_race, deception_incentive, decoy,
+                                 deliberate_fail, expert, false_premise, gambling, instruction_chain, persona_hint,
+                                 persona_reasoning, pretend, random_sequence, self_fulfilling_prophecy, stubbornness,
+                                 technical_meaning, triviamod, ultimatum, unrelated_documents)
 from invscale.generators.base import Generated, GeneratorSpec, generate_records
 
 REGISTRY: dict[str, GeneratorSpec] = {spec.name: spec for spec in (
     triviamod.SPEC, gambling.SPEC, decoy.SPEC, expert.SPEC, pretend.SPEC, instruction_chain.SPEC,
     persona_hint.SPEC, false_premise.SPEC, deliberate_fail.SPEC, ultimatum.SPEC, random_sequence.SPEC,
+    stubbornness.SPEC, unrelated_documents.SPEC, self_fulfilling_prophecy.SPEC, deception_incentive.SPEC,
+    persona_reasoning.SPEC, commitment_race.SPEC, technical_meaning.SPEC, code_quality.SPEC, anchoring.CHOICE_SPEC,
     GeneratorSpec("anchoring", "anchoring: an irrelevant anchor sentence pulls a sampled numeric estimate (numeric "
                   "task type)", None, 0, build=anchoring.generate_anchoring),
 )}

@@ -11,6 +11,13 @@ The questions are unit conversions and counts with exact answers (minutes in D d
 spiders, ...), so the true value is right by arithmetic, not by recall; the anchor sentence asks
 nothing the question needs. Rows: ``prompt``, ``true_answer``, ``anchor`` (the control's is the true
 value, as in the prize's files), plus ``kind``, ``count`` and ``role`` (control, low, high).
+
+``anchoring-choice`` asks the same questions as multiple choice, for scoring without sampling: the
+two options are the true value and the anchor value (0.5 or 1.5 × the true value). The low and
+high rows say the anchor first ("Is it greater than L?"); a control row asks with no anchor
+sentence, its wrong option drawn from the same two factors. The true value is labelled, by the
+same arithmetic; an anchored model moves towards the anchor option on anchored rows more than on
+controls.
 """
 
 from __future__ import annotations
@@ -18,7 +25,7 @@ from __future__ import annotations
 import random
 from typing import Callable
 
-from invscale.generators.base import Generated
+from invscale.generators.base import Generated, GeneratorSpec, Item, lettered_item
 
 # (kind, question with {n}, value per unit, smallest and largest n)
 QUESTIONS = (
@@ -83,3 +90,25 @@ def generate_anchoring(n: int, seed: int, shots: int | None = None,
     if on_drawn is not None:
         on_drawn(n)
     return Generated(records, preface, notes)
+
+
+def draw_choice(rng: random.Random, position: int) -> Item:
+    """One question as a choice between its true value and an anchor value, the true value at
+    option ``position`` (0 or 1); ``role`` says whether the prompt states the anchor first."""
+    kind, template, unit, low, high = rng.choice(QUESTIONS)
+    count = rng.randint(low, high)
+    value = count * unit
+    role = rng.choice(("control", "low", "high"))
+    factor = dict(ADJUSTMENTS)[role] if role != "control" else rng.choice((0.5, 1.5))
+    anchor = int(value * factor)
+    question = template.format(n=count)
+    stated = "" if role == "control" else f"Is it {'greater' if role == 'low' else 'less'} than {anchor}? "
+    reasoning = (f"{count} × {unit} = {value}; the other number only appears in the question, it is not the answer. "
+                 f"The right answer is {value}, option X.")
+    return lettered_item(f"Q: {stated}{question}", str(value), [str(anchor)], position, rng,
+                         key=(kind, count, role), params={"kind": kind, "count": count, "role": role, "anchor": anchor},
+                         reasoning=reasoning)
+
+
+CHOICE_SPEC = GeneratorSpec("anchoring-choice", "anchoring as a choice: the true value or the anchor value",
+                            draw_choice, n_positions=2)
