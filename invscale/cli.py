@@ -151,9 +151,16 @@ def generate(
     from invscale.generators import REGISTRY
 
     if list_tasks:
+        from invscale.generators.ideas import IDEAS
+
         width = max(map(len, REGISTRY))
         for spec in REGISTRY.values():
             out.print(f"{spec.name:<{width}}  {spec.description}", soft_wrap=True)
+        out.print("\nThe Inverse Scaling Prize ideas list (task, idea):", soft_wrap=True)
+        for idea, tasks, why_none in IDEAS:
+            named = ", ".join(tasks) if tasks else "(none)"
+            out.print(f"{named:<{width}}  {idea}{'' if tasks else ': no task, ' + why_none}", soft_wrap=True,
+                      markup=False)
         return
     if task is None:
         _fail("name a task, or pass --list to see them")
