@@ -357,17 +357,18 @@ def evaluate(tasks: Iterable[str], model: str = "smollm2-135m", n: int = 300, se
     results to ``out/NAME.results.jsonl`` (resumable, as :meth:`Scorer.score`), NAME being the task,
     with ``-Kshot`` when shot counts are given, ``-seedS`` with several seeds and ``-cotN`` for a
     reasoning budget of N tokens; the rows also go to ``out/summary.csv``."""
-    from invscale.generators import variant_name
+    from invscale.generators import REGISTRY, variant_name
 
     tasks, seeds, shots, out = list(tasks), list(seeds), list(shots), Path(out)
     if not seeds or not shots or not tasks:
         raise ValueError("evaluate: give at least one task, seed and shot count")
     budgets: list[int | None] = _budgets(cot, reasoning_tokens) or [None]
     chains = {budget: None if budget is None else replace(cot, reasoning_tokens=budget) for budget in budgets}
+    check_tasks(tasks, n)
     scorer = scorer or Scorer(model, **options)
     cells = [(task, shot_count, budget) for task in tasks for shot_count in shots for budget in budgets]
     for task, shot_count, budget in cells:  # every task name and shot count is checked before any is scored
-        sample = generate(task, 1, seeds[0], shot_count)
+        sample = generate(task, REGISTRY[task].rows_per_item, seeds[0], shot_count)
         if budget:
             check_chain_dataset(sample)
     out.mkdir(parents=True, exist_ok=True)
@@ -394,6 +395,20 @@ def evaluate(tasks: Iterable[str], model: str = "smollm2-135m", n: int = 300, se
             writer.writeheader()
             writer.writerows(rows)
     return Evaluation(rows, out, scorer.model_name, n, seeds, shots, None if cot is None else budgets)
+
+
+def check_tasks(tasks: Sequence[str], n: int) -> None:
+    """ValueError in one line for a task that is not a generator's name, or whose rows come in
+    groups (a numeric triple) that ``n`` rows would split."""
+    from invscale.generators import REGISTRY
+
+    unknown = [task for task in tasks if task not in REGISTRY]
+    if unknown:
+        raise ValueError(f"--tasks: unknown task {', '.join(unknown)}; see: invscale generate --list")
+    for task in tasks:
+        group = REGISTRY[task].rows_per_item
+        if n % group:
+            raise ValueError(f"{task}: --n {n}: its rows come in groups of {group}; give a multiple of {group}")
 
 
 def _budgets(cot: ChainOfThought | None, reasoning_tokens: Sequence[int] | None) -> list[int] | None:

@@ -266,7 +266,8 @@ SEED_TASKS = "triviamod,gambling,decoy,expert,pretend"
 
 @app.command()
 def evaluate(
-    tasks: str = typer.Option(SEED_TASKS, help="Comma-separated generator names (see: invscale generate --list)."),
+    tasks: str = typer.Option(SEED_TASKS, help="Comma-separated generator names (see: invscale generate --list), "
+                                               "or all of them: all."),
     n: int = typer.Option(300, "--n", "--rows", min=1, help="Items per task (and per seed); --rows under torchrun, "
                                                                "whose parser takes --n for its own options."),
     seeds: str = typer.Option("0", "--seeds", "--seed", help="Generator seed, or several (0,1,2): each seed's rows are "
@@ -302,9 +303,13 @@ def evaluate(
         seed_list = _counts("--seeds", seeds)
         shot_list = _counts("--shots", shots) if shots is not None else [None]
         chains, budgets = _chain_settings(cot, reasoning_tokens, reasoning_cue, answer_cue, reasoning_stop)
+        from invscale.generators import REGISTRY
+
+        names = list(REGISTRY) if tasks == "all" else tasks.split(",")
+        api.check_tasks(names, n)
         scorer = api.Scorer(model, dtype, device, kernels=kernels, too_long=too_long, chat_template=chat_template,
                             path=path, warn=_warn, log=_say)
-        evaluation = api.evaluate(tasks.split(","), model, n, seed_list, shot_list, out_dir, overwrite=overwrite,
+        evaluation = api.evaluate(names, model, n, seed_list, shot_list, out_dir, overwrite=overwrite,
                                   scorer=scorer, cot=chains, reasoning_tokens=budgets)
     except USER_ERRORS as exc:
         _fail(_one_line(exc))

@@ -222,6 +222,16 @@ def test_evaluate_varies_shots_and_aggregates_seeds(checkpoint_dirs, tmp_path):
     assert bad.exit_code == 2 and "--shots 2,x: give distinct whole numbers" in " ".join(bad.output.split())
 
 
+def test_evaluate_refuses_unknown_tasks_and_broken_triples_before_loading(tmp_path):
+    """An unknown task and a row count that splits a numeric triple are refused in one line, before
+    the model (here a path that does not exist) is loaded."""
+    missing = str(tmp_path / "no-model")
+    unknown = run("evaluate", "--tasks", "decoy,nope", "--model", missing, "--out", tmp_path / "a")
+    assert unknown.exit_code == 2 and "unknown task nope" in unknown.output
+    split = run("evaluate", "--tasks", "all", "--n", "10", "--model", missing, "--out", tmp_path / "b")
+    assert split.exit_code == 2 and "anchoring: --n 10: its rows come in groups of 3" in " ".join(split.output.split())
+
+
 def test_seed_intervals_widen_when_seeds_disagree():
     from invscale.bootstrap import grouped_bootstrap_ci
 

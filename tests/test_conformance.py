@@ -130,7 +130,7 @@ def test_length_dependent_rotary_is_refused_past_its_switch():
         check_architecture(config, longest_sequence=65)
 
 
-WINDOWED = ["mistral", "gemma2", "gemma3_text"]
+WINDOWED = ["mistral", "gemma2", "gemma3_text", "gpt_neo"]
 
 
 @pytest.mark.parametrize("model_type", WINDOWED)

@@ -21,7 +21,7 @@ REGISTRY: dict[str, GeneratorSpec] = {spec.name: spec for spec in (
     stubbornness.SPEC, unrelated_documents.SPEC, self_fulfilling_prophecy.SPEC, deception_incentive.SPEC,
     persona_reasoning.SPEC, commitment_race.SPEC, technical_meaning.SPEC, code_quality.SPEC, anchoring.CHOICE_SPEC,
     GeneratorSpec("anchoring", "anchoring: an irrelevant anchor sentence pulls a sampled numeric estimate (numeric "
-                  "task type)", None, 0, build=anchoring.generate_anchoring),
+                  "task type)", None, 0, build=anchoring.generate_anchoring, rows_per_item=3),
 )}
 
 

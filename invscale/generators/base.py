@@ -47,6 +47,7 @@ class GeneratorSpec:
     default_shots: int = 0
     # a generator whose rows are not multiple-choice items writes them itself: (n, seed, shots, on_drawn)
     build: Callable | None = None
+    rows_per_item: int = 1  # rows come in groups of this many (a numeric triple: 3); n must be a multiple
 
 
 def lettered_item(question: str, correct: str, wrong: list[str], position: int, rng: random.Random,

@@ -19,8 +19,9 @@ _WINDOW = frozenset({"sliding window"})
 _PLAIN = frozenset()
 
 # model_type -> the optional features checked exact for it (transformers 5.23; codegen, falcon,
-# gptj and the 5.25 additions with transformers 5.25), a config that switches on any other takes
-# the cache path; checked by tests/test_conformance.py. A layer that computes attention outside
+# gptj and the 5.25 additions with transformers 5.25; gpt_neo, its own attention step routed to
+# the tree by :mod:`invscale.scoring.own_attention`, with its local layers' window), a config that
+# switches on any other takes the cache path; checked by tests/test_conformance.py. A layer that computes attention outside
 # transformers' attention interface (an older release) is caught on the first pass
 # (:func:`invscale.scoring.runner.check_every_layer_attended`).
 SUPPORTED: dict[str, frozenset[str]] = {
@@ -35,7 +36,7 @@ SUPPORTED: dict[str, frozenset[str]] = {
         "nemotron", "olmo", "olmo2", "olmoe", "opt", "persimmon", "phi", "qwen2_moe", "seed_oss", "solar_open",
         "stablelm", "youtu"), _PLAIN),
     **dict.fromkeys((
-        "afmoe", "cwm", "dots1", "exaone4", "exaone_moe", "kolibri1", "ministral", "ministral3", "mistral",
+        "afmoe", "cwm", "dots1", "exaone4", "exaone_moe", "gpt_neo", "kolibri1", "ministral", "ministral3", "mistral",
         "mixtral", "olmo3", "phi3", "qwen2", "qwen3", "qwen3_moe", "smollm3", "starcoder2"), _WINDOW),
     **dict.fromkeys(("cohere", "granite", "granitemoe", "granitemoeshared", "hyperclovax", "minicpm3"),
                     frozenset({"logit scale"})),
@@ -50,7 +51,7 @@ SUPPORTED: dict[str, frozenset[str]] = {
 # the cache path
 _TRIE_UNSUITED_GROUPS = {
     "computes attention in its own code, outside transformers' attention interface, so the tree mask "
-    "cannot reach it": ("gpt_neo", "gpt_neox_japanese", "openai-gpt", "xglm"),
+    "cannot reach it": ("gpt_neox_japanese", "openai-gpt", "xglm"),
     "ALiBi position biases (taken from token order, not position ids)": ("bloom", "mpt"),
     "state-space, recurrent, linear-attention or convolution layers mix tokens in sequence order, which a "
     "packed trie does not keep": (
@@ -109,11 +110,19 @@ def config_features(config) -> set[str]:
 
 def sliding_window_in_use(config) -> bool:
     """True when some layer of the model attends within a sliding window."""
+    return window_length(config) is not None
+
+
+def window_length(config) -> int | None:
+    """The length of the sliding window some layer of the model attends within (GPT-Neo: its local
+    layers' ``window_size``), or None when no layer has one."""
+    if getattr(config, "model_type", None) == "gpt_neo":
+        return config.window_size if "local" in config.attention_layers else None
     window = getattr(config, "sliding_window", None)
     if window is None or getattr(config, "use_sliding_window", True) is False:
-        return False
+        return None
     layer_types = getattr(config, "layer_types", None)
-    return layer_types is None or "sliding_attention" in layer_types
+    return window if layer_types is None or "sliding_attention" in layer_types else None
 
 
 def check_causal_lm(config) -> None:
@@ -152,7 +161,7 @@ def check_architecture(config, longest_sequence: int | None = None) -> None:
     check_model_type(config)
     model_type = config.model_type
     features = config_features(config)
-    if "sliding window" in features and longest_sequence is not None and longest_sequence <= config.sliding_window:
+    if "sliding window" in features and longest_sequence is not None and longest_sequence <= window_length(config):
         features.discard("sliding window")
     unchecked = sorted(features - SUPPORTED[model_type])
     if unchecked:
@@ -171,7 +180,7 @@ def length_limit(config) -> int | None:
     unchecked sliding window's length, or where a length-dependent rotary embedding changes."""
     limits = [length_dependent_rope_limit(config)]
     if "sliding window" in config_features(config) - SUPPORTED.get(config.model_type, frozenset()):
-        limits.append(config.sliding_window)
+        limits.append(window_length(config))
     limits = [limit for limit in limits if limit is not None]
     return min(limits) if limits else None
 

@@ -14,8 +14,7 @@ import torch
 
 from invscale.kernels import cpu_linear
 from invscale.kernels.fused_head import answer_logprobs_for
-from invscale.scoring import attention
-from invscale.scoring import architectures
+from invscale.scoring import architectures, attention, own_attention
 from invscale.scoring.trie import Pack, push_passes, shared_segments
 
 
@@ -42,14 +41,13 @@ class PackRunner:
         self.push_tokens = push_tokens
         self.stack: list[tuple[int, ...]] = []  # the segments held above the preface
         self.stack_ends: list[int] = [0]  # cached tokens below each segment, then after the last
-        self._previous_attention = model.config._attn_implementation
-        model.set_attn_implementation(attention.ATTENTION_NAME)
+        self._restore_attention = own_attention.use_tree_attention(model)
         self._restore_linears = cpu_linear.route(self.body)
 
     def close(self) -> None:
         """Restore the model's own attention implementation and linear layers, and drop the cached
         preface and stack."""
-        self.model.set_attn_implementation(self._previous_attention)
+        self._restore_attention()
         self._restore_linears()
         self.prefix, self.n_prefix, self.preface_hidden = {}, 0, None
         self.stack, self.stack_ends = [], [0]

@@ -28,7 +28,7 @@ from torch import nn
 
 from invscale.kernels import cpu_linear
 from invscale.kernels.fused_head import answer_logprobs_for
-from invscale.scoring import attention
+from invscale.scoring import attention, own_attention
 from invscale.scoring import architectures
 from invscale.scoring.checkpoint import CheckpointTensors
 from invscale.scoring.runner import answer_rows
@@ -244,7 +244,7 @@ class StreamedRunner:
         self.held_ends: list[int] = []  # cached tokens after the preface and after each held segment
         self.peak_bytes = 0  # largest sum of weights, cached keys and values and hidden states held at once
         attention.register()
-        streamed.model.set_attn_implementation(attention.ATTENTION_NAME)
+        own_attention.use_tree_attention(streamed.model)  # the streamed model serves this runner alone
 
     def _embed(self, tokens: torch.Tensor, positions: torch.Tensor, context: attention.TreeContext):
         """(hidden states entering the first layer, the keyword arguments of every layer)."""
