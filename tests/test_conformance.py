@@ -47,14 +47,15 @@ def dataset():
 
 @pytest.fixture
 def seen(monkeypatch):
-    """Windows and soft caps the attention backends were called with."""
-    calls = {"window": set(), "softcap": set()}
+    """Windows, soft caps and ALiBi slopes the attention backends were called with."""
+    calls = {"window": set(), "softcap": set(), "alibi": set()}
 
     def recording(backend):
-        def call(query, key, value, context, scaling, window=None, softcap=None):
+        def call(query, key, value, context, scaling, window=None, softcap=None, **alibi):
             calls["window"].add(window)
             calls["softcap"].add(softcap)
-            return backend(query, key, value, context, scaling, window, softcap)
+            calls["alibi"].add("slopes" in alibi)
+            return backend(query, key, value, context, scaling, window, softcap, **alibi)
         return call
 
     for name, backend in list(attention._BACKENDS.items()):
@@ -90,6 +91,8 @@ def test_architecture_is_exact_or_refused(model_type, tokenizer, dataset, seen):
         assert WINDOW in seen["window"], "some layer attended within its window"
     if "attention softcap" in claimed:
         assert seen["softcap"] - {None}, "some layer soft-capped its attention logits"
+    if "ALiBi" in claimed:
+        assert seen["alibi"] == {True}, "every layer biased its scores by ALiBi"
 
 
 def test_table_names_only_installed_architectures():
@@ -130,7 +133,8 @@ def test_length_dependent_rotary_is_refused_past_its_switch():
         check_architecture(config, longest_sequence=65)
 
 
-WINDOWED = ["mistral", "gemma2", "gemma3_text", "gpt_neo"]
+# windowed families, and those whose own attention code is routed to the tree (a window, ALiBi)
+WINDOWED = ["mistral", "gemma2", "gemma3_text", "gpt_neo", "bloom", "mpt"]
 
 
 @pytest.mark.parametrize("model_type", WINDOWED)

@@ -197,6 +197,39 @@ def test_tree_attention_window_and_softcap_match_references(seed, prefix, heads,
         assert relative_error(got, exact) < 2e-2
 
 
+@pytest.mark.parametrize("seed,prefix,heads,kv_heads,window", [
+    (0, 0, 4, 4, None),     # no prefix
+    (1, 70, 4, 2, None),    # a prefix longer than a block, grouped-query heads
+    (2, 20, 3, 3, 6),       # with a window
+])
+def test_alibi_in_every_backend_matches_a_brute_force_reference(seed, prefix, heads, kv_heads, window):
+    """Each score biased by its head's slope times (key position - query position), the prefix's
+    keys at positions 0..P-1: written out here in fp64, against every backend in fp32."""
+    from invscale.scoring import attention
+
+    subtree_end, positions = random_positions(seed, 22, prefix)
+    n = subtree_end.shape[0]
+    g = torch.Generator().manual_seed(seed)
+    query = torch.randn(1, n, heads, 16, generator=g).to(DEVICE).transpose(1, 2)
+    key = torch.randn(1, kv_heads, prefix + n, 16, generator=g).to(DEVICE)
+    value = torch.randn(1, kv_heads, prefix + n, 16, generator=g).to(DEVICE)
+    slopes = torch.tensor([0.5 ** (h + 1) for h in range(heads)], device=DEVICE)
+    scale = 0.25
+    visible = tree_mask(subtree_end, prefix, positions, window)  # checked against brute force above
+    key_positions = torch.cat([torch.arange(prefix, device=DEVICE), positions]).double()
+    grouped_key = key.double().repeat_interleave(heads // kv_heads, dim=1)[0]
+    grouped_value = value.double().repeat_interleave(heads // kv_heads, dim=1)[0]
+    scores = query.double()[0] @ grouped_key.transpose(-1, -2) * scale  # [H, N, P + N]
+    bias = slopes.double()[:, None, None] * (key_positions[None, None, :] - positions.double()[None, :, None])
+    plain = (torch.softmax(scores.masked_fill(~visible, float("-inf")), -1) @ grouped_value)[None]
+    exact = (torch.softmax((scores + bias).masked_fill(~visible, float("-inf")), -1) @ grouped_value)[None]
+    assert relative_error(plain, exact) > 1e-2, "the biases change the output"
+    for backend in ("sdpa", "segments", "flex", "triton"):
+        context = attention.TreeContext(subtree_end=subtree_end, positions=positions)
+        got = attention._BACKENDS[backend](query, key, value, context, scale, window, None, slopes=slopes)
+        assert relative_error(got, exact) < 1e-5, backend
+
+
 @pytest.mark.parametrize("seed", range(4))
 def test_visible_blocks_lists_exactly_the_blocks_with_a_visible_pair(seed):
     subtree_end = random_tree(seed, 40)

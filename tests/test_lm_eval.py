@@ -108,8 +108,10 @@ def test_invscale_lm_eval_command(checkpoint_dirs, task_dir):
 
 
 def test_a_model_the_trie_cannot_serve_takes_the_cache_path(tmp_path):
-    """BLOOM (ALiBi) through ``--model invscale``: its requests are scored by the model's own forward
-    and cache, equal to lm-eval's HF backend; what is not a causal LM is refused before any work."""
+    """Mamba (state-space layers) through ``--model invscale``: its requests are scored by the model's
+    own forward and cache, equal to lm-eval's HF backend; what is not a causal LM is refused before
+    any work."""
+    from conformance import build_tiny
     from lm_eval.api.instance import Instance
     from lm_eval.models.huggingface import HFLM
     from transformers import CONFIG_MAPPING, AutoConfig, AutoModelForCausalLM
@@ -118,9 +120,7 @@ def test_a_model_the_trie_cannot_serve_takes_the_cache_path(tmp_path):
     from invscale.tiny import train_tokenizer
 
     tokenizer = train_tokenizer(tmp_path)
-    torch.manual_seed(0)
-    CONFIG_MAPPING["bloom"](hidden_size=16, n_layer=2, n_head=2, vocab_size=len(tokenizer)).save_pretrained(tmp_path)
-    AutoModelForCausalLM.from_config(AutoConfig.from_pretrained(tmp_path)).save_pretrained(tmp_path)
+    build_tiny("mamba", tokenizer, seed=0).save_pretrained(tmp_path)
     requests = [Instance("loglikelihood", {}, (context, option), number)
                 for context in ("Question: is the sky blue?\nAnswer:", "Question: two and two?\nAnswer:")
                 for number, option in enumerate((" yes", " no", " four of them"))]

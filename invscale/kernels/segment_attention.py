@@ -36,6 +36,7 @@ class SegmentBatch:
     segments: torch.Tensor
     keys: torch.Tensor
     mask: torch.Tensor
+    offsets: torch.Tensor | None = None  # [B, C, P + K] key position minus query position (for ALiBi)
 
 
 @dataclass
@@ -50,12 +51,14 @@ class SegmentPlan:
 
 
 def segment_plan(subtree_end: torch.Tensor, positions: torch.Tensor | None = None, n_prefix: int = 0,
-                 window: int | None = None, segment: int = SEGMENT, dtype: torch.dtype = torch.float32) -> SegmentPlan:
+                 window: int | None = None, segment: int = SEGMENT, dtype: torch.dtype = torch.float32,
+                 offsets: bool = False) -> SegmentPlan:
     """The segments of a DFS-ordered trie of ``len(subtree_end)`` nodes; with ``window``, keys
     ``window`` or more positions behind a query are hidden (``positions``: [N] of the nodes).
-    ``dtype``: the queries' dtype, which the masks take."""
-    if window is not None and positions is None:
-        raise ValueError("a sliding window needs the positions of the pack's nodes")
+    ``dtype``: the queries' dtype, which the masks take. ``offsets``: keep each key's position
+    minus its query's, for ALiBi biases."""
+    if (window is not None or offsets) and positions is None:
+        raise ValueError("a sliding window or ALiBi needs the positions of the pack's nodes")
     device = subtree_end.device
     n = subtree_end.shape[0]
     n_segments = max(1, -(-n // segment))
@@ -71,11 +74,12 @@ def segment_plan(subtree_end: torch.Tensor, positions: torch.Tensor | None = Non
     for width in rounded.unique().tolist():
         chosen = (rounded == width).nonzero().flatten()
         batches.append(_batch(chosen, paths[chosen, :width], starts[chosen], subtree_end, positions, n_prefix,
-                              window, segment, dtype))
+                              window, segment, dtype, offsets))
     return SegmentPlan(batches, n, n_segments, segment)
 
 
-def _batch(segments, path, starts, subtree_end, positions, n_prefix, window, segment, dtype) -> SegmentBatch:
+def _batch(segments, path, starts, subtree_end, positions, n_prefix, window, segment, dtype,
+           offsets: bool = False) -> SegmentBatch:
     device, n = subtree_end.device, subtree_end.shape[0]
     own = starts[:, None] + torch.arange(segment, device=device)[None, :]  # [B, C]
     keys = torch.cat([path, own], dim=1)  # [B, width + C]
@@ -93,15 +97,22 @@ def _batch(segments, path, starts, subtree_end, positions, n_prefix, window, seg
     prefix_keys = torch.arange(n_prefix, device=device).expand(len(segments), -1)
     visible = torch.cat([prefix_visible, visible], dim=2)
     mask = torch.zeros(visible.shape, dtype=dtype, device=device).masked_fill_(~visible, float("-inf"))
-    return SegmentBatch(segments, torch.cat([prefix_keys, keys + n_prefix], dim=1), mask[:, None])
+    all_keys = torch.cat([prefix_keys, keys + n_prefix], dim=1)
+    relative = None
+    if offsets:
+        key_positions = torch.cat([torch.arange(n_prefix, device=device), positions])[all_keys]  # [B, P + K]
+        query_positions = positions[own.clamp(max=n - 1)]
+        relative = (key_positions[:, None, :] - query_positions[:, :, None]).to(torch.float32)
+    return SegmentBatch(segments, all_keys, mask[:, None], relative)
 
 
 def segment_attention(query, key, value, plan: SegmentPlan, scale: float | None = None,
-                      softcap: float | None = None) -> torch.Tensor:
+                      softcap: float | None = None, slopes: torch.Tensor | None = None) -> torch.Tensor:
     """Tree attention by segments: same contract and result as the dense reference.
 
-    query: [1, heads, N, d]; key, value: [1, kv_heads, P + N, d] (prefix first). Returns
-    [1, heads, N, d_value]."""
+    query: [1, heads, N, d]; key, value: [1, kv_heads, P + N, d] (prefix first); ``slopes`` [heads]:
+    ALiBi, each score biased by its head's slope times the key's position minus the query's (the
+    plan built with ``offsets``). Returns [1, heads, N, d_value]."""
     _, heads, n, dim = query.shape
     kv_heads, value_dim = key.shape[1], value.shape[-1]
     padded = plan.n_segments * plan.segment
@@ -113,5 +124,8 @@ def segment_attention(query, key, value, plan: SegmentPlan, scale: float | None 
         flat_keys = batch.keys.reshape(-1)
         keys = key[0][:, flat_keys].view(kv_heads, count, width, dim).transpose(0, 1)  # [B, Hkv, P + K, d]
         values = value[0][:, flat_keys].view(kv_heads, count, width, value_dim).transpose(0, 1)
-        out[batch.segments] = masked_attention(queries[batch.segments], keys, values, batch.mask, scale, softcap)
+        mask = batch.mask
+        if slopes is not None:
+            mask = (mask + slopes[None, :, None, None] * batch.offsets[:, None]).to(query.dtype)
+        out[batch.segments] = masked_attention(queries[batch.segments], keys, values, mask, scale, softcap)
     return out.transpose(0, 1).reshape(heads, padded, value_dim)[None, :, :n]

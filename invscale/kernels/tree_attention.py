@@ -50,6 +50,14 @@ def tree_mask(subtree_end: torch.Tensor, n_prefix: int = 0, positions: torch.Ten
     return visible
 
 
+def alibi_bias(slopes: torch.Tensor, positions: torch.Tensor, n_prefix: int = 0) -> torch.Tensor:
+    """ALiBi biases [heads, N, n_prefix + N] (fp32): each head's slope times the key's position minus
+    the query's, the prefix's keys at positions 0..n_prefix-1 and the pack's at ``positions`` [N]
+    (softmax over the keys makes this the same as a bias from the key's position alone)."""
+    key_positions = torch.cat([torch.arange(n_prefix, device=positions.device), positions])
+    return slopes.float()[:, None, None] * (key_positions[None, :] - positions[:, None]).float()[None]
+
+
 def _required(positions: torch.Tensor | None) -> torch.Tensor:
     if positions is None:
         raise ValueError("a sliding window needs the positions of the pack's nodes")
@@ -134,9 +142,10 @@ def _configs():
 
 @triton.jit
 def _attend(q, k_base, v_base, slots, key_ok, visible, dims, dim_ok, sk_n, sk_d, sv_n, sv_d,
-            running_max, running_sum, acc, scale, softcap, HAS_SOFTCAP: tl.constexpr, UPCAST: tl.constexpr,
-            IEEE: tl.constexpr):
-    """One key block (rows ``slots`` of K and V) folded into the online softmax state (base 2)."""
+            running_max, running_sum, acc, scale, softcap, bias, HAS_SOFTCAP: tl.constexpr, HAS_BIAS: tl.constexpr,
+            UPCAST: tl.constexpr, IEEE: tl.constexpr):
+    """One key block (rows ``slots`` of K and V) folded into the online softmax state (base 2);
+    ``bias`` (with ``HAS_BIAS``) is added to the scaled scores (ALiBi)."""
     k = tl.load(k_base + slots[:, None] * sk_n + dims[None, :] * sk_d, mask=key_ok[:, None] & dim_ok[None, :],
                 other=0.0)
     v = tl.load(v_base + slots[:, None] * sv_n + dims[None, :] * sv_d, mask=key_ok[:, None] & dim_ok[None, :],
@@ -148,6 +157,8 @@ def _attend(q, k_base, v_base, slots, key_ok, visible, dims, dim_ok, sk_n, sk_d,
     else:
         scores = tl.dot(q, tl.trans(k))
     scores = scores * scale
+    if HAS_BIAS:
+        scores = scores + bias
     if HAS_SOFTCAP:  # softcap * tanh(scores / softcap), tanh(x) = 1 - 2 / (exp(2x) + 1)
         scores = softcap * (1.0 - 2.0 / (tl.exp(2.0 * scores / softcap) + 1.0))
     scores = tl.where(visible, scores * 1.4426950408889634, float("-inf"))  # log2(e)
@@ -165,13 +176,15 @@ def _attend(q, k_base, v_base, slots, key_ok, visible, dims, dim_ok, sk_n, sk_d,
 
 @tuned(_configs(), key=["HEAD_DIM", "N_BUCKET"], fixed={})
 @triton.jit
-def _tree_attention_kernel(q_ptr, k_ptr, v_ptr, o_ptr, end_ptr, pos_ptr, blocks_ptr, counts_ptr,
+def _tree_attention_kernel(q_ptr, k_ptr, v_ptr, o_ptr, end_ptr, pos_ptr, blocks_ptr, counts_ptr, slopes_ptr,
                            N, P, N_BUCKET, scale, window, softcap, heads_per_kv, blocks_width,
                            sq_h, sq_n, sq_d, sk_h, sk_n, sk_d, sv_h, sv_n, sv_d, so_h, so_n, so_d,
                            HEAD_DIM: tl.constexpr, BLOCK_D: tl.constexpr, BLOCK_M: tl.constexpr,
                            BLOCK_N: tl.constexpr, HAS_WINDOW: tl.constexpr, HAS_SOFTCAP: tl.constexpr,
-                           UPCAST: tl.constexpr, IEEE: tl.constexpr):
-    """Program (query block, head): online softmax over the prefix, then the listed key blocks."""
+                           HAS_ALIBI: tl.constexpr, UPCAST: tl.constexpr, IEEE: tl.constexpr):
+    """Program (query block, head): online softmax over the prefix, then the listed key blocks;
+    with ``HAS_ALIBI``, each score biased by the head's slope times the key's position minus the
+    query's."""
     q_block, head = tl.program_id(0), tl.program_id(1)
     kv_head = head // heads_per_kv
     rows = q_block * BLOCK_M + tl.arange(0, BLOCK_M)
@@ -187,8 +200,11 @@ def _tree_attention_kernel(q_ptr, k_ptr, v_ptr, o_ptr, end_ptr, pos_ptr, blocks_
     k_base, v_base = k_ptr + kv_head * sk_h, v_ptr + kv_head * sv_h
     n_listed = tl.load(counts_ptr + q_block)
     first_prefix = 0
-    if HAS_WINDOW:  # prefix keys before every row's window are skipped a block at a time
+    if HAS_WINDOW or HAS_ALIBI:
         row_positions = tl.load(pos_ptr + rows, mask=row_ok, other=0)
+    if HAS_ALIBI:
+        slope = tl.load(slopes_ptr + head).to(tl.float32)
+    if HAS_WINDOW:  # prefix keys before every row's window are skipped a block at a time
         lowest = tl.min(tl.where(row_ok, row_positions, P + N), axis=0)
         first_prefix = tl.maximum(lowest - window + 1, 0) // BLOCK_N * BLOCK_N
     # two straight loops (no branch inside), so the compiler can pipeline each one's loads
@@ -198,21 +214,30 @@ def _tree_attention_kernel(q_ptr, k_ptr, v_ptr, o_ptr, end_ptr, pos_ptr, blocks_
         visible = key_ok[None, :] & row_ok[:, None]
         if HAS_WINDOW:
             visible = visible & (row_positions[:, None] - keys[None, :] < window)
+        if HAS_ALIBI:
+            prefix_bias = slope * (keys[None, :] - row_positions[:, None]).to(tl.float32)
+        else:
+            prefix_bias = 0.0
         running_max, running_sum, acc = _attend(
             q, k_base, v_base, keys, key_ok, visible, dims, dim_ok, sk_n, sk_d, sv_n, sv_d,
-            running_max, running_sum, acc, scale, softcap, HAS_SOFTCAP, UPCAST, IEEE)
+            running_max, running_sum, acc, scale, softcap, prefix_bias, HAS_SOFTCAP, HAS_ALIBI, UPCAST, IEEE)
     for listed in range(0, n_listed):
         block = tl.load(blocks_ptr + q_block * blocks_width + listed)
         keys = block * BLOCK_N + tl.arange(0, BLOCK_N)
         key_ok = keys < N
         ends = tl.load(end_ptr + keys, mask=key_ok, other=0)
         visible = (keys[None, :] <= rows[:, None]) & (rows[:, None] < ends[None, :])
-        if HAS_WINDOW:
+        if HAS_WINDOW or HAS_ALIBI:
             key_positions = tl.load(pos_ptr + keys, mask=key_ok, other=0)
+        if HAS_WINDOW:
             visible = visible & (row_positions[:, None] - key_positions[None, :] < window)
+        if HAS_ALIBI:
+            node_bias = slope * (key_positions[None, :] - row_positions[:, None]).to(tl.float32)
+        else:
+            node_bias = 0.0
         running_max, running_sum, acc = _attend(
             q, k_base, v_base, P + keys, key_ok, visible, dims, dim_ok, sk_n, sk_d, sv_n, sv_d,
-            running_max, running_sum, acc, scale, softcap, HAS_SOFTCAP, UPCAST, IEEE)
+            running_max, running_sum, acc, scale, softcap, node_bias, HAS_SOFTCAP, HAS_ALIBI, UPCAST, IEEE)
     out = acc / tl.where(row_ok, running_sum, 1.0)[:, None]
     tl.store(o_ptr + head * so_h + rows[:, None] * so_n + dims[None, :] * so_d, out.to(o_ptr.dtype.element_ty),
              mask=row_ok[:, None] & dim_ok[None, :])
@@ -220,26 +245,28 @@ def _tree_attention_kernel(q_ptr, k_ptr, v_ptr, o_ptr, end_ptr, pos_ptr, blocks_
 
 def tree_attention_triton(query, key, value, subtree_end: torch.Tensor, scale: float | None = None,
                           lists: BlockLists | None = None, positions: torch.Tensor | None = None,
-                          window: int | None = None, softcap: float | None = None) -> torch.Tensor:
+                          window: int | None = None, softcap: float | None = None,
+                          slopes: torch.Tensor | None = None) -> torch.Tensor:
     """Tree attention through the Triton kernel; same contract as :func:`tree_attention_torch`.
-    ``lists`` (from :func:`visible_blocks`) can be built once per pack and shared by all layers."""
+    ``lists`` (from :func:`visible_blocks`) can be built once per pack and shared by all layers;
+    ``slopes`` [heads]: ALiBi (see :func:`alibi_bias`)."""
     _, heads, n, head_dim = query.shape
     kv_heads, n_prefix = key.shape[1], key.shape[2] - n
     if lists is None:
         lists = visible_blocks(subtree_end)
-    if window is not None:
+    if window is not None or slopes is not None:
         positions = _required(positions)
     scale = 1.0 / math.sqrt(head_dim) if scale is None else scale
     out = torch.empty(1, n, heads, head_dim, dtype=query.dtype, device=query.device).transpose(1, 2)
     grid = (triton.cdiv(n, lists.block_m), heads)
     _tree_attention_kernel[grid](
-        query, key, value, out, subtree_end, positions if window is not None else subtree_end,
-        lists.blocks, lists.counts, n, n_prefix, triton.next_power_of_2(n), scale, window or 0, softcap or 1.0,
+        query, key, value, out, subtree_end, positions if positions is not None else subtree_end,
+        lists.blocks, lists.counts, slopes.float().contiguous() if slopes is not None else subtree_end, n, n_prefix, triton.next_power_of_2(n), scale, window or 0, softcap or 1.0,
         heads // kv_heads, lists.blocks.shape[1],
         query.stride(1), query.stride(2), query.stride(3), key.stride(1), key.stride(2), key.stride(3),
         value.stride(1), value.stride(2), value.stride(3), out.stride(1), out.stride(2), out.stride(3),
         HEAD_DIM=head_dim, BLOCK_D=max(16, triton.next_power_of_2(head_dim)), BLOCK_M=lists.block_m,
         BLOCK_N=lists.block_n, HAS_WINDOW=window is not None, HAS_SOFTCAP=softcap is not None,
-        UPCAST=interpreting(), IEEE=query.dtype == torch.float32,
+        HAS_ALIBI=slopes is not None, UPCAST=interpreting(), IEEE=query.dtype == torch.float32,
     )
     return out

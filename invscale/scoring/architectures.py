@@ -19,8 +19,8 @@ _WINDOW = frozenset({"sliding window"})
 _PLAIN = frozenset()
 
 # model_type -> the optional features checked exact for it (transformers 5.23; codegen, falcon,
-# gptj and the 5.25 additions with transformers 5.25; gpt_neo, its own attention step routed to
-# the tree by :mod:`invscale.scoring.own_attention`, with its local layers' window), a config that
+# gptj and the 5.25 additions with transformers 5.25; gpt_neo, bloom and mpt, their own attention
+# code routed to the tree by :mod:`invscale.scoring.own_attention`), a config that
 # switches on any other takes the cache path; checked by tests/test_conformance.py. A layer that computes attention outside
 # transformers' attention interface (an older release) is caught on the first pass
 # (:func:`invscale.scoring.runner.check_every_layer_attended`).
@@ -45,6 +45,7 @@ SUPPORTED: dict[str, frozenset[str]] = {
     "gemma3_text": frozenset({"sliding window", "final-logit softcap"}),
     "beam": frozenset({"sliding window", "final-logit softcap"}),
     "nanochat": frozenset({"final-logit softcap"}),
+    **dict.fromkeys(("bloom", "mpt"), frozenset({"ALiBi"})),
 }
 
 # why the trie cannot serve each of these architectures (completes "<model_type>: ..."); they take
@@ -52,7 +53,6 @@ SUPPORTED: dict[str, frozenset[str]] = {
 _TRIE_UNSUITED_GROUPS = {
     "computes attention in its own code, outside transformers' attention interface, so the tree mask "
     "cannot reach it": ("gpt_neox_japanese", "openai-gpt", "xglm"),
-    "ALiBi position biases (taken from token order, not position ids)": ("bloom", "mpt"),
     "state-space, recurrent, linear-attention or convolution layers mix tokens in sequence order, which a "
     "packed trie does not keep": (
         "bailing_hybrid", "bamba", "falcon_h1", "falcon_mamba", "granitemoehybrid", "jamba", "kimi_linear",
@@ -93,9 +93,9 @@ class UnsupportedModel(ValueError):
 def config_features(config) -> set[str]:
     """The optional features a config switches on that change how tokens see each other or how the
     head makes logits: ``sliding window``, ``attention softcap``, ``final-logit softcap``,
-    ``logit scale``, ``ALiBi`` (Falcon's position biases)."""
+    ``logit scale``, ``ALiBi`` (position biases: BLOOM's and MPT's always, Falcon's when set)."""
     features = set()
-    if getattr(config, "alibi", False) is True:
+    if getattr(config, "alibi", False) is True or getattr(config, "model_type", None) in ("bloom", "mpt"):
         features.add("ALiBi")
     if sliding_window_in_use(config):
         features.add("sliding window")

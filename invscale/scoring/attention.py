@@ -36,7 +36,8 @@ import torch
 import torch.nn.functional as F
 
 from invscale.kernels.segment_attention import segment_attention, segment_plan
-from invscale.kernels.tree_attention import masked_attention, tree_attention_triton, tree_mask, visible_blocks
+from invscale.kernels.tree_attention import (alibi_bias, masked_attention, tree_attention_triton, tree_mask,
+                                             visible_blocks)
 
 ATTENTION_NAME = "invscale_tree"
 
@@ -105,25 +106,31 @@ def _dense_mask(context: TreeContext, n_prefix: int, window: int | None) -> torc
 
 
 def sdpa_tree_attention(query, key, value, context: TreeContext, scaling: float | None, window: int | None = None,
-                        softcap: float | None = None) -> torch.Tensor:
+                        softcap: float | None = None, slopes: torch.Tensor | None = None) -> torch.Tensor:
     """Reference backend: the dense ancestor mask through torch SDPA (plain math when the logits are
-    soft-capped). Shapes [1, heads, len, dim]."""
-    mask = context.mask("dense", key.shape[2] - query.shape[2], window, _dense_mask)
+    soft-capped); ``slopes`` [heads]: ALiBi biases from the positions. Shapes [1, heads, len, dim]."""
+    n_prefix = key.shape[2] - query.shape[2]
+    mask = context.mask("dense", n_prefix, window, _dense_mask)
+    if slopes is not None:
+        bias = alibi_bias(slopes, context.positions, n_prefix)
+        mask = bias.masked_fill(~mask, float("-inf")).to(query.dtype)[None]
     return masked_attention(query, key, value, mask, scaling, softcap)
 
 
 def segments_tree_attention(query, key, value, context: TreeContext, scaling: float | None,
-                            window: int | None = None, softcap: float | None = None) -> torch.Tensor:
-    """Segments backend: attention over each DFS segment's preface, path and own nodes, batched.
-    Shapes [1, heads, len, dim]."""
-    plan = context.mask("segments", key.shape[2] - query.shape[2], window,
+                            window: int | None = None, softcap: float | None = None,
+                            slopes: torch.Tensor | None = None) -> torch.Tensor:
+    """Segments backend: attention over each DFS segment's preface, path and own nodes, batched;
+    ``slopes``: ALiBi. Shapes [1, heads, len, dim]."""
+    alibi = slopes is not None
+    plan = context.mask("segments-alibi" if alibi else "segments", key.shape[2] - query.shape[2], window,
                         lambda c, n_prefix, w: segment_plan(c.subtree_end, c.positions, n_prefix, w,
-                                                            dtype=query.dtype))
-    return segment_attention(query, key, value, plan, scaling, softcap)
+                                                            dtype=query.dtype, offsets=alibi))
+    return segment_attention(query, key, value, plan, scaling, softcap, slopes)
 
 
 def triton_tree_attention(query, key, value, context: TreeContext, scaling: float | None, window: int | None = None,
-                          softcap: float | None = None) -> torch.Tensor:
+                          softcap: float | None = None, slopes: torch.Tensor | None = None) -> torch.Tensor:
     """Triton backend: the block-sparse tree attention kernel. Shapes [1, heads, len, dim]; values
     narrower than queries and keys (latent attention) are zero-padded to their width."""
     lists = context.mask("blocks", 0, None, lambda c, *_: visible_blocks(c.subtree_end))
@@ -131,7 +138,7 @@ def triton_tree_attention(query, key, value, context: TreeContext, scaling: floa
     if value_dim != query.shape[-1]:
         value = F.pad(value, (0, query.shape[-1] - value_dim))
     out = tree_attention_triton(query, key, value, context.subtree_end, scaling, lists=lists,
-                                positions=context.positions, window=window, softcap=softcap)
+                                positions=context.positions, window=window, softcap=softcap, slopes=slopes)
     return out[..., :value_dim]
 
 
@@ -167,18 +174,28 @@ def _flex_attention(compiled: bool):
 
 
 def flex_tree_attention(query, key, value, context: TreeContext, scaling: float | None, window: int | None = None,
-                        softcap: float | None = None) -> torch.Tensor:
+                        softcap: float | None = None, slopes: torch.Tensor | None = None) -> torch.Tensor:
     """flex_attention backend (compiled on CUDA, eager elsewhere). Shapes [1, heads, len, dim].
 
     The compiled kernel needs head_dim >= 16; smaller heads (toy models) take the SDPA path."""
     if query.is_cuda and query.shape[-1] < 16:
-        return sdpa_tree_attention(query, key, value, context, scaling, window, softcap)
+        return sdpa_tree_attention(query, key, value, context, scaling, window, softcap, slopes)
+    n_prefix = key.shape[2] - query.shape[2]
     block_mask = context.mask("block", key.shape[2] - query.shape[2], window,
                               lambda c, n_prefix, w: tree_block_mask(c.subtree_end, n_prefix, c.positions, w))
     score_mod = None
+    if softcap is not None and slopes is not None:
+        raise ValueError("ALiBi with soft-capped attention logits is not computed here")
     if softcap is not None:
         def score_mod(score, batch, head, q, kv):
             return torch.tanh(score / softcap) * softcap
+    if slopes is not None:
+        positions, key_slopes = context.positions, slopes.float()
+
+        def score_mod(score, batch, head, q, kv):
+            node = (kv - n_prefix).clamp(min=0)
+            key_position = torch.where(kv < n_prefix, kv, positions[node])
+            return score + key_slopes[head] * (key_position - positions[q]).to(torch.float32)
     attend = _flex_attention(query.is_cuda)
     return attend(query, key, value, score_mod=score_mod, block_mask=block_mask, scale=scaling,
                   enable_gqa=key.shape[1] != query.shape[1])
@@ -190,7 +207,8 @@ _BACKENDS: dict[str, Callable] = {"sdpa": sdpa_tree_attention, "segments": segme
 
 def register_backend(name: str, function: Callable) -> None:
     """Make ``function(query, key, value, context, scaling, window, softcap) -> out`` selectable as a
-    pack backend (``window`` and ``softcap`` are None where the layer has none)."""
+    pack backend (``window`` and ``softcap`` are None where the layer has none; a layer with ALiBi
+    biases also passes ``slopes=`` [heads])."""
     _BACKENDS[name] = function
 
 
@@ -247,10 +265,13 @@ def _check_arguments(module, dropout: float, kwargs: dict) -> None:
 
 
 def tree_attention_forward(module, query, key, value, attention_mask=None, scaling=None, dropout=0.0,
-                           sliding_window: int | None = None, softcap: float | None = None, **kwargs):
+                           sliding_window: int | None = None, softcap: float | None = None,
+                           alibi_slopes: torch.Tensor | None = None, **kwargs):
     """Attention function with transformers' interface: returns ([B, L, heads, dim], None).
 
-    ``sliding_window`` and ``softcap`` are the layer's own (transformers passes them per layer)."""
+    ``sliding_window`` and ``softcap`` are the layer's own (transformers passes them per layer);
+    ``alibi_slopes`` [heads], from a layer routed by :mod:`invscale.scoring.own_attention`, biases
+    each score by the head's slope times the key's position minus the query's."""
     context = _ACTIVE.get()
     if context is None:
         raise RuntimeError(f"the '{ATTENTION_NAME}' attention runs only inside invscale.scoring's passes")
@@ -260,11 +281,12 @@ def tree_attention_forward(module, query, key, value, attention_mask=None, scali
     if layer in context.prefix:
         prefix_key, prefix_value = context.prefix[layer]
         key, value = torch.cat([prefix_key, key], dim=2), torch.cat([prefix_value, value], dim=2)
+    alibi = {} if alibi_slopes is None else {"slopes": alibi_slopes}
     if context.captured is not None:
         context.captured[layer] = (key, value)
-        out = sdpa_tree_attention(query, key, value, context, scaling, sliding_window, softcap)
+        out = sdpa_tree_attention(query, key, value, context, scaling, sliding_window, softcap, **alibi)
     else:
-        out = _BACKENDS[context.backend](query, key, value, context, scaling, sliding_window, softcap)
+        out = _BACKENDS[context.backend](query, key, value, context, scaling, sliding_window, softcap, **alibi)
     return out.transpose(1, 2).contiguous(), None
 
 

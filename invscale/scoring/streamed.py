@@ -56,14 +56,16 @@ class _Capture(nn.Module):
 
 
 class _Emit(nn.Module):
-    """Stands in for the layer stack: hands back hidden states computed layer by layer."""
+    """Stands in for the layer stack: hands back hidden states computed layer by layer (as a
+    one-element tuple with ``as_tuple``, for a model whose loop reads its layers' outputs as
+    tuples, e.g. BLOOM's ``outputs[0]``)."""
 
-    def __init__(self, hidden: torch.Tensor):
+    def __init__(self, hidden: torch.Tensor, as_tuple: bool = False):
         super().__init__()
-        self.hidden = hidden
+        self.hidden, self.as_tuple = hidden, as_tuple
 
     def forward(self, hidden_states, *args, **kwargs):
-        return self.hidden
+        return (self.hidden,) if self.as_tuple else self.hidden
 
 
 @dataclass
@@ -243,6 +245,7 @@ class StreamedRunner:
         self.held: tuple[tuple[int, ...], ...] | None = None  # the segments held above the preface; None: nothing yet
         self.held_ends: list[int] = []  # cached tokens after the preface and after each held segment
         self.peak_bytes = 0  # largest sum of weights, cached keys and values and hidden states held at once
+        self.emit_tuple = False  # whether the model's layer loop reads each layer's output as a tuple
         attention.register()
         own_attention.use_tree_attention(streamed.model)  # the streamed model serves this runner alone
 
@@ -260,9 +263,13 @@ class StreamedRunner:
 
     def _finish(self, hidden: torch.Tensor, tokens: torch.Tensor, positions: torch.Tensor,
                 context: attention.TreeContext) -> torch.Tensor:
-        with self.streamed.with_stack(_Emit(hidden)), attention.active(context):
+        with self.streamed.with_stack(_Emit(hidden, self.emit_tuple)), attention.active(context):
             output = self.streamed.body(input_ids=tokens[None], position_ids=positions[None], use_cache=False)
-        return output.last_hidden_state[0]
+        last = output.last_hidden_state
+        if last.shape[:-1] != hidden.shape[:-1] and not self.emit_tuple:  # the loop read the tensor as a tuple
+            self.emit_tuple = True
+            return self._finish(hidden, tokens, positions, context)
+        return last[0]
 
     def _plan_items(self, preface: tuple[int, ...], packs: list[Pack]):
         """The group's items in the order every layer runs them, (tokens, positions, context) each:
