@@ -286,7 +286,7 @@ def _run_job(job: ScoringJob, store, progress: bool = True) -> list[dict]:
     started, tokens = time.perf_counter(), 0
     try:
         with ProgressReport(_stderr, "scoring", job.stats.items, enabled=progress) as report:
-            if job.streamed is not None:
+            if job.streamed is not None and job.path.name == "trie":  # the cache path reads layers per forward
                 report.add_counter("layers", len(job.streamed.layers) * len(job.groups), "streamed")
                 job.on_layer = lambda index, count: report.count("layers")
             pending: list[dict] = []

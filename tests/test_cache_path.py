@@ -162,14 +162,25 @@ def test_cli_reports_the_path_and_records_it(models, tokenizer, tmp_path):
     assert again.exit_code == 2 and "mamba: state-space" in again.output and "Traceback" not in again.output
 
 
-def test_streaming_serves_the_trie_alone(models, tokenizer, tmp_path):
+@pytest.mark.parametrize("name", ["llama", "mamba"])
+def test_cache_path_streams_layers(models, tokenizer, tmp_path, name):
+    """A streamed model on the cache path: its own forward reads each decoder layer just before
+    the layer runs and frees it after; the scores are the resident model's (multi and step modes),
+    and no layer's weights are left held."""
     from invscale.scoring.streamed import StreamedModel
 
-    models["llama"].save_pretrained(tmp_path)
+    models[name].save_pretrained(tmp_path, max_shard_size="100KB")
+    dataset = as_dataset(random_classification(6, n_rows=6))
+    resident = {r["index"]: r["class_logprobs"] for r in ScoringJob(models[name], tokenizer, dataset,
+                                                                    path="cache").results()}
     streamed = StreamedModel(tmp_path, torch.float32, torch.device("cpu"))
-    dataset = as_dataset(random_classification(6, n_rows=3))
-    with pytest.raises(UnsupportedModel, match="--path cache does not stream layers: load the model whole"):
-        ScoringJob(None, tokenizer, dataset, streamed=streamed, path="cache")
+    job = ScoringJob(None, tokenizer, dataset, streamed=streamed, path="cache")
+    assert job.path.name == "cache" and job.path.mode == probe(models[name])
+    results = list(job.results())
+    assert len(results) == len(dataset.rows) == len(resident)
+    for result in results:
+        assert max(abs(a - b) for a, b in zip(result["class_logprobs"], resident[result["index"]])) <= 1e-5
+    assert all(parameter.is_meta for layer in streamed.layers for parameter in layer.parameters())
 
 
 def test_runner_restores_the_model(models):

@@ -196,21 +196,19 @@ class ScoringJob:
                                 stack=StackPlan(stack_tokens if stack_tokens is not None
                                                 else default_stack_tokens(model, streamed, memory_budget))
                                 if self.stacks and self.path.name == "trie" else None)
-        if streamed is not None:
+        if streamed is not None and self.path.name == "trie":
             self.packs = self.plan()
             self.groups = plan_groups(streamed, len(self.preface), [p.n_tokens for p in self.packs], memory_budget,
                                       self.backend, [p.stack for p in self.packs], self.max_tokens_per_pack)
 
     def _take_path(self, streamed: StreamedModel | None) -> None:
         """On the cache path, measure the model's cache mode (:func:`~invscale.scoring.cache_runner.probe`);
-        streaming serves the trie alone, so a streamed model there is refused in one line."""
+        a streamed model runs its own forward there with each decoder layer's weights read just
+        before the layer runs and freed after it."""
         if self.path.name != "cache":
             return
         if streamed is not None:
-            raise architectures.UnsupportedModel(
-                f"{self.path.reason}; it is scored on the cache path, which does not stream layers: load it whole "
-                f"(--offload none)" if self.requested_path != "cache" else
-                "--path cache does not stream layers: load the model whole (--offload none)")
+            streamed.load_layers_when_called()
         self.path = ScoringPath("cache", self.path.reason, probe(self.model))
 
     @property

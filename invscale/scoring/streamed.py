@@ -91,6 +91,7 @@ class StreamedModel:
         # with keep_in_host, each layer read from the checkpoint stays in host memory (pinned on
         # CUDA) so later groups of packs copy it from there instead of reading the shards again
         self.host_copies: dict[str, torch.Tensor] | None = {} if keep_in_host else None
+        self._loads_when_called = False  # see load_layers_when_called
         config = AutoConfig.from_pretrained(directory)
         with init_empty_weights():
             self.model = AutoModelForCausalLM.from_config(config, dtype=dtype).eval()
@@ -195,6 +196,17 @@ class StreamedModel:
         """Free layer ``index``'s weights (back to the meta device)."""
         for name in self.layer_names(index):
             self._set(name, None)
+
+    def load_layers_when_called(self) -> None:
+        """Make each decoder layer read its weights just before it runs and free them once it has
+        run, so the model's own forward (the cache path's) holds one layer's weights at a time,
+        read again on every forward (from host memory when kept there, else from the shards)."""
+        if self._loads_when_called:
+            return
+        for index, layer in enumerate(self.layers):
+            layer.register_forward_pre_hook(lambda module, args, index=index: self.install_layer(*self.read_layer(index)))
+            layer.register_forward_hook(lambda module, args, output, index=index: self.drop_layer(index))
+        self._loads_when_called = True
 
     def layer_bytes(self) -> int:
         """Bytes of the largest decoder layer in the run's dtype."""
