@@ -181,7 +181,7 @@ def flex_tree_attention(query, key, value, context: TreeContext, scaling: float 
     if query.is_cuda and query.shape[-1] < 16:
         return sdpa_tree_attention(query, key, value, context, scaling, window, softcap, slopes)
     n_prefix = key.shape[2] - query.shape[2]
-    block_mask = context.mask("block", key.shape[2] - query.shape[2], window,
+    block_mask = context.mask("block", n_prefix, window,
                               lambda c, n_prefix, w: tree_block_mask(c.subtree_end, n_prefix, c.positions, w))
     score_mod = None
     if softcap is not None and slopes is not None:
