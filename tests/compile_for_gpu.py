@@ -52,10 +52,12 @@ def compile_all(capability):
                                           "sq_n", "sq_d", "sk_h", "sk_n", "sk_d", "sv_h", "sv_n", "sv_d", "so_h",
                                           "so_n", "so_d")}
     attention_scalars = {**attention_ints, "end_ptr": "*i64", "pos_ptr": "*i64", "blocks_ptr": "*i32",
-                         "counts_ptr": "*i32", "scale": "fp32", "softcap": "fp32"}
-    # (dtype, head_dim, sliding window and soft cap): Gemma2's shape takes both at head_dim 256
-    attention_variants = [(dtype, head_dim, False) for dtype in ("bfloat16", "float16", "float32")
-                          for head_dim in (64, 128)] + [("bfloat16", 256, True)]
+                         "counts_ptr": "*i32", "slopes_ptr": "*fp32", "scale": "fp32", "softcap": "fp32"}
+    # (dtype, head_dim, features): Gemma2's shape takes a sliding window and a soft cap at head_dim
+    # 256; BLOOM's ALiBi at 64 (560m) and 128 (7b1)
+    attention_variants = ([(dtype, head_dim, "") for dtype in ("bfloat16", "float16", "float32")
+                           for head_dim in (64, 128)] + [("bfloat16", 256, "window_softcap")]
+                          + [("bfloat16", head_dim, "alibi") for head_dim in (64, 128)])
     for dtype in ("bfloat16", "float16", "float32"):
         configs = fused_head._CONFIGS if dtype == "bfloat16" else fused_head._CONFIGS[:1]
         for config in configs:
@@ -71,15 +73,16 @@ def compile_all(capability):
                                  capability)
         print(json.dumps({"kernel": "fused_head", "capability": capability, "dtype": "bfloat16", "softcap": softcap,
                           "argmax": greedy, **fused_head._CONFIGS[0].kwargs, **report}), flush=True)
-    for dtype, head_dim, gemma2 in attention_variants:
+    for dtype, head_dim, features in attention_variants:
+        gemma2, alibi = features == "window_softcap", features == "alibi"
         flags = {"HEAD_DIM": head_dim, "BLOCK_D": head_dim, "BLOCK_M": tree_attention.BLOCK_M,
-                 "BLOCK_N": tree_attention.BLOCK_N, "HAS_WINDOW": gemma2, "HAS_SOFTCAP": gemma2, "UPCAST": False,
-                 "IEEE": dtype == "float32"}
+                 "BLOCK_N": tree_attention.BLOCK_N, "HAS_WINDOW": gemma2, "HAS_SOFTCAP": gemma2, "HAS_ALIBI": alibi,
+                 "USES_POSITIONS": gemma2 or alibi, "UPCAST": False, "IEEE": dtype == "float32"}
         config = triton.Config({}, num_warps=4, num_stages=2)  # the leanest autotune config must fit
         report = compile_variant(tree_attention._tree_attention_kernel, TYPES[dtype], attention_scalars, flags, config,
                                  capability)
         print(json.dumps({"kernel": "tree_attention", "capability": capability, "dtype": dtype, "head_dim": head_dim,
-                          "window_softcap": gemma2, **report}), flush=True)
+                          "features": features, **report}), flush=True)
 
 
 if __name__ == "__main__":

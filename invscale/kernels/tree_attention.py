@@ -181,7 +181,8 @@ def _tree_attention_kernel(q_ptr, k_ptr, v_ptr, o_ptr, end_ptr, pos_ptr, blocks_
                            sq_h, sq_n, sq_d, sk_h, sk_n, sk_d, sv_h, sv_n, sv_d, so_h, so_n, so_d,
                            HEAD_DIM: tl.constexpr, BLOCK_D: tl.constexpr, BLOCK_M: tl.constexpr,
                            BLOCK_N: tl.constexpr, HAS_WINDOW: tl.constexpr, HAS_SOFTCAP: tl.constexpr,
-                           HAS_ALIBI: tl.constexpr, UPCAST: tl.constexpr, IEEE: tl.constexpr):
+                           HAS_ALIBI: tl.constexpr, USES_POSITIONS: tl.constexpr, UPCAST: tl.constexpr,
+                           IEEE: tl.constexpr):
     """Program (query block, head): online softmax over the prefix, then the listed key blocks;
     with ``HAS_ALIBI``, each score biased by the head's slope times the key's position minus the
     query's."""
@@ -200,7 +201,7 @@ def _tree_attention_kernel(q_ptr, k_ptr, v_ptr, o_ptr, end_ptr, pos_ptr, blocks_
     k_base, v_base = k_ptr + kv_head * sk_h, v_ptr + kv_head * sv_h
     n_listed = tl.load(counts_ptr + q_block)
     first_prefix = 0
-    if HAS_WINDOW or HAS_ALIBI:
+    if USES_POSITIONS:
         row_positions = tl.load(pos_ptr + rows, mask=row_ok, other=0)
     if HAS_ALIBI:
         slope = tl.load(slopes_ptr + head).to(tl.float32)
@@ -227,7 +228,7 @@ def _tree_attention_kernel(q_ptr, k_ptr, v_ptr, o_ptr, end_ptr, pos_ptr, blocks_
         key_ok = keys < N
         ends = tl.load(end_ptr + keys, mask=key_ok, other=0)
         visible = (keys[None, :] <= rows[:, None]) & (rows[:, None] < ends[None, :])
-        if HAS_WINDOW or HAS_ALIBI:
+        if USES_POSITIONS:
             key_positions = tl.load(pos_ptr + keys, mask=key_ok, other=0)
         if HAS_WINDOW:
             visible = visible & (row_positions[:, None] - key_positions[None, :] < window)
@@ -267,6 +268,7 @@ def tree_attention_triton(query, key, value, subtree_end: torch.Tensor, scale: f
         value.stride(1), value.stride(2), value.stride(3), out.stride(1), out.stride(2), out.stride(3),
         HEAD_DIM=head_dim, BLOCK_D=max(16, triton.next_power_of_2(head_dim)), BLOCK_M=lists.block_m,
         BLOCK_N=lists.block_n, HAS_WINDOW=window is not None, HAS_SOFTCAP=softcap is not None,
-        HAS_ALIBI=slopes is not None, UPCAST=interpreting(), IEEE=query.dtype == torch.float32,
+        HAS_ALIBI=slopes is not None, USES_POSITIONS=positions is not None and (window is not None or slopes is not None),
+        UPCAST=interpreting(), IEEE=query.dtype == torch.float32,
     )
     return out
