@@ -25,14 +25,19 @@ PERSONAS = {
 }
 
 
+def _less_than_product(text: str, count: int, each: int, gone: int, unit: str, what_is_left: str):
+    """A problem whose answer is count × each − gone, the slip forgetting the subtraction."""
+    total = count * each
+    steps = f"{count} × {each} = {total} {unit}, and {total} − {gone} = {total - gone} {what_is_left}"
+    return text, total - gone, total, steps
+
+
 def problem(kind: str, numbers: tuple[int, ...]) -> tuple[str, int, int, str]:
     """(text, correct result, the one-step slip, the worked steps) of problem ``kind``."""
     if kind == "boxes":
         boxes, per_box, sold = numbers
-        return (f"A shop has {boxes} boxes of {per_box} pencils and sells {sold} pencils. How many pencils are "
-                "left?", boxes * per_box - sold, boxes * per_box,
-                f"{boxes} × {per_box} = {boxes * per_box} pencils, and {boxes * per_box} − {sold} = "
-                f"{boxes * per_box - sold} are left")
+        return _less_than_product(f"A shop has {boxes} boxes of {per_box} pencils and sells {sold} pencils. How many "
+                                  "pencils are left?", boxes, per_box, sold, "pencils", "are left")
     if kind == "change":
         tickets, price, note = numbers
         return (f"Tickets cost {price} dollars each. Someone buys {tickets} tickets and pays with a {note}-dollar "
@@ -41,10 +46,8 @@ def problem(kind: str, numbers: tuple[int, ...]) -> tuple[str, int, int, str]:
                 f"{note - tickets * price} dollars of change")
     if kind == "seats":
         carriages, seats, taken = numbers
-        return (f"A train has {carriages} carriages with {seats} seats each, and {taken} seats are taken. How many "
-                "seats are free?", carriages * seats - taken, carriages * seats,
-                f"{carriages} × {seats} = {carriages * seats} seats, and {carriages * seats} − {taken} = "
-                f"{carriages * seats - taken} are free")
+        return _less_than_product(f"A train has {carriages} carriages with {seats} seats each, and {taken} seats are "
+                                  "taken. How many seats are free?", carriages, seats, taken, "seats", "are free")
     per_day, days, extra = numbers
     return (f"A reader reads {per_day} pages a day for {days} days, then {extra} more pages. How many pages is that "
             "in total?", per_day * days + extra, per_day + extra,
