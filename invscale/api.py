@@ -364,7 +364,7 @@ def evaluate(tasks: Iterable[str], model: str = "smollm2-135m", n: int = 300, se
         raise ValueError("evaluate: give at least one task, seed and shot count")
     budgets: list[int | None] = _budgets(cot, reasoning_tokens) or [None]
     chains = {budget: None if budget is None else replace(cot, reasoning_tokens=budget) for budget in budgets}
-    check_tasks(tasks, n)
+    _check_tasks(tasks, n)  # before the scorer loads its model (it loads on first use)
     scorer = scorer or Scorer(model, **options)
     cells = [(task, shot_count, budget) for task in tasks for shot_count in shots for budget in budgets]
     for task, shot_count, budget in cells:  # every task name and shot count is checked before any is scored
@@ -397,7 +397,7 @@ def evaluate(tasks: Iterable[str], model: str = "smollm2-135m", n: int = 300, se
     return Evaluation(rows, out, scorer.model_name, n, seeds, shots, None if cot is None else budgets)
 
 
-def check_tasks(tasks: Sequence[str], n: int) -> None:
+def _check_tasks(tasks: Sequence[str], n: int) -> None:
     """ValueError in one line for a task that is not a generator's name, or whose rows come in
     groups (a numeric triple) that ``n`` rows would split."""
     from invscale.generators import REGISTRY

@@ -306,7 +306,6 @@ def evaluate(
         from invscale.generators import REGISTRY
 
         names = list(REGISTRY) if tasks == "all" else tasks.split(",")
-        api.check_tasks(names, n)
         scorer = api.Scorer(model, dtype, device, kernels=kernels, too_long=too_long, chat_template=chat_template,
                             path=path, warn=_warn, log=_say)
         evaluation = api.evaluate(names, model, n, seed_list, shot_list, out_dir, overwrite=overwrite,
