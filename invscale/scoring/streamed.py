@@ -257,7 +257,7 @@ class StreamedRunner:
         self.held: tuple[tuple[int, ...], ...] | None = None  # the segments held above the preface; None: nothing yet
         self.held_ends: list[int] = []  # cached tokens after the preface and after each held segment
         self.peak_bytes = 0  # largest sum of weights, cached keys and values and hidden states held at once
-        self.emit_tuple = False  # whether the model's layer loop reads each layer's output as a tuple
+        self.emit_tuple = False  # whether the decoder layers return tuples (their loop reads ``outputs[0]``)
         attention.register()
         own_attention.use_tree_attention(streamed.model)  # the streamed model serves this runner alone
 
@@ -277,11 +277,7 @@ class StreamedRunner:
                 context: attention.TreeContext) -> torch.Tensor:
         with self.streamed.with_stack(_Emit(hidden, self.emit_tuple)), attention.active(context):
             output = self.streamed.body(input_ids=tokens[None], position_ids=positions[None], use_cache=False)
-        last = output.last_hidden_state
-        if last.shape[:-1] != hidden.shape[:-1] and not self.emit_tuple:  # the loop read the tensor as a tuple
-            self.emit_tuple = True
-            return self._finish(hidden, tokens, positions, context)
-        return last[0]
+        return output.last_hidden_state[0]
 
     def _plan_items(self, preface: tuple[int, ...], packs: list[Pack]):
         """The group's items in the order every layer runs them, (tokens, positions, context) each:
@@ -393,7 +389,8 @@ class StreamedRunner:
             for k, (_, kwargs, context) in enumerate(states):
                 with attention.active(context):
                     out = layer(hidden[k], **kwargs[index])
-                hidden[k] = out[0] if isinstance(out, tuple) else out
+                self.emit_tuple = isinstance(out, tuple)
+                hidden[k] = out[0] if self.emit_tuple else out
         self._synchronize()
         in_flight = self.streamed.layer_bytes() if prefetching else 0
         contexts = [context for _, _, context in states]
