@@ -255,20 +255,21 @@ def tree_attention_triton(query, key, value, subtree_end: torch.Tensor, scale: f
     kv_heads, n_prefix = key.shape[1], key.shape[2] - n
     if lists is None:
         lists = visible_blocks(subtree_end)
-    if window is not None or slopes is not None:
+    uses_positions = window is not None or slopes is not None
+    if uses_positions:
         positions = _required(positions)
     scale = 1.0 / math.sqrt(head_dim) if scale is None else scale
     out = torch.empty(1, n, heads, head_dim, dtype=query.dtype, device=query.device).transpose(1, 2)
     grid = (triton.cdiv(n, lists.block_m), heads)
     _tree_attention_kernel[grid](
-        query, key, value, out, subtree_end, positions if positions is not None else subtree_end,
+        query, key, value, out, subtree_end, positions if uses_positions else subtree_end,
         lists.blocks, lists.counts, slopes.float().contiguous() if slopes is not None else subtree_end, n, n_prefix, triton.next_power_of_2(n), scale, window or 0, softcap or 1.0,
         heads // kv_heads, lists.blocks.shape[1],
         query.stride(1), query.stride(2), query.stride(3), key.stride(1), key.stride(2), key.stride(3),
         value.stride(1), value.stride(2), value.stride(3), out.stride(1), out.stride(2), out.stride(3),
         HEAD_DIM=head_dim, BLOCK_D=max(16, triton.next_power_of_2(head_dim)), BLOCK_M=lists.block_m,
         BLOCK_N=lists.block_n, HAS_WINDOW=window is not None, HAS_SOFTCAP=softcap is not None,
-        HAS_ALIBI=slopes is not None, USES_POSITIONS=positions is not None and (window is not None or slopes is not None),
+        HAS_ALIBI=slopes is not None, USES_POSITIONS=uses_positions,
         UPCAST=interpreting(), IEEE=query.dtype == torch.float32,
     )
     return out
