@@ -72,33 +72,18 @@ def _mpt_forward(self, hidden_states: torch.Tensor, position_bias: torch.Tensor 
 
 @dataclass(frozen=True)
 class Route:
-    """Where a model type's own attention code is replaced: the layer class (imported when
-    needed), the method, and what replaces it."""
+    """Where a model type's own attention code is replaced: the name of its attention layer's
+    class, the method, and what replaces it."""
 
-    layer_class: Callable[[], type]
+    layer_class: str
     method: str
     replacement: Callable
 
 
-def _gpt_neo_class() -> type:
-    from transformers.models.gpt_neo.modeling_gpt_neo import GPTNeoSelfAttention
-    return GPTNeoSelfAttention
-
-
-def _bloom_class() -> type:
-    from transformers.models.bloom.modeling_bloom import BloomAttention
-    return BloomAttention
-
-
-def _mpt_class() -> type:
-    from transformers.models.mpt.modeling_mpt import MptAttention
-    return MptAttention
-
-
 ROUTES: dict[str, Route] = {
-    "gpt_neo": Route(_gpt_neo_class, "_attn", _gpt_neo_attn),
-    "bloom": Route(_bloom_class, "forward", _bloom_forward),
-    "mpt": Route(_mpt_class, "forward", _mpt_forward),
+    "gpt_neo": Route("GPTNeoSelfAttention", "_attn", _gpt_neo_attn),
+    "bloom": Route("BloomAttention", "forward", _bloom_forward),
+    "mpt": Route("MptAttention", "forward", _mpt_forward),
 }
 
 
@@ -111,8 +96,7 @@ def use_tree_attention(model: torch.nn.Module) -> Callable[[], None]:
         previous = model.config._attn_implementation
         model.set_attn_implementation(attention.ATTENTION_NAME)
         return lambda: model.set_attn_implementation(previous)
-    layer_class = route.layer_class()
-    layers = [m for m in model.modules() if type(m) is layer_class and route.method not in m.__dict__]
+    layers = [m for m in model.modules() if type(m).__name__ == route.layer_class and route.method not in m.__dict__]
     numbered = [layer for layer in layers if getattr(layer, "layer_idx", None) is None]
     for layer in layers:
         setattr(layer, route.method, types.MethodType(route.replacement, layer))
