@@ -15,21 +15,13 @@ a context together) and the largest |difference| of any class log-prob between t
 from __future__ import annotations
 
 import argparse
-import importlib.util
 import json
 import statistics
-import sys
 import tempfile
 import time
 from pathlib import Path
 
-# bench/kernels.py would shadow the `kernels` package transformers imports: drop this folder from the
-# path, and load the workload builders of bench/cpu_peers.py from its file
-sys.path[:] = [entry for entry in sys.path if Path(entry or ".").resolve() != Path(__file__).resolve().parent]
-_spec = importlib.util.spec_from_file_location("cpu_peers", Path(__file__).with_name("cpu_peers.py"))
-cpu_peers = importlib.util.module_from_spec(_spec)
-_spec.loader.exec_module(cpu_peers)
-Scorers, workloads = cpu_peers.Scorers, cpu_peers.workloads
+from cpu_peers import Scorers, workloads
 
 
 def job_run(scorers: Scorers, path: Path, scoring_path: str) -> tuple[float, dict, object]:

@@ -1,8 +1,10 @@
 """Where a CPU scoring run spends its time: attention, matmuls, the LM head, the rest, Python.
 
     python bench/cpu_profile.py --model DIR --data FILE [--rows 200] [--attention sdpa,segments] [--json F]
+    python bench/cpu_profile.py --model DIR --samples LM_EVAL_OUT ...   # lm-eval's logged requests instead
 
-Runs ``ScoringJob`` under torch.profiler with the tree attention backend and the LM head wrapped in
+Runs ``ScoringJob`` (or, with ``--samples``, ``score_token_sequences`` on the loglikelihood
+requests of an lm-eval run's logged samples, tokenized as lm-eval's HF backend tokenizes them) under torch.profiler with the tree attention backend and the LM head wrapped in
 labelled ranges, once per backend (after a warm-up run), and splits the wall time into: tree
 attention (everything inside the backend call, masks included), the LM head (answer rows only),
 other matrix products (the model's linear layers), other tensor operators, and what is left:
@@ -15,6 +17,7 @@ import argparse
 import json
 import time
 from pathlib import Path
+from typing import Callable
 
 import torch
 from torch.profiler import ProfilerActivity, profile, record_function
@@ -22,7 +25,7 @@ from torch.profiler import ProfilerActivity, profile, record_function
 from invscale.data import read_dataset
 from invscale.models import load_model
 from invscale.scoring import attention, runner
-from invscale.scoring.scorer import ScoringJob
+from invscale.scoring.scorer import ScoringJob, score_token_sequences
 
 MATMULS = ("aten::mm", "aten::addmm", "aten::bmm", "aten::matmul", "aten::linear",
            "mkldnn::_linear_pointwise")  # the last: the linear layers on CPU (invscale.kernels.cpu_linear)
@@ -36,8 +39,9 @@ def labelled(function, label):
     return call
 
 
-def breakdown(model, tokenizer, dataset, backend: str, max_tokens: int | None) -> dict:
-    """Seconds by category for one scoring run with ``backend``."""
+def breakdown(score: Callable[[str], int], backend: str) -> dict:
+    """Seconds by category for one scoring run with ``backend`` (``score(backend)`` runs it and
+    returns the tokens it computed)."""
     original_backend = attention._BACKENDS[backend]
     original_head = runner.PackRunner.__init__
 
@@ -48,12 +52,10 @@ def breakdown(model, tokenizer, dataset, backend: str, max_tokens: int | None) -
     attention._BACKENDS[backend] = labelled(original_backend, "invscale::attention")
     runner.PackRunner.__init__ = init
     try:
-        list(ScoringJob(model, tokenizer, dataset, max_tokens_per_pack=max_tokens, backend=backend,
-                        kernels="torch").results())  # warm-up
+        score(backend)  # warm-up
         with profile(activities=[ProfilerActivity.CPU]) as profiler:
             began = time.perf_counter()
-            job = ScoringJob(model, tokenizer, dataset, max_tokens_per_pack=max_tokens, backend=backend, kernels="torch")
-            list(job.results())
+            tokens = score(backend)
             wall = time.perf_counter() - began
     finally:
         attention._BACKENDS[backend] = original_backend
@@ -66,7 +68,7 @@ def breakdown(model, tokenizer, dataset, backend: str, max_tokens: int | None) -
     inner = _inner_matmul(profiler)
     return {"backend": backend, "wall_s": wall, "attention_s": attention_s, "head_s": head_s,
             "matmul_s": matmul - inner, "other_ops_s": operators - matmul - (attention_s + head_s - inner),
-            "python_and_overhead_s": wall - operators, "unique_tokens": job.stats.unique_tokens, "packs": job.stats.packs}
+            "python_and_overhead_s": wall - operators, "tokens": tokens}
 
 
 def _inner_matmul(profiler) -> float:
@@ -82,20 +84,51 @@ def _inner_matmul(profiler) -> float:
     return total
 
 
+def lm_eval_sequences(model: str, samples: str) -> list[tuple[tuple[int, ...], int]]:
+    """(tokens, n_target) of every loglikelihood request logged under ``samples``, tokenized by
+    lm-eval's HF backend for ``model``."""
+    from lm_eval.models.huggingface import HFLM
+
+    from mmlu_like import requests_of
+
+    lm = HFLM(pretrained=model, device="cpu", dtype="float32")
+    sequences = []
+    for context, continuation in requests_of(samples):
+        context_tokens, continuation_tokens = lm._encode_pair(context, continuation)
+        sequences.append((tuple(context_tokens) + tuple(continuation_tokens), len(continuation_tokens)))
+    return sequences
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--model", required=True)
-    parser.add_argument("--data", required=True)
+    source = parser.add_mutually_exclusive_group(required=True)
+    source.add_argument("--data", help="a task file, scored by ScoringJob")
+    source.add_argument("--samples", help="an lm-eval output folder with logged samples: its loglikelihood requests")
     parser.add_argument("--rows", type=int, default=200)
     parser.add_argument("--attention", default="sdpa,segments")
     parser.add_argument("--max-tokens-per-pack", type=int)
     parser.add_argument("--json", type=Path)
     args = parser.parse_args()
     loaded = load_model(args.model, dtype="float32", device="cpu")
-    dataset = read_dataset(args.data)
-    dataset.rows = dataset.rows[:args.rows]
-    rows = [breakdown(loaded.model, loaded.tokenizer, dataset, backend, args.max_tokens_per_pack)
-            for backend in args.attention.split(",")]
+    if args.samples:
+        sequences = lm_eval_sequences(args.model, args.samples)
+
+        fewest = len({tokens[:i] for tokens, _ in sequences for i in range(1, len(tokens))})
+
+        def score(backend):
+            score_token_sequences(loaded.model, sequences, args.max_tokens_per_pack, backend=backend, kernels="torch")
+            return fewest  # what the trie computes (bench/mmlu_like.py tokens checks it)
+    else:
+        dataset = read_dataset(args.data)
+        dataset.rows = dataset.rows[:args.rows]
+
+        def score(backend):
+            job = ScoringJob(loaded.model, loaded.tokenizer, dataset, max_tokens_per_pack=args.max_tokens_per_pack,
+                             backend=backend, kernels="torch")
+            list(job.results())
+            return job.stats.unique_tokens
+    rows = [breakdown(score, backend) for backend in args.attention.split(",")]
     for row in rows:
         print(json.dumps({k: round(v, 2) if isinstance(v, float) else v for k, v in row.items()}), flush=True)
     if args.json:

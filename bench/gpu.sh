@@ -11,7 +11,7 @@ case "$stage" in
   tests)      # the kernels, the scorer and streaming on the GPU against their references
     python -m pytest -q tests/test_kernels.py tests/test_cuda.py tests/test_streamed.py tests/test_conformance.py 2>&1 | tee "$out/tests.log" ;;
   kernels)    # fused head vs log_softmax(h @ W.T); tree attention vs flex_attention and dense SDPA
-    python bench/kernels.py --json "$out/kernels.json" ;;
+    python bench/kernel_timing.py --json "$out/kernels.json" ;;
   scorer)     # the whole scorer, both baselines, torch and Triton kernels, at 1.3B and 6.7B
     for shape in opt-1.3b opt-6.7b; do
       invscale bench --shape "$shape" --repeats 3 --json "$out/scorer-$shape.json"

@@ -1,6 +1,6 @@
 """An MMLU-like local lm-eval task (generated text, no hub) and the tokens each scorer computes on it.
 
-    python bench/mmlu_like.py tasks --out DIR                  # writes DIR/*.yaml and data, prints --tasks
+    python bench/mmlu_like.py tasks --out DIR [--long]         # writes DIR/*.yaml and data, prints --tasks
     lm_eval --model hf --model_args pretrained=M,dtype=float32 --include_path DIR --tasks T \\
         --num_fewshot 5 --batch_size 8 --device cpu --log_samples --output_path OUT
     invscale lm-eval --model invscale --model_args pretrained=M,dtype=float32 ...   # the same otherwise
@@ -10,7 +10,9 @@
 Eight subjects of 40 test and 5 dev questions each, in lm-eval's MMLU template (the subject's
 description, five worked examples from the dev split in order, ``first_n``, then the question,
 options A-D and "Answer:"), so every question of a subject shares its 5-shot prefix and subjects
-part after "…about". ``tokens`` rebuilds the run's requests from lm-eval's logged samples,
+part after "…about". ``--long`` writes the ``mmlu_long_*`` tasks instead: the same
+template with questions and options 2.5 times as long, so the shared 5-shot prefixes are too.
+``tokens`` rebuilds the run's requests from lm-eval's logged samples,
 tokenized as lm-eval tokenizes them, and reports the naive tokens (one sequence per option), what
 lm-eval's HF backend computes (each distinct context + continuation but its last token, once), the
 fewest any exact scorer can (distinct prefixes), what invscale computes at a pack size, and what
@@ -50,26 +52,32 @@ metric_list:
 """
 
 
-def _question(rng: random.Random, subject: str) -> dict:
-    words = [rng.choice(WORDS) for _ in range(rng.randint(8, 30))]
+LONG = 2.5  # ``--long``: questions and options this many times as long (so the 5-shot prefixes too)
+
+
+def _question(rng: random.Random, subject: str, scale: float = 1.0) -> dict:
+    words = [rng.choice(WORDS) for _ in range(rng.randint(round(8 * scale), round(30 * scale)))]
     words.insert(rng.randrange(len(words)), subject)
     return {"question": " ".join(words).capitalize() + "?",
-            "choices": [" ".join(rng.choice(WORDS) for _ in range(rng.randint(1, 5))) for _ in range(4)],
+            "choices": [" ".join(rng.choice(WORDS) for _ in range(rng.randint(1, round(5 * scale)))) for _ in range(4)],
             "answer": rng.randrange(4)}
 
 
-def write_tasks(folder: Path, questions: int = 40, seed: int = 0) -> list[str]:
-    """The subjects' data and task files in ``folder``; their task names."""
+def write_tasks(folder: Path, questions: int = 40, seed: int = 0, long: bool = False) -> list[str]:
+    """The subjects' data and task files in ``folder``; their task names (``mmlu_like_*``, or with
+    ``long`` ``mmlu_long_*``: questions and options :data:`LONG` times as long)."""
     folder.mkdir(parents=True, exist_ok=True)
     rng, names = random.Random(seed), []
+    kind = "long" if long else "like"
     for subject in SUBJECTS:
         for split, count in (("dev", 5), ("test", questions)):
-            with open(folder / f"{subject}_{split}.jsonl", "w") as handle:
+            with open(folder / f"{subject}_{kind}_{split}.jsonl", "w") as handle:
                 for _ in range(count):
-                    handle.write(json.dumps(_question(rng, subject)) + "\n")
-        names.append(f"mmlu_like_{subject}")
+                    handle.write(json.dumps(_question(rng, subject, LONG if long else 1.0)) + "\n")
+        names.append(f"mmlu_{kind}_{subject}")
         (folder / f"{names[-1]}.yaml").write_text(TEMPLATE.format(
-            task=names[-1], subject=subject, dev=folder / f"{subject}_dev.jsonl", test=folder / f"{subject}_test.jsonl"))
+            task=names[-1], subject=subject, dev=folder / f"{subject}_{kind}_dev.jsonl",
+            test=folder / f"{subject}_{kind}_test.jsonl"))
     return names
 
 
@@ -118,13 +126,14 @@ def main() -> None:
     tasks = commands.add_parser("tasks")
     tasks.add_argument("--out", required=True)
     tasks.add_argument("--questions", type=int, default=40)
+    tasks.add_argument("--long", action="store_true", help=f"questions and options {LONG} times as long")
     tokens = commands.add_parser("tokens")
     tokens.add_argument("--model", required=True)
     tokens.add_argument("--samples", required=True)
     tokens.add_argument("--pack", type=int, default=1024)
     arguments = parser.parse_args()
     if arguments.command == "tasks":
-        print(",".join(write_tasks(Path(arguments.out).resolve(), arguments.questions)))
+        print(",".join(write_tasks(Path(arguments.out).resolve(), arguments.questions, long=arguments.long)))
     else:
         print(json.dumps(token_figures(arguments.model, arguments.samples, arguments.pack), indent=2))
 

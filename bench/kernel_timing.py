@@ -1,6 +1,6 @@
 """Check and time the Triton kernels on a GPU against the plain torch ways.
 
-    python bench/kernels.py [--json out.json]
+    python bench/kernel_timing.py [--json out.json]
 
 1. Fused answer-token log-probs vs ``log_softmax((h @ W.T).float()).gather`` at T ∈ {1k, 8k},
    d ∈ {768, 2048, 4096}, V = 50272, bf16: relative error of both against fp64, median time
