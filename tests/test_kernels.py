@@ -286,10 +286,11 @@ def test_kernels_compile_for_hopper_and_ampere():
     (2, 25, 13, 3, 3, 32, 32, 4, None),       # window shorter than the prefix
     (3, 40, 7, 4, 1, 16, 12, 9, 3.0),         # narrower values (latent attention), window and soft cap
     (4, 12, 30, 2, 2, 8, 8, None, 2.5),
+    (5, 20, 45, 6, 2, 16, 16, None, None),    # a prefix every query sees: kept apart on the CPU
 ])
 def test_segment_attention_matches_the_dense_reference(seed, n_sequences, prefix, heads, kv_heads, head_dim,
                                                        value_dim, window, softcap, segment):
-    from invscale.kernels.segment_attention import segment_attention, segment_plan
+    from invscale.kernels.segment_attention import prefix_apart, segment_attention, segment_plan
 
     subtree_end, positions = random_positions(seed, n_sequences, prefix)
     n = subtree_end.shape[0]
@@ -306,3 +307,12 @@ def test_segment_attention_matches_the_dense_reference(seed, n_sequences, prefix
     if segment == 5 and n > 40:
         assert max(batch.keys.shape[1] for batch in plan.batches) < prefix + n, "segments see fewer keys than all"
         assert len(plan.batches) > 1, "segments with short paths are batched apart from long ones"
+    apart = prefix_apart(query, key, value, window, softcap)
+    assert apart == (DEVICE == "cpu" and window is None and softcap is None and value_dim == head_dim)
+    if apart:
+        plan = segment_plan(subtree_end, positions, prefix, window, segment, dtype=torch.float64,
+                            groups=heads // kv_heads)
+        assert all(batch.keys.min() >= prefix for batch in plan.batches), "the segments' keys leave the prefix out"
+        got = segment_attention(query, key, value, plan, 0.3, softcap)
+        assert got.shape == expected.shape
+        assert float((got - expected).abs().max()) < 1e-10

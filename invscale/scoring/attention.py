@@ -35,7 +35,7 @@ from typing import Callable
 import torch
 import torch.nn.functional as F
 
-from invscale.kernels.segment_attention import segment_attention, segment_plan
+from invscale.kernels.segment_attention import prefix_apart, segment_attention, segment_plan
 from invscale.kernels.tree_attention import (alibi_bias, masked_attention, tree_attention_triton, tree_mask,
                                              visible_blocks)
 
@@ -123,9 +123,13 @@ def segments_tree_attention(query, key, value, context: TreeContext, scaling: fl
     """Segments backend: attention over each DFS segment's preface, path and own nodes, batched;
     ``slopes``: ALiBi. Shapes [1, heads, len, dim]."""
     alibi = slopes is not None
-    plan = context.mask("segments-alibi" if alibi else "segments", key.shape[2] - query.shape[2], window,
+    if prefix_apart(query, key, value, window, softcap, slopes):
+        kind, groups = "segments-prefix-apart", query.shape[1] // key.shape[1]
+    else:
+        kind, groups = "segments-alibi" if alibi else "segments", None
+    plan = context.mask(kind, key.shape[2] - query.shape[2], window,
                         lambda c, n_prefix, w: segment_plan(c.subtree_end, c.positions, n_prefix, w,
-                                                            dtype=query.dtype, offsets=alibi))
+                                                            dtype=query.dtype, offsets=alibi, groups=groups))
     return segment_attention(query, key, value, plan, scaling, softcap, slopes)
 
 
