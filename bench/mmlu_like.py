@@ -5,6 +5,7 @@
         --num_fewshot 5 --batch_size 8 --device cpu --log_samples --output_path OUT
     invscale lm-eval --model invscale --model_args pretrained=M,dtype=float32 ...   # the same otherwise
     python bench/mmlu_like.py tokens --model M --samples OUT [--pack 1024]
+    python bench/mmlu_like.py prize --samples OUT --out FILE.jsonl   # the logged questions as prize rows
     python bench/lm_eval_timing.py --model M --tasks T --include-path DIR ...   # both, timed, interleaved
 
 Eight subjects of 40 test and 5 dev questions each, in lm-eval's MMLU template (the subject's
@@ -120,6 +121,21 @@ def token_figures(model: str, samples: str, pack: int) -> dict:
             "cache_runs": len(runs)}
 
 
+def prize_rows(samples: str) -> list[dict]:
+    """The logged run's questions as prize-format rows: lm-eval's context as the prompt, its
+    continuations (" A" … " D") as the classes, the target as the answer index."""
+    rows = []
+    for path in sorted(glob.glob(str(Path(samples) / "**" / "samples_*.jsonl"), recursive=True)):
+        for line in open(path):
+            sample = json.loads(line)
+            arguments = sample["arguments"]
+            pairs = [(a["arg_0"], a["arg_1"]) if isinstance(a, dict) else tuple(a)
+                     for a in (arguments.values() if isinstance(arguments, dict) else arguments)]
+            rows.append({"prompt": pairs[0][0], "classes": [continuation for _, continuation in pairs],
+                         "answer_index": int(sample["target"])})
+    return rows
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     commands = parser.add_subparsers(dest="command", required=True)
@@ -131,8 +147,15 @@ def main() -> None:
     tokens.add_argument("--model", required=True)
     tokens.add_argument("--samples", required=True)
     tokens.add_argument("--pack", type=int, default=1024)
+    prize = commands.add_parser("prize")
+    prize.add_argument("--samples", required=True)
+    prize.add_argument("--out", required=True)
     arguments = parser.parse_args()
-    if arguments.command == "tasks":
+    if arguments.command == "prize":
+        with open(arguments.out, "w") as handle:
+            for row in prize_rows(arguments.samples):
+                handle.write(json.dumps(row) + "\n")
+    elif arguments.command == "tasks":
         print(",".join(write_tasks(Path(arguments.out).resolve(), arguments.questions, long=arguments.long)))
     else:
         print(json.dumps(token_figures(arguments.model, arguments.samples, arguments.pack), indent=2))
