@@ -8,13 +8,17 @@ requests of an lm-eval run's logged samples, tokenized as lm-eval's HF backend t
 labelled ranges, once per backend (after a warm-up run), and splits the wall time into: tree
 attention (everything inside the backend call, masks included), the LM head (answer rows only),
 other matrix products (the model's linear layers), other tensor operators, and what is left:
-Python and framework overhead.
+Python and framework overhead. It also measures the rate of the model's own linear layers alone
+(each run once, in the model's order, on ``--linear-rows`` random rows, routed as the scorer routes
+them; median of five sweeps) and gives the time those layers alone would take for the tokens the
+run computed at that rate, and that time's share of the wall time of a run without the profiler.
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import statistics
 import time
 from pathlib import Path
 from typing import Callable
@@ -23,8 +27,10 @@ import torch
 from torch.profiler import ProfilerActivity, profile, record_function
 
 from invscale.data import read_dataset
+from invscale.kernels import cpu_linear
 from invscale.models import load_model
 from invscale.scoring import attention, runner
+from invscale.scoring.runner import linear_pack_budget
 from invscale.scoring.scorer import ScoringJob, score_token_sequences
 
 MATMULS = ("aten::mm", "aten::addmm", "aten::bmm", "aten::matmul", "aten::linear",
@@ -53,6 +59,9 @@ def breakdown(score: Callable[[str], int], backend: str) -> dict:
     runner.PackRunner.__init__ = init
     try:
         score(backend)  # warm-up
+        began = time.perf_counter()
+        score(backend)
+        plain_wall = time.perf_counter() - began  # without the profiler's own cost
         with profile(activities=[ProfilerActivity.CPU]) as profiler:
             began = time.perf_counter()
             tokens = score(backend)
@@ -66,7 +75,7 @@ def breakdown(score: Callable[[str], int], backend: str) -> dict:
     operators = sum(e.self_cpu_time_total for e in events if e.key.startswith(OPERATORS)) / 1e6
     attention_s, head_s = ranges.get("invscale::attention", 0.0), ranges.get("invscale::head", 0.0)
     inner = _inner_matmul(profiler)
-    return {"backend": backend, "wall_s": wall, "attention_s": attention_s, "head_s": head_s,
+    return {"backend": backend, "wall_s": wall, "unprofiled_wall_s": plain_wall, "attention_s": attention_s, "head_s": head_s,
             "matmul_s": matmul - inner, "other_ops_s": operators - matmul - (attention_s + head_s - inner),
             "python_and_overhead_s": wall - operators, "tokens": tokens}
 
@@ -82,6 +91,21 @@ def _inner_matmul(profiler) -> float:
             if parent is not None:
                 total += event.self_cpu_time_total / 1e6
     return total
+
+
+def linear_rate(model, rows: int) -> tuple[float, int]:
+    """(GFLOP/s of the body's linear layers alone on ``rows`` rows, multiply-adds per token in them)."""
+    linears = [m for m in model.base_model.modules() if isinstance(m, torch.nn.Linear)]
+    inputs = {m.in_features: torch.randn(rows, m.in_features) for m in linears}
+    per_token = sum(m.in_features * m.out_features for m in linears)
+    sweeps = []
+    with torch.no_grad(), cpu_linear.routed(model.base_model, linear_pack_budget(torch.device("cpu"))):
+        for _ in range(6):
+            began = time.perf_counter()
+            for m in linears:
+                m(inputs[m.in_features])
+            sweeps.append(time.perf_counter() - began)
+    return 2 * per_token * rows / statistics.median(sweeps[1:]) / 1e9, per_token
 
 
 def lm_eval_sequences(model: str, samples: str) -> list[tuple[tuple[int, ...], int]]:
@@ -108,6 +132,7 @@ def main() -> None:
     parser.add_argument("--rows", type=int, default=200)
     parser.add_argument("--attention", default="sdpa,segments")
     parser.add_argument("--max-tokens-per-pack", type=int)
+    parser.add_argument("--linear-rows", type=int, default=1024)
     parser.add_argument("--json", type=Path)
     args = parser.parse_args()
     loaded = load_model(args.model, dtype="float32", device="cpu")
@@ -128,7 +153,12 @@ def main() -> None:
                              backend=backend, kernels="torch")
             list(job.results())
             return job.stats.unique_tokens
+    rate, per_token = linear_rate(loaded.model, args.linear_rows)
     rows = [breakdown(score, backend) for backend in args.attention.split(",")]
+    for row in rows:
+        row["linear_gflops"] = rate
+        row["linear_alone_s"] = 2 * per_token * row["tokens"] / rate / 1e9
+        row["linear_share"] = row["linear_alone_s"] / row["unprofiled_wall_s"]
     for row in rows:
         print(json.dumps({k: round(v, 2) if isinstance(v, float) else v for k, v in row.items()}), flush=True)
     if args.json:
