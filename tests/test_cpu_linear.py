@@ -39,7 +39,7 @@ def test_linear_equals_the_float64_product(rows):
                     assert torch.equal(cpu_linear.linear(given, weight, bias, cpu_linear.pack(weight)), got)
 
 
-def test_only_plain_float32_linears_are_routed_and_all_are_restored():
+def test_only_plain_linears_in_a_dtype_onednn_computes_are_routed_and_all_are_restored():
     class Wrapped(nn.Linear):
         pass
 
@@ -52,7 +52,8 @@ def test_only_plain_float32_linears_are_routed_and_all_are_restored():
     for pack_within in (0, routable_bytes - 1, routable_bytes):  # packed copies only within the budget
         restore = cpu_linear.route(model, pack_within)
         routed = [i for i, m in enumerate(model.modules()) if "forward" in m.__dict__ and m is not hooked]
-        assert routed == ([1, 6] if cpu_linear.available() else [])
+        expected = ([1] if cpu_linear.available() else []) + ([2] if cpu_linear.bfloat16_available() else [])
+        assert routed == expected + ([6] if cpu_linear.available() else [])
         if routed:
             packed = model[0].forward.args[1]
             assert (packed is not None) == (pack_within == routable_bytes and cpu_linear.packing_available())
@@ -87,3 +88,24 @@ def test_runner_routes_its_body_while_open_and_scores_exactly(loaded_models, mon
         positions = range(len(tokens) - n_answer, len(tokens))
         expected = sum(logits[p - 1, tokens[p]].item() for p in positions)
         assert abs(value - expected) <= 1e-4
+
+
+def test_bfloat16_goes_through_onednn_only_where_the_cpu_computes_it():
+    """On a CPU without bfloat16 instructions (AVX2 alone) oneDNN refuses bfloat16 products, and
+    bfloat16 layers must keep F.linear; where it computes them they match F.linear's float32 sums
+    to bfloat16 rounding, packed or not."""
+    cpu_has_bfloat16 = torch.ops.mkldnn._is_mkldnn_bf16_supported()
+    assert cpu_linear.bfloat16_available() == (cpu_linear.available() and cpu_has_bfloat16)
+    assert cpu_linear.computes(torch.bfloat16) == cpu_linear.bfloat16_available()
+    assert not cpu_linear.computes(torch.float16)
+    generator = torch.Generator().manual_seed(5)
+    x = torch.randn(2, 70, 96, generator=generator).bfloat16()
+    weight, bias = torch.randn(80, 96, generator=generator).bfloat16(), torch.randn(80, generator=generator).bfloat16()
+    exact = F.linear(x.float(), weight.float(), bias.float())
+    with torch.no_grad():
+        outputs = [cpu_linear.linear(x, weight, bias)]
+        if cpu_linear.bfloat16_available():
+            outputs.append(cpu_linear.linear(x, weight, bias, cpu_linear.pack(weight)))
+    for got in outputs:
+        assert got.dtype == torch.bfloat16
+        assert (got.float() - exact).abs().max() <= 2 ** -6 * exact.abs().max()
