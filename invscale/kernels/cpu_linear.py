@@ -13,8 +13,8 @@ own BLAS is unmeasured.
 
 :func:`route` sends a module's plain ``nn.Linear`` layers through :func:`linear` until the returned
 function restores them; :func:`linear` itself falls back to ``F.linear`` for anything but
-gradient-free float32 CPU inputs of at least :data:`MIN_ROWS` rows (below that, the BLAS call is
-as fast or faster). Where memory allows, :func:`route` also keeps a copy of each weight in
+gradient-free CPU inputs of at least :data:`MIN_ROWS` rows in a dtype it :func:`computes` (below
+that many rows, the BLAS call is as fast or faster). Where memory allows, :func:`route` also keeps a copy of each weight in
 oneDNN's own blocked layout (:func:`pack`), which oneDNN otherwise rebuilds from the plain weight
 at every call: the same products in the same order (bit-identical results), measured 3–18% faster
 over a 30-layer stack of SmolLM2-135M's shapes (64 to 1,024 rows, 2-core Zen 3).
@@ -54,12 +54,12 @@ def available() -> bool:
     generator = torch.Generator().manual_seed(0)
     x = torch.randn(2, MIN_ROWS + 5, 48, generator=generator)
     weight, bias = torch.randn(40, 48, generator=generator), torch.randn(40, generator=generator)
-    expected = F.linear(x, weight, bias)
     try:
         with torch.no_grad():
             got = op(x, weight, bias, "none", [], "")
     except RuntimeError:
         return False
+    expected = F.linear(x, weight, bias)
     return got.shape == expected.shape and bool((got - expected).abs().max() <= PROBE_TOLERANCE * expected.abs().max())
 
 
