@@ -2,7 +2,8 @@
 that they agree.
 
     python bench/lm_eval_timing.py --model M --tasks T --include-path DIR --shots 5 \\
-        --hf-batch-sizes 16,32 --rounds 3 [--invscale-paths trie,cache] [--phase generate_until] --out OUT
+        --hf-batch-sizes 16,32 --rounds 3 [--invscale-paths trie,cache] [--phase generate_until] \\
+        [--dtype bfloat16] --out OUT
 
 Each round runs ``lm_eval --model hf`` at every batch size given and ``invscale lm-eval --model
 invscale`` at its defaults (once per path of ``--invscale-paths``), one after the other, each a
@@ -107,11 +108,12 @@ def main() -> None:
     parser.add_argument("--invscale-paths", default="auto",
                         help="comma-separated paths for --model invscale runs (auto, trie, cache): one run kind each")
     parser.add_argument("--phase", default="loglikelihood", choices=sorted(PHASES))
+    parser.add_argument("--dtype", default="float32", help="the model's dtype for both backends (bfloat16, say)")
     parser.add_argument("--out", required=True)
     arguments = parser.parse_args()
     out = Path(arguments.out)
     out.mkdir(parents=True, exist_ok=True)
-    common = ["--model_args", f"pretrained={arguments.model},dtype=float32", "--include_path", arguments.include_path,
+    common = ["--model_args", f"pretrained={arguments.model},dtype={arguments.dtype}", "--include_path", arguments.include_path,
               "--tasks", arguments.tasks, "--num_fewshot", str(arguments.shots), "--device", "cpu", "--log_samples"]
     invscale = [sys.executable, "-m", "invscale", "lm-eval"]
     lm_eval = [os.path.join(os.path.dirname(sys.executable), "lm_eval")]
