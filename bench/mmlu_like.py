@@ -82,15 +82,20 @@ def write_tasks(folder: Path, questions: int = 40, seed: int = 0, long: bool = F
     return names
 
 
-def requests_of(samples: str) -> list[tuple[str, str]]:
-    """(context, continuation) of every loglikelihood request in lm-eval's logged samples."""
-    pairs = []
+def logged_samples(samples: str):
+    """(sample, its requests' (context, continuation) pairs) for every sample lm-eval logged under
+    ``samples``, file by file in name order."""
     for path in sorted(glob.glob(str(Path(samples) / "**" / "samples_*.jsonl"), recursive=True)):
         for line in open(path):
-            arguments = json.loads(line)["arguments"]
-            for argument in arguments.values() if isinstance(arguments, dict) else arguments:
-                pairs.append((argument["arg_0"], argument["arg_1"]) if isinstance(argument, dict) else tuple(argument))
-    return pairs
+            sample = json.loads(line)
+            arguments = sample["arguments"]
+            yield sample, [(argument["arg_0"], argument["arg_1"]) if isinstance(argument, dict) else tuple(argument)
+                           for argument in (arguments.values() if isinstance(arguments, dict) else arguments)]
+
+
+def requests_of(samples: str) -> list[tuple[str, str]]:
+    """(context, continuation) of every loglikelihood request in lm-eval's logged samples."""
+    return [pair for _, pairs in logged_samples(samples) for pair in pairs]
 
 
 def token_figures(model: str, samples: str, pack: int) -> dict:
@@ -124,16 +129,8 @@ def token_figures(model: str, samples: str, pack: int) -> dict:
 def prize_rows(samples: str) -> list[dict]:
     """The logged run's questions as prize-format rows: lm-eval's context as the prompt, its
     continuations (" A" … " D") as the classes, the target as the answer index."""
-    rows = []
-    for path in sorted(glob.glob(str(Path(samples) / "**" / "samples_*.jsonl"), recursive=True)):
-        for line in open(path):
-            sample = json.loads(line)
-            arguments = sample["arguments"]
-            pairs = [(a["arg_0"], a["arg_1"]) if isinstance(a, dict) else tuple(a)
-                     for a in (arguments.values() if isinstance(arguments, dict) else arguments)]
-            rows.append({"prompt": pairs[0][0], "classes": [continuation for _, continuation in pairs],
-                         "answer_index": int(sample["target"])})
-    return rows
+    return [{"prompt": pairs[0][0], "classes": [continuation for _, continuation in pairs],
+             "answer_index": int(sample["target"])} for sample, pairs in logged_samples(samples)]
 
 
 def main() -> None:
