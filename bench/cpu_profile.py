@@ -1,6 +1,6 @@
 """Where a CPU scoring run spends its time: attention, matmuls, the LM head, the rest, Python.
 
-    python bench/cpu_profile.py --model DIR --data FILE [--rows 200] [--attention sdpa,segments] [--json F]
+    python bench/cpu_profile.py --model DIR --data FILE [--rows 200] [--attention sdpa,segments] [--dtype D] [--json F]
     python bench/cpu_profile.py --model DIR --samples LM_EVAL_OUT ...   # lm-eval's logged requests instead
 
 Runs ``ScoringJob`` (or, with ``--samples``, ``score_token_sequences`` on the loglikelihood
@@ -96,7 +96,8 @@ def _inner_matmul(profiler) -> float:
 def linear_rate(model, rows: int) -> tuple[float, int]:
     """(GFLOP/s of the body's linear layers alone on ``rows`` rows, multiply-adds per token in them)."""
     linears = [m for m in model.base_model.modules() if isinstance(m, torch.nn.Linear)]
-    inputs = {m.in_features: torch.randn(rows, m.in_features) for m in linears}
+    dtype = next(model.parameters()).dtype
+    inputs = {m.in_features: torch.randn(rows, m.in_features, dtype=dtype) for m in linears}
     per_token = sum(m.in_features * m.out_features for m in linears)
     sweeps = []
     with torch.no_grad(), cpu_linear.routed(model.base_model, linear_pack_budget(torch.device("cpu"))):
@@ -133,9 +134,10 @@ def main() -> None:
     parser.add_argument("--attention", default="sdpa,segments")
     parser.add_argument("--max-tokens-per-pack", type=int)
     parser.add_argument("--linear-rows", type=int, default=1024)
+    parser.add_argument("--dtype", default="float32", help="the model's dtype (bfloat16, say)")
     parser.add_argument("--json", type=Path)
     args = parser.parse_args()
-    loaded = load_model(args.model, dtype="float32", device="cpu")
+    loaded = load_model(args.model, dtype=args.dtype, device="cpu")
     if args.samples:
         sequences = lm_eval_sequences(args.model, args.samples)
 
@@ -162,7 +164,7 @@ def main() -> None:
     for row in rows:
         print(json.dumps({k: round(v, 2) if isinstance(v, float) else v for k, v in row.items()}), flush=True)
     if args.json:
-        args.json.write_text(json.dumps({"data": args.data, "rows": args.rows, "threads": torch.get_num_threads(),
+        args.json.write_text(json.dumps({"data": args.data, "rows": args.rows, "dtype": args.dtype, "threads": torch.get_num_threads(),
                                          "runs": rows}, indent=2) + "\n")
 
 

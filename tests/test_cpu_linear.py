@@ -1,4 +1,5 @@
-"""float32 linear layers through oneDNN on CPU: the same numbers as F.linear, only where it applies,
+"""Linear layers on CPU through oneDNN (float32) or widened to float32 (half precision without the
+CPU's own products): the same numbers as F.linear, only where it applies,
 and the scorer's runners route the model's layers there only while they run."""
 
 import platform
@@ -39,28 +40,40 @@ def test_linear_equals_the_float64_product(rows):
                     assert torch.equal(cpu_linear.linear(given, weight, bias, cpu_linear.pack(weight)), got)
 
 
-def test_only_plain_linears_in_a_dtype_onednn_computes_are_routed_and_all_are_restored():
+def test_only_plain_linears_in_a_dtype_linear_computes_or_widens_are_routed_and_all_are_restored():
     class Wrapped(nn.Linear):
         pass
 
     hooked = nn.Linear(8, 8)
     hooked.forward = lambda x: x  # stands for a forward another library replaced
-    model = nn.Sequential(nn.Linear(8, 8), nn.Linear(8, 8).to(torch.bfloat16), Wrapped(8, 8), hooked,
-                          nn.Sequential(nn.Linear(8, 8)))
+    model = nn.Sequential(nn.Linear(8, 8), nn.Linear(8, 8).to(torch.bfloat16), nn.Linear(8, 8).to(torch.float16),
+                          Wrapped(8, 8), hooked, nn.Sequential(nn.Linear(8, 8)))
+    restore = cpu_linear.route(model)
+    routed = [i for i, m in enumerate(model.modules()) if "forward" in m.__dict__ and m is not hooked]
+    takes = [cpu_linear.available(), cpu_linear.computes(torch.bfloat16) or cpu_linear.widens(torch.bfloat16),
+             cpu_linear.widens(torch.float16)]
+    assert routed == [i for i, taken in zip([1, 2, 3], takes) if taken] + ([7] if cpu_linear.available() else [])
     x = torch.randn(40, 8)
+    with torch.no_grad():
+        assert torch.allclose(model[0](x), F.linear(x, model[0].weight, model[0].bias), atol=1e-6)
+    restore()
+    assert [m for m in model.modules() if "forward" in m.__dict__] == [hooked]
+
+
+def test_weights_are_packed_only_within_the_budget_and_only_in_a_dtype_onednn_computes():
+    model = nn.Sequential(nn.Linear(8, 8), nn.Sequential(nn.Linear(8, 8)))
     routable_bytes = 2 * model[0].weight.nbytes
-    for pack_within in (0, routable_bytes - 1, routable_bytes):  # packed copies only within the budget
+    for pack_within in (0, routable_bytes - 1, routable_bytes):
         restore = cpu_linear.route(model, pack_within)
-        routed = [i for i, m in enumerate(model.modules()) if "forward" in m.__dict__ and m is not hooked]
-        expected = ([1] if cpu_linear.available() else []) + ([2] if cpu_linear.bfloat16_available() else [])
-        assert routed == expected + ([6] if cpu_linear.available() else [])
-        if routed:
+        if cpu_linear.available():
             packed = model[0].forward.args[1]
             assert (packed is not None) == (pack_within == routable_bytes and cpu_linear.packing_available())
-        with torch.no_grad():
-            assert torch.allclose(model[0](x), F.linear(x, model[0].weight, model[0].bias), atol=1e-6)
         restore()
-        assert [m for m in model.modules() if "forward" in m.__dict__] == [hooked]
+    model.append(nn.Linear(8, 8).to(torch.bfloat16))
+    restore = cpu_linear.route(model, 10 ** 9)
+    if cpu_linear.widens(torch.bfloat16):  # a widened layer has no packed form: none is packed
+        assert all(m.forward.args[1] is None for m in model.modules() if "forward" in m.__dict__)
+    restore()
 
 
 def test_runner_routes_its_body_while_open_and_scores_exactly(loaded_models, monkeypatch):
@@ -90,22 +103,76 @@ def test_runner_routes_its_body_while_open_and_scores_exactly(loaded_models, mon
         assert abs(value - expected) <= 1e-4
 
 
-def test_bfloat16_goes_through_onednn_only_where_the_cpu_computes_it():
+def test_half_precision_goes_through_onednn_where_the_cpu_computes_it_and_is_widened_elsewhere():
     """On a CPU without bfloat16 instructions (AVX2 alone) oneDNN refuses bfloat16 products, and
-    bfloat16 layers must keep F.linear; where it computes them they match F.linear's float32 sums
-    to bfloat16 rounding, packed or not."""
+    bfloat16 layers are computed in float32 from widened inputs instead of torch's slow loops; where
+    oneDNN computes them they match F.linear's float32 sums to bfloat16 rounding, packed or not.
+    float16 is widened wherever oneDNN has no float16 product."""
     cpu_has_bfloat16 = torch.ops.mkldnn._is_mkldnn_bf16_supported()
+    x86 = platform.machine().lower() in cpu_linear.X86_64
     assert cpu_linear.bfloat16_available() == (cpu_linear.available() and cpu_has_bfloat16)
     assert cpu_linear.computes(torch.bfloat16) == cpu_linear.bfloat16_available()
-    assert not cpu_linear.computes(torch.float16)
+    assert cpu_linear.widens(torch.bfloat16) == (x86 and not cpu_has_bfloat16)
+    assert cpu_linear.widens(torch.float16) == (x86 and not torch.ops.mkldnn._is_mkldnn_fp16_supported())
+    assert not cpu_linear.computes(torch.float16) and not cpu_linear.widens(torch.float32)
     generator = torch.Generator().manual_seed(5)
-    x = torch.randn(2, 70, 96, generator=generator).bfloat16()
-    weight, bias = torch.randn(80, 96, generator=generator).bfloat16(), torch.randn(80, generator=generator).bfloat16()
-    exact = F.linear(x.float(), weight.float(), bias.float())
+    for dtype in (torch.bfloat16, torch.float16):
+        x = torch.randn(2, 70, 96, generator=generator).to(dtype)
+        weight, bias = torch.randn(80, 96, generator=generator).to(dtype), torch.randn(80, generator=generator).to(dtype)
+        exact = F.linear(x.double(), weight.double(), bias.double())
+        with torch.no_grad():
+            outputs = [cpu_linear.linear(x, weight, bias), F.linear(x, weight, bias)]
+            if dtype == torch.bfloat16 and cpu_linear.bfloat16_available():
+                outputs.append(cpu_linear.linear(x, weight, bias, cpu_linear.pack(weight)))
+        unit = 2 ** -8 if dtype == torch.bfloat16 else 2 ** -11  # half a unit in the last place, relative
+        for got in outputs:
+            assert got.dtype == dtype
+            assert ((got.double() - exact).abs() <= 2 * unit * exact.abs() + 1e-3 * exact.abs().max()).all()
+
+
+def test_widened_layers_share_one_scratch_of_the_largest_weight_and_keep_each_layers_numbers():
+    """Routed half-precision layers of several shapes, run in turn through their shared scratch
+    buffer (which grows and is then reused for smaller weights), give each layer's own widened
+    product, never a neighbour's weight."""
+    if not cpu_linear.widens(torch.bfloat16):
+        pytest.skip("this CPU computes bfloat16 products itself")
+    model = nn.Sequential(nn.Linear(64, 96), nn.Linear(96, 160), nn.Linear(160, 48), nn.Linear(48, 64)).to(torch.bfloat16)
+    x = torch.randn(3, 50, 64).bfloat16()
     with torch.no_grad():
-        outputs = [cpu_linear.linear(x, weight, bias)]
-        if cpu_linear.bfloat16_available():
-            outputs.append(cpu_linear.linear(x, weight, bias, cpu_linear.pack(weight)))
-    for got in outputs:
-        assert got.dtype == torch.bfloat16
-        assert (got.float() - exact).abs().max() <= 2 ** -6 * exact.abs().max()
+        expected = x
+        for layer in model:
+            expected = F.linear(expected.float(), layer.weight.float(), layer.bias.float()).bfloat16()
+        with cpu_linear.routed(model):
+            scratch = model[0].forward.args[2]
+            assert all(m.forward.args[2] is scratch for m in model)
+            assert torch.equal(model(x), expected) and torch.equal(model(x), expected)
+            assert scratch._buffer.numel() == 96 * 160
+
+
+def test_bfloat16_scores_are_as_close_to_float32_as_the_models_own_bfloat16_forward(checkpoint_dirs, monkeypatch):
+    """The scorer's bfloat16 run (its linear layers widened where the CPU has no bfloat16
+    products) strays from the float32 scores no further than the model's own bfloat16 forward,
+    sequence by sequence, within bfloat16's rounding."""
+    from invscale.models import load_model
+
+    exact = load_model(checkpoint_dirs["llama-gqa2"], dtype="float32", device="cpu").model
+    half = load_model(checkpoint_dirs["llama-gqa2"], dtype="bfloat16", device="cpu").model
+    calls = []
+    plain_widened = cpu_linear.widened
+    monkeypatch.setattr(cpu_linear, "widened", lambda *args: calls.append(args[0].shape) or plain_widened(*args))
+    rng = random.Random(4)
+    vocab = half.config.vocab_size
+    shared = tuple(rng.randrange(vocab) for _ in range(50))
+    sequences = [(shared + tuple(rng.randrange(vocab) for _ in range(rng.randint(1, 30))), rng.randint(1, 3))
+                 for _ in range(12)]
+    logprobs, _ = score_token_sequences(half, sequences, max_tokens_per_pack=120)
+    assert bool(calls) == cpu_linear.widens(torch.bfloat16)
+
+    def own(model, tokens, n_answer):
+        with torch.no_grad():
+            logits = model(torch.tensor([tokens])).logits[0].double().log_softmax(-1)
+        return sum(logits[p - 1, tokens[p]].item() for p in range(len(tokens) - n_answer, len(tokens)))
+
+    for value, (tokens, n_answer) in zip(logprobs, sequences):
+        reference, own_half = own(exact, tokens, n_answer), own(half, tokens, n_answer)
+        assert abs(value - reference) <= 2 * abs(own_half - reference) + 0.02 * n_answer, (value, own_half, reference)

@@ -1,5 +1,5 @@
 """float32 (and, on CPUs with bfloat16 instructions, bfloat16) linear layers on CPU through oneDNN's
-matrix product instead of the BLAS one.
+matrix product instead of the BLAS one; half-precision layers in float32 on CPUs without them.
 
 PyTorch's x86 wheels compute a float32 ``F.linear`` with MKL, which picks its code path by CPU
 vendor: on AMD CPUs it runs AVX2 code even where AVX-512 is there (measured on a 2-core Zen 5: 84
@@ -23,8 +23,12 @@ bfloat16 layers take the same path where oneDNN computes bfloat16 products on th
 (AVX512-BF16 or AMX; products accumulated in float32, the output rounded to bfloat16) and a
 one-off check finds them equal to ``F.linear``'s to bfloat16 rounding (:func:`bfloat16_available`);
 on a 2-core Zen 5 with AVX512-BF16 one 1,024 × 576 by 576 × 1,536 product measured 717 GFLOP/s
-this way against 506 through ``F.linear`` (bench/RESULTS.md). Elsewhere (AVX2 alone, say) oneDNN
-offers no bfloat16 product and bfloat16 layers keep ``F.linear``.
+this way against 506 through ``F.linear`` (bench/RESULTS.md). Where the CPU has no bfloat16 (or
+float16) products (AVX2 alone, say), ``F.linear`` runs them in torch's own loops, about 7× slower
+than float32 (19–22 against 140–180 GFLOP/s on a 2-core Zen 3); there :func:`linear` computes them
+in float32 from widened copies of the inputs and rounds the output back (:func:`widened`): the
+same products of the same half-precision values, accumulated in float32 as the CPUs with bfloat16
+instructions do, at the float32 rate.
 """
 
 from __future__ import annotations
@@ -42,6 +46,7 @@ MIN_ROWS = 32
 PROBE_TOLERANCE = 1e-5  # relative to the largest output, for the one-off check against F.linear
 BFLOAT16_PROBE_TOLERANCE = 2 ** -7  # the same for bfloat16 outputs: two units of their last place
 X86_64 = ("x86_64", "amd64")  # where the gain was measured; elsewhere torch's BLAS may be the faster one
+HALF_PRECISION = (torch.bfloat16, torch.float16)
 
 
 @cache
@@ -106,8 +111,45 @@ def computes(dtype: torch.dtype) -> bool:
     return (dtype == torch.float32 and available()) or (dtype == torch.bfloat16 and bfloat16_available())
 
 
+@cache
+def widens(dtype: torch.dtype) -> bool:
+    """Whether :func:`linear` computes products in ``dtype`` (bfloat16 or float16) in float32
+    (:func:`widened`): on an x86-64 CPU whose oneDNN has no product in that dtype, where
+    ``F.linear`` would run it in torch's own loops."""
+    if dtype not in HALF_PRECISION or platform.machine().lower() not in X86_64:
+        return False
+    native = {torch.bfloat16: "_is_mkldnn_bf16_supported", torch.float16: "_is_mkldnn_fp16_supported"}[dtype]
+    return not getattr(torch.ops.mkldnn, native)()
+
+
+class Scratch:
+    """A float32 buffer, grown as needed, that :func:`widened` copies weights into. A fresh float32
+    copy of a large weight is faulted in page by page at every call (glibc maps allocations over 32
+    MiB afresh): 31 ms against 3.7 ms into a held buffer for an 8,192 × 2,048 weight (2-core Zen 3),
+    whose product with 1,024 rows takes about 240 ms."""
+
+    def __init__(self) -> None:
+        self._buffer = torch.empty(0)
+
+    def widen(self, tensor: torch.Tensor) -> torch.Tensor:
+        """``tensor`` as float32, in this buffer (valid until the next call)."""
+        if self._buffer.numel() < tensor.numel():
+            self._buffer = torch.empty(tensor.numel())
+        return self._buffer[:tensor.numel()].view(tensor.shape).copy_(tensor)
+
+
+def widened(x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None = None,
+            scratch: Scratch | None = None) -> torch.Tensor:
+    """``F.linear(x, weight, bias)`` computed in float32 from float32 copies of the inputs (the
+    weight's in ``scratch`` when given), the output rounded to ``x``'s dtype: the products of the
+    same half-precision values, accumulated in float32."""
+    wide = weight.float() if scratch is None else scratch.widen(weight)
+    return F.linear(x.float(), wide, None if bias is None else bias.float()).to(x.dtype)
+
+
 def _packs(dtype: torch.dtype) -> bool:
-    return packing_available() if dtype == torch.float32 else bfloat16_available()
+    """Whether oneDNN computes products in ``dtype`` from a :func:`pack`-ed weight on this CPU."""
+    return packing_available() if dtype == torch.float32 else dtype == torch.bfloat16 and bfloat16_available()
 
 
 def pack(weight: torch.Tensor) -> torch.Tensor:
@@ -116,41 +158,47 @@ def pack(weight: torch.Tensor) -> torch.Tensor:
 
 
 def linear(x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None = None,
-           packed: torch.Tensor | None = None) -> torch.Tensor:
-    """``F.linear(x, weight, bias)``, through oneDNN for gradient-free CPU inputs of at least
-    :data:`MIN_ROWS` rows and a contiguous weight, in a dtype it :func:`computes` (from ``packed``,
-    the weight's :func:`pack`, when given)."""
+           packed: torch.Tensor | None = None, scratch: Scratch | None = None) -> torch.Tensor:
+    """``F.linear(x, weight, bias)``; for gradient-free CPU inputs of at least :data:`MIN_ROWS`
+    rows and a contiguous weight, through oneDNN in a dtype it :func:`computes` (from ``packed``,
+    the weight's :func:`pack`, when given), or in float32 for a dtype it :func:`widens` (the
+    weight widened in ``scratch`` when given)."""
     if (x.dtype == weight.dtype and x.device.type == "cpu" and weight.device.type == "cpu"
             and weight.is_contiguous() and not torch.is_grad_enabled() and x.dim() >= 2
-            and x.numel() >= MIN_ROWS * x.shape[-1] and computes(x.dtype)):
-        return torch.ops.mkldnn._linear_pointwise(x, weight if packed is None else packed, bias, "none", [], "")
+            and x.numel() >= MIN_ROWS * x.shape[-1]):
+        if computes(x.dtype):
+            return torch.ops.mkldnn._linear_pointwise(x, weight if packed is None else packed, bias, "none", [], "")
+        if widens(x.dtype):
+            return widened(x, weight, bias, scratch)
     return F.linear(x, weight, bias)
 
 
-def _routed_forward(self: nn.Linear, packed: torch.Tensor | None, x: torch.Tensor) -> torch.Tensor:
-    return linear(x, self.weight, self.bias, packed)
+def _routed_forward(self: nn.Linear, packed: torch.Tensor | None, scratch: Scratch, x: torch.Tensor) -> torch.Tensor:
+    return linear(x, self.weight, self.bias, packed, scratch)
 
 
 def _routable(module: nn.Module) -> bool:
-    """A plain nn.Linear with plain CPU weights in a dtype :func:`linear` :func:`computes`, whose
-    forward nothing else has replaced (accelerate's device hooks, for one, wrap ``forward`` on the
-    instance)."""
+    """A plain nn.Linear with plain CPU weights in a dtype :func:`linear` :func:`computes` or
+    :func:`widens`, whose forward nothing else has replaced (accelerate's device hooks, for one,
+    wrap ``forward`` on the instance)."""
     return (type(module) is nn.Linear and type(module.weight.data) is torch.Tensor
-            and computes(module.weight.dtype) and module.weight.device.type == "cpu"
+            and (computes(module.weight.dtype) or widens(module.weight.dtype)) and module.weight.device.type == "cpu"
             and "forward" not in module.__dict__ and not hasattr(module, "_hf_hook"))
 
 
 def route(module: nn.Module, pack_within: int = 0) -> Callable[[], None]:
     """Send ``module``'s routable linear layers through :func:`linear`; returns the function that
-    gives them their own forward back (and drops any packed copies). Their weights are also
-    :func:`pack`-ed while routed when all of them take at most ``pack_within`` bytes. Does nothing
-    when oneDNN is not :func:`available`; layers already routed (by a caller still using them) are
-    left to that caller."""
+    gives them their own forward back (and drops any packed copies and the layers' shared
+    :class:`Scratch`). Their weights are also :func:`pack`-ed while routed when all of them are in a
+    dtype oneDNN :func:`computes` and take at most ``pack_within`` bytes. Does nothing when no
+    layer is routable; layers already routed (by a caller still using them) are left to that
+    caller."""
     linears = [m for m in module.modules() if _routable(m)]
     packing = (bool(linears) and sum(m.weight.nbytes for m in linears) <= pack_within
                and all(_packs(m.weight.dtype) for m in linears))
+    scratch = Scratch()
     for m in linears:
-        m.forward = partial(_routed_forward, m, pack(m.weight.detach()) if packing else None)
+        m.forward = partial(_routed_forward, m, pack(m.weight.detach()) if packing else None, scratch)
 
     def restore() -> None:
         for m in linears:

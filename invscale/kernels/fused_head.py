@@ -6,7 +6,8 @@ logits ``z = h·Wᵀ``, transformed as the model's own head transforms them (:cl
 a scale, as Cohere and Granite apply, then a soft cap, as Gemma2 applies) before the logsumexp.
 
 - :func:`answer_logprobs_torch`, the plain reference: logits in row chunks (the model's dtype,
-  as ``lm_head`` gives them), reduced in fp32.
+  as ``lm_head`` gives them; on a CPU without half-precision products, computed in float32 and
+  rounded to it, :func:`invscale.kernels.cpu_linear.widened`), reduced in fp32.
 - :func:`answer_logprobs_triton`: one Triton kernel computes tiles of ``h·Wᵀ`` with tensor-core
   dots (fp32 accumulation; exact fp32 dots for fp32 inputs) and folds each tile straight into a
   running max, a running sum of exponentials and the target's logit, per row. The vocabulary is
@@ -22,6 +23,7 @@ import torch
 import triton
 import triton.language as tl
 
+from invscale.kernels import cpu_linear
 from invscale.kernels.launch import chosen_meta, interpreting, tuned
 
 MAX_SPLITS = 64
@@ -58,9 +60,14 @@ def answer_logprobs_torch(hidden: torch.Tensor, weight: torch.Tensor, targets: t
     """
     out = torch.empty(hidden.shape[0], dtype=torch.float32, device=hidden.device)
     greedy = torch.empty(hidden.shape[0], dtype=torch.bool, device=hidden.device)
+    widening = (hidden.device.type == "cpu" and hidden.shape[0] >= cpu_linear.MIN_ROWS
+                and cpu_linear.widens(hidden.dtype))
+    scratch = cpu_linear.Scratch() if widening else None
     for start in range(0, hidden.shape[0], rows_per_chunk):
         rows = slice(start, start + rows_per_chunk)
-        logits = transform.apply(torch.nn.functional.linear(hidden[rows], weight, bias).float())  # [rows, V]
+        logits = (cpu_linear.widened(hidden[rows], weight, bias, scratch) if widening
+                  else torch.nn.functional.linear(hidden[rows], weight, bias))
+        logits = transform.apply(logits.float())  # [rows, V]
         picked = logits.gather(1, targets[rows, None]).squeeze(1)
         out[rows] = picked - torch.logsumexp(logits, dim=1)
         if with_greedy:

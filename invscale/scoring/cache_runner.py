@@ -198,7 +198,7 @@ class CacheRunner:
         self._preface_last: torch.Tensor | None = None  # [V] log-probs after the preface's last token
         self._segment: tuple | None = None  # (tokens, log-probs after them, cache) of the run's segment
         self.mode = mode or self.probe()
-        self._restore_linears = cpu_linear.route(model.base_model, linear_pack_budget(self.device))
+        self._restore_linears = cpu_linear.route(model, linear_pack_budget(self.device))
 
     def close(self) -> None:
         """Give the model its own linear layers back and drop the preface's cache."""
