@@ -80,21 +80,27 @@ def generation_agreement(a: Path, b: Path) -> dict:
 
 
 def agreement(a: Path, b: Path) -> dict:
-    """Largest per-request log-likelihood difference between two runs' samples, and whether
-    ``is_greedy`` and acc agree on every sample."""
+    """The per-request log-likelihood differences between two runs' samples (largest, median and
+    99th percentile), and on how many samples ``is_greedy`` and acc differ."""
     left, right = samples(a), samples(b)
     if left.keys() != right.keys() or not left:
         raise SystemExit(f"{a} and {b} hold different samples")
-    largest, greedy_same, acc_same = 0.0, True, True
+    differences, greedy_differing, acc_differing = [], 0, 0
     for key, sample in left.items():
         other = right[key]
+        greedy_same = True
         for (ll, greedy), (ll_other, greedy_other) in zip(
                 (response[0] for response in sample["resps"]), (response[0] for response in other["resps"])):
-            largest = max(largest, abs(float(ll) - float(ll_other)))
+            differences.append(abs(float(ll) - float(ll_other)))
             greedy_same &= str(greedy) == str(greedy_other)  # logged as the strings 'True' / 'False'
-        acc_same &= sample.get("acc") == other.get("acc")
-    return {"samples": len(left), "max_abs_loglikelihood_difference": largest, "is_greedy_identical": greedy_same,
-            "acc_identical": acc_same}
+        greedy_differing += not greedy_same
+        acc_differing += sample.get("acc") != other.get("acc")
+    differences.sort()
+    return {"samples": len(left), "max_abs_loglikelihood_difference": differences[-1],
+            "median_abs_loglikelihood_difference": statistics.median(differences),
+            "p99_abs_loglikelihood_difference": differences[int(0.99 * (len(differences) - 1))],
+            "is_greedy_identical": greedy_differing == 0, "acc_identical": acc_differing == 0,
+            "samples_is_greedy_differing": greedy_differing, "samples_acc_differing": acc_differing}
 
 
 def main() -> None:
