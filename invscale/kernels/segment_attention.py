@@ -102,32 +102,31 @@ def segment_plan(subtree_end: torch.Tensor, positions: torch.Tensor | None = Non
     batches = []
     for width in rounded.unique().tolist():
         chosen = (rounded == width).nonzero().flatten()
-        batch = _batch(chosen, paths[chosen, :width], starts[chosen], subtree_end, positions,
-                       n_prefix if groups is None else 0, window, segment, dtype, offsets)
-        if groups is not None:
-            batch.keys += n_prefix
-            batch.mask = batch.mask.repeat(1, 1, groups, 1)
-        batches.append(batch)
+        batches.append(_batch(chosen, paths[chosen, :width], starts[chosen], subtree_end, positions, n_prefix,
+                              window, segment, dtype, offsets, groups))
     return SegmentPlan(batches, n, n_segments, segment, prefix_apart=groups is not None)
 
 
 def _batch(segments, path, starts, subtree_end, positions, n_prefix, window, segment, dtype,
-           offsets: bool = False) -> SegmentBatch:
+           offsets: bool = False, groups: int | None = None) -> SegmentBatch:
+    """The keys and mask of the segments of one path width: the prefix's keys first, unless it is
+    kept apart (``groups``: then the mask's rows are repeated for each query head of a key head)."""
     device, n = subtree_end.device, subtree_end.shape[0]
+    columns = 0 if groups is not None else n_prefix  # the prefix's keys in the batch
     own = starts[:, None] + torch.arange(segment, device=device)[None, :]  # [B, C]
     keys = torch.cat([path, own], dim=1)  # [B, width + C]
     key_ok = keys < n
     keys = torch.where(key_ok, keys, 0)
     ends = subtree_end[keys]
     visible = key_ok[:, None, :] & (keys[:, None, :] <= own[:, :, None]) & (own[:, :, None] < ends[:, None, :])
-    prefix_visible = visible.new_ones(len(segments), segment, n_prefix)
+    prefix_visible = visible.new_ones(len(segments), segment, columns)
     if window is not None:
         query_positions = positions[own.clamp(max=n - 1)]  # [B, C]
         visible &= query_positions[:, :, None] - positions[keys][:, None, :] < window
-        prefix = torch.arange(n_prefix, device=device)
+        prefix = torch.arange(columns, device=device)
         prefix_visible = query_positions[:, :, None] - prefix[None, None, :] < window
     visible |= (own >= n)[:, :, None] & key_ok[:, None, :]  # padding queries: any key, results dropped
-    prefix_keys = torch.arange(n_prefix, device=device).expand(len(segments), -1)
+    prefix_keys = torch.arange(columns, device=device).expand(len(segments), -1)
     visible = torch.cat([prefix_visible, visible], dim=2)
     mask = torch.zeros(visible.shape, dtype=dtype, device=device).masked_fill_(~visible, float("-inf"))
     all_keys = torch.cat([prefix_keys, keys + n_prefix], dim=1)
@@ -136,7 +135,8 @@ def _batch(segments, path, starts, subtree_end, positions, n_prefix, window, seg
         key_positions = torch.cat([torch.arange(n_prefix, device=device), positions])[all_keys]  # [B, P + K]
         query_positions = positions[own.clamp(max=n - 1)]
         relative = (key_positions[:, None, :] - query_positions[:, :, None]).to(torch.float32)
-    return SegmentBatch(segments, all_keys, mask[:, None], relative)
+    mask = mask[:, None] if groups is None else mask[:, None].repeat(1, 1, groups, 1)
+    return SegmentBatch(segments, all_keys, mask, relative)
 
 
 def segment_attention(query, key, value, plan: SegmentPlan, scale: float | None = None,
