@@ -24,11 +24,12 @@ bfloat16 layers take the same path where oneDNN computes bfloat16 products on th
 one-off check finds them equal to ``F.linear``'s to bfloat16 rounding (:func:`bfloat16_available`);
 on a 2-core Zen 5 with AVX512-BF16 one 1,024 × 576 by 576 × 1,536 product measured 717 GFLOP/s
 this way against 506 through ``F.linear`` (bench/RESULTS.md). Where the CPU has no bfloat16 (or
-float16) products (AVX2 alone, say), ``F.linear`` runs them in torch's own loops, about 7× slower
-than float32 (19–22 against 140–180 GFLOP/s on a 2-core Zen 3); there :func:`linear` computes them
-in float32 from widened copies of the inputs and rounds the output back (:func:`widened`): the
-same products of the same half-precision values, accumulated in float32 as the CPUs with bfloat16
-instructions do, at the float32 rate.
+float16) products (AVX2 alone, say), ``F.linear`` runs them in torch's own loops at 15–21 GFLOP/s
+against float32's 140–180 (2-core Zen 3); there :func:`linear` computes them in float32 from
+widened copies of the inputs and rounds the output back (:func:`widened`): the same products of the
+same half-precision values, accumulated in float32 as the CPUs with bfloat16 instructions do, at
+143–165 GFLOP/s on 1,024 rows of SmolLM2-135M's and OPT-1.3B's shapes and 42–67 on 32
+(bench/cpu_linear_rates.py).
 """
 
 from __future__ import annotations
