@@ -1,7 +1,8 @@
 """Run a preface and packed tries through an unchanged HF causal LM.
 
 The model's attention is switched to the tree attention for the runner's lifetime (and restored
-on close), and so, on CPU, are its float32 linear layers to oneDNN's matrix product
+on close), and so, on CPU, are its linear layers: float32 to oneDNN's matrix product, half
+precision to float32 where the CPU has no half-precision products
 (:mod:`invscale.kernels.cpu_linear`); the LM head is applied only to the hidden states that
 predict answer tokens, by the fused Triton kernel (``kernels="triton"``) or its torch reference.
 """
