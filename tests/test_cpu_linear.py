@@ -103,6 +103,17 @@ def test_runner_routes_its_body_while_open_and_scores_exactly(loaded_models, mon
         assert abs(value - expected) <= 1e-4
 
 
+def test_cache_runner_routes_the_whole_model_head_included_while_open(loaded_models):
+    from invscale.scoring.cache_runner import CacheRunner
+
+    model = loaded_models["llama-gqa2"].model
+    linears = [m for m in model.modules() if type(m) is nn.Linear]
+    assert model.get_output_embeddings() in linears
+    with CacheRunner(model):
+        assert all("forward" in m.__dict__ for m in linears) == cpu_linear.available()
+    assert not any("forward" in m.__dict__ for m in model.modules())
+
+
 def test_half_precision_goes_through_onednn_where_the_cpu_computes_it_and_is_widened_elsewhere():
     """On a CPU without bfloat16 instructions (AVX2 alone) oneDNN refuses bfloat16 products, and
     bfloat16 layers are computed in float32 from widened inputs instead of torch's slow loops; where
