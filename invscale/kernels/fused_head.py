@@ -62,10 +62,11 @@ def answer_logprobs_torch(hidden: torch.Tensor, weight: torch.Tensor, targets: t
     greedy = torch.empty(hidden.shape[0], dtype=torch.bool, device=hidden.device)
     widening = (hidden.device.type == "cpu" and hidden.shape[0] >= cpu_linear.MIN_ROWS
                 and cpu_linear.widens(hidden.dtype))
-    scratch = cpu_linear.Scratch() if widening else None
+    if widening:  # once for every chunk (widened() takes float32 weights as they are)
+        weight, bias = weight.float(), None if bias is None else bias.float()
     for start in range(0, hidden.shape[0], rows_per_chunk):
         rows = slice(start, start + rows_per_chunk)
-        logits = (cpu_linear.widened(hidden[rows], weight, bias, scratch) if widening
+        logits = (cpu_linear.widened(hidden[rows], weight, bias) if widening
                   else torch.nn.functional.linear(hidden[rows], weight, bias))
         logits = transform.apply(logits.float())  # [rows, V]
         picked = logits.gather(1, targets[rows, None]).squeeze(1)
