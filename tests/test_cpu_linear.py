@@ -15,6 +15,21 @@ from invscale.scoring.runner import PackRunner
 from invscale.scoring.scorer import score_token_sequences
 
 
+def shared_prefix_sequences(seed: int, vocab: int, shared_length: int) -> list[tuple[tuple[int, ...], int]]:
+    """12 random (tokens, answer length) sequences after one shared prefix of ``shared_length``."""
+    rng = random.Random(seed)
+    shared = tuple(rng.randrange(vocab) for _ in range(shared_length))
+    return [(shared + tuple(rng.randrange(vocab) for _ in range(rng.randint(1, 30))), rng.randint(1, 3))
+            for _ in range(12)]
+
+
+def full_forward_logprob(model, tokens: tuple[int, ...], n_answer: int) -> float:
+    """The summed log-prob of the last ``n_answer`` tokens by the model's own full forward."""
+    with torch.no_grad():
+        logits = model(torch.tensor([tokens])).logits[0].double().log_softmax(-1)
+    return sum(logits[p - 1, tokens[p]].item() for p in range(len(tokens) - n_answer, len(tokens)))
+
+
 def test_onednn_is_available_where_torch_has_it():
     """The probe must not turn the fast path off by mistake on a CPU build that has oneDNN."""
     has_op = hasattr(torch.ops.mkldnn, "_linear_pointwise") and torch.backends.mkldnn.is_available()
@@ -88,19 +103,11 @@ def test_runner_routes_its_body_while_open_and_scores_exactly(loaded_models, mon
     calls = []
     plain_linear = cpu_linear.linear
     monkeypatch.setattr(cpu_linear, "linear", lambda *args: calls.append(args[0].shape) or plain_linear(*args))
-    rng = random.Random(3)
-    vocab = model.config.vocab_size
-    shared = tuple(rng.randrange(vocab) for _ in range(40))
-    sequences = [(shared + tuple(rng.randrange(vocab) for _ in range(rng.randint(1, 30))), rng.randint(1, 3))
-                 for _ in range(12)]
+    sequences = shared_prefix_sequences(3, model.config.vocab_size, 40)
     logprobs, _ = score_token_sequences(model, sequences, max_tokens_per_pack=96)
     assert any(shape[-2] >= cpu_linear.MIN_ROWS for shape in calls), "the layers ran through the routed linear"
     for value, (tokens, n_answer) in zip(logprobs, sequences):
-        with torch.no_grad():
-            logits = model(torch.tensor([tokens])).logits[0].double().log_softmax(-1)
-        positions = range(len(tokens) - n_answer, len(tokens))
-        expected = sum(logits[p - 1, tokens[p]].item() for p in positions)
-        assert abs(value - expected) <= 1e-4
+        assert abs(value - full_forward_logprob(model, tokens, n_answer)) <= 1e-4
 
 
 def test_cache_runner_routes_the_whole_model_head_included_while_open(loaded_models):
@@ -171,19 +178,9 @@ def test_bfloat16_scores_are_as_close_to_float32_as_the_models_own_bfloat16_forw
     calls = []
     plain_widened = cpu_linear.widened
     monkeypatch.setattr(cpu_linear, "widened", lambda *args: calls.append(args[0].shape) or plain_widened(*args))
-    rng = random.Random(4)
-    vocab = half.config.vocab_size
-    shared = tuple(rng.randrange(vocab) for _ in range(50))
-    sequences = [(shared + tuple(rng.randrange(vocab) for _ in range(rng.randint(1, 30))), rng.randint(1, 3))
-                 for _ in range(12)]
+    sequences = shared_prefix_sequences(4, half.config.vocab_size, 50)
     logprobs, _ = score_token_sequences(half, sequences, max_tokens_per_pack=120)
     assert bool(calls) == cpu_linear.widens(torch.bfloat16)
-
-    def own(model, tokens, n_answer):
-        with torch.no_grad():
-            logits = model(torch.tensor([tokens])).logits[0].double().log_softmax(-1)
-        return sum(logits[p - 1, tokens[p]].item() for p in range(len(tokens) - n_answer, len(tokens)))
-
     for value, (tokens, n_answer) in zip(logprobs, sequences):
-        reference, own_half = own(exact, tokens, n_answer), own(half, tokens, n_answer)
+        reference, own_half = full_forward_logprob(exact, tokens, n_answer), full_forward_logprob(half, tokens, n_answer)
         assert abs(value - reference) <= 2 * abs(own_half - reference) + 0.02 * n_answer, (value, own_half, reference)
