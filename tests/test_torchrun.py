@@ -201,3 +201,21 @@ def test_written_text_on_two_processes_is_what_one_writes(checkpoint_dirs, tmp_p
         for processes, out in zip((1, 2), outs):
             run(processes, "score", str(data), "--model", model, *extra, "--out", str(out))
         assert outs[0].read_bytes() == outs[1].read_bytes()
+
+
+def test_the_process_group_is_destroyed_before_interpreter_shutdown(tmp_path):
+    """Joining the group registers an exit handler that destroys it while the interpreter is whole:
+    left to interpreter shutdown, gloo's threads sometimes abort a worker (SIGABRT) after its work."""
+    script = tmp_path / "leave.py"
+    script.write_text(
+        "import atexit, torch\n"
+        "from invscale.scoring.distributed import current\n"
+        "group = current()\n"
+        "assert group.size == 2 and torch.distributed.is_initialized()\n"
+        "atexit._run_exitfuncs()\n"
+        "assert not torch.distributed.is_initialized()\n"
+        "print('left', group.rank)\n")
+    result = subprocess.run([TORCHRUN, "--standalone", "--nproc-per-node=2", str(script)], env=ENV,
+                            capture_output=True, text=True, timeout=300)
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert sorted(result.stdout.split("\n")) == ["", "left 0", "left 1"]

@@ -15,6 +15,7 @@ Only answer log-probs cross processes, so the process group is gloo (TCP) on CPU
 
 from __future__ import annotations
 
+import atexit
 import os
 from dataclasses import dataclass
 from datetime import timedelta
@@ -113,7 +114,17 @@ def current() -> Group:
     if not torch.distributed.is_initialized():
         exit_with_launcher()
         torch.distributed.init_process_group("gloo", timeout=ROUND_TIMEOUT)
+        atexit.register(leave_group)
     return Group(torch.distributed.get_rank(), torch.distributed.get_world_size())
+
+
+def leave_group() -> None:
+    """Destroy the process group while the interpreter is still whole (run at exit). Left to
+    interpreter shutdown, gloo's worker threads are torn down with the interpreter and the process
+    sometimes aborts (SIGABRT, "terminate called without an active exception") after its work is
+    done, failing the whole run."""
+    if torch.distributed.is_initialized():
+        torch.distributed.destroy_process_group()
 
 
 def exit_with_launcher() -> None:
