@@ -11,6 +11,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from invscale.kernels import cpu_linear
+from invscale.kernels.fused_head import answer_logprobs_for, answer_logprobs_torch
 from invscale.scoring.runner import PackRunner
 from invscale.scoring.scorer import score_token_sequences
 
@@ -165,6 +166,25 @@ def test_widened_layers_share_one_scratch_of_the_largest_weight_and_keep_each_la
             assert all(m.forward.args[2] is scratch for m in model)
             assert torch.equal(model(x), expected) and torch.equal(model(x), expected)
             assert scratch._buffer.numel() == 96 * 160
+
+
+def test_a_runners_head_widens_into_its_own_scratch_and_gives_the_same_log_probs():
+    """The torch head function a runner gets widens a half-precision head into a scratch buffer of
+    its own, reused across calls and heads, with the same log-probs as a fresh float32 copy."""
+    if not cpu_linear.widens(torch.bfloat16):
+        pytest.skip("this CPU computes bfloat16 products itself")
+    head = answer_logprobs_for("torch")
+    scratch = head.keywords["scratch"]
+    assert answer_logprobs_for("torch").keywords["scratch"] is not scratch
+    generator = torch.Generator().manual_seed(8)
+    for vocab, rows in ((900, 40), (1500, 70), (700, 33)):
+        hidden = torch.randn(rows, 64, generator=generator).bfloat16()
+        weight = torch.randn(vocab, 64, generator=generator).bfloat16()
+        targets = torch.randint(vocab, (rows,), generator=generator)
+        expected = answer_logprobs_torch(hidden, weight, targets, rows_per_chunk=16, with_greedy=True)
+        got = head(hidden, weight, targets, rows_per_chunk=16, with_greedy=True)
+        assert all(torch.equal(a, b) for a, b in zip(got, expected))
+    assert scratch._buffer.numel() == 1500 * 64
 
 
 def test_bfloat16_scores_are_as_close_to_float32_as_the_models_own_bfloat16_forward(checkpoint_dirs, monkeypatch):
