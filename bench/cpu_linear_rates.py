@@ -5,7 +5,8 @@
 For SmolLM2-135M's and OPT-1.3B's layer shapes: float32 through ``F.linear`` (MKL) and through
 :func:`invscale.kernels.cpu_linear.linear` (oneDNN, with its weight packed where packing is
 available); bfloat16 through ``F.linear`` and through ``cpu_linear.linear`` (oneDNN's bfloat16
-product where the CPU has one, else widened to float32 through a held :class:`Scratch`). Each
+product where the CPU has one, else widened to float32 through a held :class:`Scratch`), and
+where the CPU widens, widened into a fresh float32 copy of the weight at every call. Each
 round times every way once (median of three calls after a warm-up); the table gives the median
 over rounds.
 """
@@ -24,7 +25,7 @@ import torch.nn.functional as F
 
 from invscale.kernels import cpu_linear
 
-SHAPES = {"smollm2 up": (576, 1536), "smollm2 down": (1536, 576),
+SHAPES = {"smollm2 up": (576, 1536), "smollm2 down": (1536, 576), "smollm2 head": (576, 49152),
           "opt-1.3b fc1": (2048, 8192), "opt-1.3b fc2": (8192, 2048), "opt-1.3b q": (2048, 2048)}
 
 
@@ -44,10 +45,13 @@ def ways(x: torch.Tensor, weight: torch.Tensor) -> dict:
     packed = cpu_linear.pack(weight) if cpu_linear.packing_available() else None
     half_packed = cpu_linear.pack(half_w) if cpu_linear.computes(torch.bfloat16) else None
     scratch = cpu_linear.Scratch()
-    return {"float32 F.linear": lambda: F.linear(x, weight),
-            "float32 cpu_linear": lambda: cpu_linear.linear(x, weight, None, packed),
-            "bfloat16 F.linear": lambda: F.linear(half_x, half_w),
-            "bfloat16 cpu_linear": lambda: cpu_linear.linear(half_x, half_w, None, half_packed, scratch)}
+    calls = {"float32 F.linear": lambda: F.linear(x, weight),
+             "float32 cpu_linear": lambda: cpu_linear.linear(x, weight, None, packed),
+             "bfloat16 F.linear": lambda: F.linear(half_x, half_w),
+             "bfloat16 cpu_linear": lambda: cpu_linear.linear(half_x, half_w, None, half_packed, scratch)}
+    if cpu_linear.widens(torch.bfloat16):
+        calls["bfloat16 widened, fresh copy"] = lambda: cpu_linear.widened(half_x, half_w)
+    return calls
 
 
 def main() -> None:
